@@ -1,0 +1,49 @@
+"""The ``dmfdns`` command line: argparse subcommands that call package functions.
+
+Each module in ``dmfdns.commands`` adds its subcommands with ``register(subparsers)``; a
+handler takes ``(args, ctx)`` and returns an exit status. Failures are one line on stderr:
+exit 1 for a refused operation or invalid input, 2 for usage errors.
+"""
+
+import argparse
+import sys
+from typing import Callable, TextIO
+
+from . import __version__
+from .commands import CommandError, Context
+from .commands import keys as keys_commands
+from .commands import record as record_commands
+
+COMMAND_MODULES = [keys_commands, record_commands]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        raise CommandError(message, status=2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dmfdns", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"dmfdns {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def run(argv, *, now: float, get_reactor: Callable = None, stdout: TextIO = None,
+        stderr: TextIO = None) -> int:
+    ctx = Context(now=now, get_reactor=get_reactor, stdout=stdout or sys.stdout,
+                  stderr=stderr or sys.stderr)
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args, ctx) or 0)
+    except CommandError as exc:
+        print(f"dmfdns: {exc}", file=ctx.stderr)
+        return exc.status
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,5 @@
+"""``dmfdns record inspect``: decode and check any v=dmp1 value."""
+
+
+def register(sub) -> None:
+    pass

@@ -1,0 +1,1 @@
+"""The twisted.web resource tree of a node (layer 2)."""

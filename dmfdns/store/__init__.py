@@ -1,0 +1,1 @@
+"""Record storage: the RecordStore protocol, MemoryStore and LmdbStore (layer 1)."""

@@ -1,0 +1,1 @@
+"""Cluster workers: anti-entropy, manifest gossip, bootstrap, heartbeat (layer 2)."""
