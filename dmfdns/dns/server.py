@@ -1,0 +1,201 @@
+"""DNS over UDP and TCP: thin Twisted protocols that frame bytes for the pure responder.
+
+Everything about the answer is decided by ``respond(query, *, now, max_udp, proto, client)``
+(``dmfdns.dns.responder``); this module only moves bytes, keeps per-transport counters and
+enforces the transport's own limits:
+
+* UDP: one datagram in, at most one out; ``None`` from the responder means silence (a
+  response packet, a runt).
+* TCP (RFC 1035 §4.2.2, RFC 7766): two-byte length framing with a cap on the length,
+  pipelined queries answered in order (the responder is synchronous), each response written
+  as length + message in one write, an idle timeout counted from the last complete query
+  (a client dribbling bytes does not keep a connection alive, RFC 7766 §6.2.3), a cap on
+  open connections per listener past which new connections are closed at once, and
+  backpressure: when a client stops reading, the server stops reading its queries.
+
+The stock twisted.names protocols are not used: their TCP framing raises on a split length
+prefix and their server never truncates UDP (operators.md §14.3). Time comes from the
+injected clock (an ``IReactorTime``), never the global reactor.
+"""
+
+from dataclasses import dataclass, fields
+
+from twisted.internet import protocol
+from twisted.logger import Logger
+from twisted.protocols import basic, policies
+
+RESPONDER_FAILURE_LOG_INTERVAL = 60.0
+
+
+@dataclass
+class TransportCounters:
+    """Plain-integer counters of one listener (exported at scrape time, never locked)."""
+
+    queries: int = 0            # messages received (datagrams or TCP frames)
+    responses: int = 0          # responses sent
+    dropped: int = 0            # the responder chose silence
+    errors: int = 0             # the responder raised (a bug: logged, rate-limited)
+    connections_accepted: int = 0
+    connections_refused: int = 0   # over max_tcp_connections
+    connections_open: int = 0
+    idle_timeouts: int = 0
+    oversize_closed: int = 0       # a length prefix over max_tcp_message
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class _FailureLog:
+    """Logs a responder failure at most once per interval, so a bug that every packet
+    triggers cannot flood the log (operators.md §6)."""
+
+    def __init__(self, clock, log: Logger, interval: float = RESPONDER_FAILURE_LOG_INTERVAL):
+        self._clock = clock
+        self._log = log
+        self._interval = interval
+        self._next = None
+        self._suppressed = 0
+
+    def failure(self, proto: str) -> None:
+        now = self._clock.seconds()
+        if self._next is not None and now < self._next:
+            self._suppressed += 1
+            return
+        self._log.failure("DNS responder failed on a {proto} query ({suppressed} more "
+                          "suppressed since the last report)", proto=proto,
+                          suppressed=self._suppressed)
+        self._suppressed = 0
+        self._next = now + self._interval
+
+
+def _client_host(address) -> str | None:
+    try:
+        return address[0] if isinstance(address, tuple) else address.host
+    except AttributeError:
+        return None
+
+
+class DNSDatagramProtocol(protocol.DatagramProtocol):
+    """DNS over UDP: each datagram is answered by the responder or dropped."""
+
+    log = Logger(namespace="dmfdns.dns")
+
+    def __init__(self, responder, clock, *, max_udp: int, counters=None,
+                 proto: str = "udp"):
+        self.responder = responder
+        self.clock = clock
+        self.max_udp = max_udp
+        self.proto = proto
+        self.counters = counters if counters is not None else TransportCounters()
+        self._failures = _FailureLog(clock, self.log)
+
+    def datagramReceived(self, data: bytes, addr) -> None:
+        self.counters.queries += 1
+        try:
+            response = self.responder.respond(data, now=self.clock.seconds(),
+                                              max_udp=self.max_udp, proto=self.proto,
+                                              client=_client_host(addr))
+        except Exception:
+            self.counters.errors += 1
+            self._failures.failure(self.proto)
+            return
+        if response is None:
+            self.counters.dropped += 1
+            return
+        try:
+            self.transport.write(response, addr)
+        except OSError:
+            # An unreachable or rate-limited destination is the client's problem; the
+            # listener must go on serving everyone else.
+            self.counters.errors += 1
+            return
+        self.counters.responses += 1
+
+
+class DNSStreamProtocol(basic.Int16StringReceiver, policies.TimeoutMixin):
+    """DNS over TCP: length-prefixed queries, answered in order on the same connection.
+
+    ``Int16StringReceiver`` is also a push producer: registered with its own transport, it
+    stops reading when the client stops reading responses (a bound on queued output).
+    """
+
+    def __init__(self, factory: "DNSStreamFactory", client: str | None):
+        self.factory = factory
+        self.client = client
+        self.MAX_LENGTH = factory.max_message
+        # TimeoutMixin schedules through self.callLater; use the injected clock.
+        self.callLater = factory.clock.callLater
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)
+        self.setTimeout(self.factory.idle_timeout)
+
+    def stringReceived(self, query: bytes) -> None:
+        factory = self.factory
+        factory.counters.queries += 1
+        self.resetTimeout()
+        try:
+            response = factory.responder.respond(query, now=factory.clock.seconds(),
+                                                 max_udp=None, proto=factory.proto,
+                                                 client=self.client)
+        except Exception:
+            factory.counters.errors += 1
+            factory.failures.failure(factory.proto)
+            # Answers must stay in order; without one for this query, end the stream.
+            self.transport.loseConnection()
+            return
+        if response is None:
+            factory.counters.dropped += 1
+            return
+        self.sendString(response)
+        factory.counters.responses += 1
+
+    def lengthLimitExceeded(self, length: int) -> None:
+        self.factory.counters.oversize_closed += 1
+        self.transport.loseConnection()
+
+    def timeoutConnection(self) -> None:
+        self.factory.counters.idle_timeouts += 1
+        if self.paused:
+            # The client stopped reading: queued responses would never drain.
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason) -> None:
+        self.setTimeout(None)
+        self.factory.connection_closed(self)
+
+
+class DNSStreamFactory(protocol.ServerFactory):
+    """Builds DNSStreamProtocol connections and enforces the per-listener connection cap:
+    past ``max_connections`` a new connection is closed at once, the open ones keep their
+    service (NSD's ``tcp-reject-overflow``)."""
+
+    log = Logger(namespace="dmfdns.dns")
+
+    def __init__(self, responder, clock, *, idle_timeout: float, max_connections: int,
+                 max_message: int = 65535, counters=None, proto: str = "tcp"):
+        self.responder = responder
+        self.clock = clock
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.max_message = max_message
+        self.proto = proto
+        self.counters = counters if counters is not None else TransportCounters()
+        self.failures = _FailureLog(clock, self.log)
+        self.connections = set()
+
+    def buildProtocol(self, addr):
+        if len(self.connections) >= self.max_connections:
+            self.counters.connections_refused += 1
+            return None  # Twisted closes the accepted socket
+        connection = DNSStreamProtocol(self, _client_host(addr))
+        self.connections.add(connection)
+        self.counters.connections_accepted += 1
+        self.counters.connections_open = len(self.connections)
+        return connection
+
+    def connection_closed(self, connection: DNSStreamProtocol) -> None:
+        self.connections.discard(connection)
+        self.counters.connections_open = len(self.connections)

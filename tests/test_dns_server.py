@@ -1,0 +1,274 @@
+"""The DNS transports with fakes: StringTransport, a fake datagram transport, task.Clock."""
+
+import struct
+
+import pytest
+from twisted.internet import address, task
+from twisted.internet.testing import StringTransport
+
+from dmfdns.dns.server import DNSDatagramProtocol, DNSStreamFactory, TransportCounters
+
+CLIENT = address.IPv4Address("TCP", "127.0.0.9", 40000)
+
+
+class FakeResponder:
+    """Answers ``b"q:" + x`` with ``b"a:" + x``; None for b"drop"; raises on b"boom"."""
+
+    def __init__(self):
+        self.calls = []
+
+    def respond(self, query, *, now, max_udp, proto, client=None):
+        self.calls.append(dict(query=query, now=now, max_udp=max_udp, proto=proto,
+                               client=client))
+        if query == b"boom":
+            raise RuntimeError("bug")
+        if query == b"drop":
+            return None
+        return b"a:" + query[2:]
+
+
+class FakeDatagramTransport:
+    def __init__(self, fail=False):
+        self.written = []
+        self.fail = fail
+
+    def write(self, data, addr):
+        if self.fail:
+            raise OSError("unreachable")
+        self.written.append((data, addr))
+
+
+def frame(message: bytes) -> bytes:
+    return struct.pack(">H", len(message)) + message
+
+
+def unframe(data: bytes) -> list[bytes]:
+    messages = []
+    while data:
+        (length,) = struct.unpack(">H", data[:2])
+        messages.append(data[2:2 + length])
+        data = data[2 + length:]
+    return messages
+
+
+# --- UDP -----------------------------------------------------------------------------------
+
+def make_udp(**kw):
+    clock = task.Clock()
+    clock.advance(1000.5)
+    responder = FakeResponder()
+    udp = DNSDatagramProtocol(responder, clock, max_udp=1232, **kw)
+    udp.transport = FakeDatagramTransport()
+    return udp, responder
+
+
+def test_udp_answers_with_now_max_udp_and_client():
+    udp, responder = make_udp()
+    udp.datagramReceived(b"q:1", ("127.0.0.2", 5000))
+    assert udp.transport.written == [(b"a:1", ("127.0.0.2", 5000))]
+    assert responder.calls == [dict(query=b"q:1", now=1000.5, max_udp=1232, proto="udp",
+                                    client="127.0.0.2")]
+    assert (udp.counters.queries, udp.counters.responses) == (1, 1)
+
+
+def test_udp_drops_what_the_responder_declines():
+    udp, _ = make_udp()
+    udp.datagramReceived(b"drop", ("127.0.0.2", 5000))
+    assert udp.transport.written == []
+    assert udp.counters.dropped == 1 and udp.counters.responses == 0
+
+
+def test_udp_survives_a_responder_bug_and_logs_it_rate_limited(capture_failures):
+    udp, _ = make_udp()
+    for _ in range(3):
+        udp.datagramReceived(b"boom", ("127.0.0.2", 5000))
+    udp.datagramReceived(b"q:ok", ("127.0.0.2", 5000))
+    assert udp.counters.errors == 3
+    assert udp.transport.written == [(b"a:ok", ("127.0.0.2", 5000))]
+    assert len(capture_failures) == 1  # two more suppressed within the interval
+
+
+def test_udp_send_error_is_counted_not_raised():
+    udp, _ = make_udp()
+    udp.transport = FakeDatagramTransport(fail=True)
+    udp.datagramReceived(b"q:1", ("127.0.0.2", 5000))
+    assert udp.counters.errors == 1 and udp.counters.responses == 0
+
+
+def test_udp_protocol_passes_its_proto_label():
+    udp, responder = make_udp(proto="udp6")
+    udp.datagramReceived(b"q:1", ("::1", 5000, 0, 0))
+    assert responder.calls[0]["proto"] == "udp6"
+    assert responder.calls[0]["client"] == "::1"
+
+
+@pytest.fixture
+def capture_failures():
+    from twisted.logger import globalLogPublisher
+    seen = []
+
+    def observer(event):
+        if event.get("log_failure") is not None:
+            seen.append(event)
+    globalLogPublisher.addObserver(observer)
+    yield seen
+    globalLogPublisher.removeObserver(observer)
+
+
+# --- TCP -----------------------------------------------------------------------------------
+
+def make_factory(**kw):
+    clock = task.Clock()
+    responder = FakeResponder()
+    options = dict(idle_timeout=10.0, max_connections=2, max_message=512)
+    options.update(kw)
+    factory = DNSStreamFactory(responder, clock, **options)
+    return factory, responder, clock
+
+
+def connect(factory):
+    conn = factory.buildProtocol(CLIENT)
+    if conn is None:
+        return None, None
+    transport = StringTransport(peerAddress=CLIENT)
+    conn.makeConnection(transport)
+    return conn, transport
+
+
+def close(conn, transport):
+    transport.loseConnection()
+    conn.connectionLost(None)
+
+
+def test_tcp_pipelined_queries_are_answered_in_order():
+    factory, responder, _ = make_factory()
+    conn, transport = connect(factory)
+    conn.dataReceived(frame(b"q:1") + frame(b"q:2") + frame(b"q:3"))
+    assert unframe(transport.value()) == [b"a:1", b"a:2", b"a:3"]
+    assert [c["max_udp"] for c in responder.calls] == [None, None, None]
+    assert {c["proto"] for c in responder.calls} == {"tcp"}
+    assert responder.calls[0]["client"] == "127.0.0.9"
+    assert factory.counters.queries == 3 and factory.counters.responses == 3
+
+
+def test_tcp_each_response_is_one_write():
+    factory, _, _ = make_factory()
+    conn, transport = connect(factory)
+    writes = []
+    transport.write = writes.append
+    conn.dataReceived(frame(b"q:1") + frame(b"q:2"))
+    assert writes == [frame(b"a:1"), frame(b"a:2")]
+
+
+def test_tcp_split_length_prefix_and_body_are_reassembled():
+    factory, _, _ = make_factory()
+    conn, transport = connect(factory)
+    data = frame(b"q:hello")
+    for byte in data:
+        conn.dataReceived(bytes([byte]))
+    assert unframe(transport.value()) == [b"a:hello"]
+    assert not transport.disconnecting
+
+
+def test_tcp_oversize_length_prefix_closes():
+    factory, responder, _ = make_factory(max_message=100)
+    conn, transport = connect(factory)
+    conn.dataReceived(struct.pack(">H", 101))
+    assert transport.disconnecting
+    assert factory.counters.oversize_closed == 1
+    assert responder.calls == []
+
+
+def test_tcp_message_at_the_cap_is_accepted():
+    factory, _, _ = make_factory(max_message=100)
+    conn, transport = connect(factory)
+    conn.dataReceived(frame(b"q:" + b"x" * 98))
+    assert unframe(transport.value()) == [b"a:" + b"x" * 98]
+
+
+def test_tcp_dropped_query_keeps_the_connection():
+    factory, _, _ = make_factory()
+    conn, transport = connect(factory)
+    conn.dataReceived(frame(b"drop") + frame(b"q:2"))
+    assert unframe(transport.value()) == [b"a:2"]
+    assert factory.counters.dropped == 1 and not transport.disconnecting
+
+
+def test_tcp_responder_bug_closes_instead_of_answering_out_of_order():
+    factory, _, _ = make_factory()
+    conn, transport = connect(factory)
+    conn.dataReceived(frame(b"q:1") + frame(b"boom"))
+    assert unframe(transport.value()) == [b"a:1"]
+    assert transport.disconnecting and factory.counters.errors == 1
+
+
+def test_tcp_idle_timeout_closes_after_the_last_query():
+    factory, _, clock = make_factory(idle_timeout=10.0)
+    conn, transport = connect(factory)
+    clock.advance(9)
+    conn.dataReceived(frame(b"q:1"))
+    clock.advance(9)
+    assert not transport.disconnecting
+    clock.advance(1.5)
+    assert transport.disconnecting
+    assert factory.counters.idle_timeouts == 1
+
+
+def test_tcp_dribbled_bytes_do_not_keep_a_connection_alive():
+    factory, _, clock = make_factory(idle_timeout=10.0)
+    conn, transport = connect(factory)
+    conn.dataReceived(b"\x00")
+    for _ in range(10):
+        clock.advance(1)
+        conn.dataReceived(b"")
+    assert transport.disconnecting
+
+
+def test_tcp_timer_is_cancelled_when_the_client_leaves():
+    factory, _, clock = make_factory()
+    conn, transport = connect(factory)
+    close(conn, transport)
+    assert clock.getDelayedCalls() == []
+    assert factory.counters.connections_open == 0
+
+
+def test_tcp_connection_cap_refuses_new_connections_until_one_closes():
+    factory, _, _ = make_factory(max_connections=2)
+    first, first_transport = connect(factory)
+    second, _ = connect(factory)
+    assert connect(factory) == (None, None)
+    assert factory.counters.connections_refused == 1
+    assert factory.counters.connections_open == 2
+    close(first, first_transport)
+    third, _ = connect(factory)
+    assert third is not None
+    assert factory.counters.connections_accepted == 3
+
+
+def test_tcp_stops_reading_while_the_client_does_not_read():
+    factory, _, clock = make_factory()
+    conn, transport = connect(factory)
+    assert transport.producer is conn and transport.streaming
+    conn.pauseProducing()           # the transport's write buffer is full
+    assert transport.producerState == "paused"
+    conn.dataReceived(frame(b"q:1"))
+    assert transport.value() == b""  # queries wait while paused
+    conn.resumeProducing()
+    assert unframe(transport.value()) == [b"a:1"]
+
+
+def test_tcp_idle_timeout_aborts_a_client_that_never_reads():
+    factory, _, clock = make_factory(idle_timeout=5.0)
+    conn, transport = connect(factory)
+    aborted = []
+    transport.abortConnection = lambda: aborted.append(True)
+    conn.pauseProducing()
+    clock.advance(5)
+    assert aborted == [True]
+
+
+def test_counters_are_plain_integers():
+    counters = TransportCounters()
+    counters.queries += 2
+    assert counters.as_dict()["queries"] == 2
+    assert all(isinstance(v, int) for v in counters.as_dict().values())
