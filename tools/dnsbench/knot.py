@@ -1,0 +1,52 @@
+"""Knot DNS as the benchmark's reference server: one UDP worker on one pinned CPU.
+
+The configuration follows benchmarking.md: one UDP, one TCP and one background worker, the
+whole zone loaded from the file, no journal, no semantic checks, no zone-file flush. Knot
+has no response rate limit unless ``mod-rrl`` is loaded, and we load no module. knotd
+pins its UDP workers itself after start, so the caller re-pins every thread
+(``Proc.pin_all_threads``) once Knot answers.
+"""
+
+import os
+
+CONFIG = """\
+server:
+    rundir: "{workdir}"
+    pidfile: "{workdir}/knot.pid"
+    listen: 127.0.0.1@{port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+
+log:
+  - target: stderr
+    any: warning
+
+database:
+    storage: "{workdir}/db"
+
+template:
+  - id: default
+    storage: "{workdir}"
+    semantic-checks: off
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+
+zone:
+  - domain: {zone}.
+    file: "{zone_file}"
+"""
+
+
+def write_config(workdir, *, port: int, zone: str, zone_file) -> str:
+    os.makedirs(os.path.join(workdir, "db"), exist_ok=True)
+    path = os.path.join(workdir, "knot.conf")
+    with open(path, "w", encoding="ascii") as out:
+        out.write(CONFIG.format(workdir=workdir, port=port, zone=zone,
+                                zone_file=os.path.abspath(zone_file)))
+    return path
+
+
+def argv(config_path) -> list:
+    return ["knotd", "-c", config_path]

@@ -1,0 +1,74 @@
+"""Medians over the rounds, printed as a Markdown table (pasted as is into
+docs/performance.md) and the final ratio line."""
+
+import statistics
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 4) if values else None
+
+
+def summarize(runs: list, labels) -> dict:
+    """Per server: medians over its throughput runs (``kind == "throughput"``) and over
+    its latency runs (``kind == "latency"``)."""
+    summary = {}
+    for label in labels:
+        tput = [r for r in runs if r["server"] == label and r["kind"] == "throughput"]
+        lat = [r for r in runs if r["server"] == label and r["kind"] == "latency"]
+        if not tput:
+            continue
+        qps = [r["qps"] for r in tput]
+        summary[label] = {
+            "rounds": len(tput),
+            "qps_median": _median(qps), "qps_min": min(qps), "qps_max": max(qps),
+            "avg_ms": _median(r["avg_ms"] for r in tput),
+            "lat_avg_ms": _median(r["avg_ms"] for r in lat),
+            "lat_p50_ms": _median(r["p50_ms"] for r in lat),
+            "lat_p99_ms": _median(r["p99_ms"] for r in lat),
+            "lat_max_ms": max((r["max_ms"] for r in lat if r["max_ms"] is not None),
+                              default=None),
+            "lost": sum(r["lost"] for r in tput + lat),
+            "sent": sum(r["sent"] for r in tput + lat),
+            "answered_share_min": min(r["answered_share"] for r in tput + lat),
+            "expected_rcode_share_min": min(r["expected_rcode_share"] for r in tput + lat),
+            "server_cpu_pct": _median(r["server_cpu_pct"] for r in tput),
+            "client_cpu_pct": _median(r["client_cpu_pct"] for r in tput),
+            "other_cpu_pct": _median(r["other_cpu_pct"] for r in tput),
+            "rss_mib": max(r["rss_mib"] for r in tput),
+        }
+    return summary
+
+
+def ratio(summary: dict, numerator="dmfdns", denominator="knot"):
+    try:
+        return summary[numerator]["qps_median"] / summary[denominator]["qps_median"]
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def _num(value, digits=0):
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def table(summary: dict, latency_qps) -> str:
+    lat_head = f"avg / p50 / p99 / max ms @ {latency_qps:,} q/s" if latency_qps else \
+        "latency run"
+    rows = [
+        f"| server | qps median (min–max), uncapped | avg ms uncapped | {lat_head} "
+        "| server CPU % | dnsperf CPU % | other CPU % | lost / sent | expected rcodes | RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, s in summary.items():
+        latency = " / ".join(_num(s[k], 2) for k in
+                             ("lat_avg_ms", "lat_p50_ms", "lat_p99_ms", "lat_max_ms"))
+        rows.append(
+            f"| {label} | {_num(s['qps_median'])} ({_num(s['qps_min'])}–{_num(s['qps_max'])})"
+            f" | {_num(s['avg_ms'], 2)} | {latency if latency_qps else 'not run'}"
+            f" | {_num(s['server_cpu_pct'])} | {_num(s['client_cpu_pct'])}"
+            f" | {_num(s['other_cpu_pct'])}"
+            f" | {s['lost']:,} / {s['sent']:,} | ≥ {100 * s['expected_rcode_share_min']:.1f} %"
+            f" | {_num(s['rss_mib'])} |")
+    return "\n".join(rows)
