@@ -8,20 +8,19 @@ shares rebuild the message.
 
 Receive side: a blob whose SHA-256 differs from the manifest's hash for its index counts as
 lost, and that is checked first. A blob whose checksum matches its share needs no further
-work; only a blob failing its checksum is handed to the (pure Python, ~1-2 ms) RS decoder,
+work; only a blob failing its checksum is handed to the (pure Python, 2-3 ms) RS decoder,
 which corrects up to 16 byte errors in the share and parity.
 """
 
-import hashlib
 import struct
 
 import reedsolo
 import zfec
 
-BLOCK_LEN = 128
-CHECKSUM_LEN = 8
+from .chunk import BLOB_LEN as CHUNK_LEN, BLOCK_LEN, CHECKSUM_LEN, checksum_ok, chunk_hash, \
+    make_blob
+
 RS_PARITY_LEN = 32
-CHUNK_LEN = CHECKSUM_LEN + BLOCK_LEN + RS_PARITY_LEN   # 168
 RS_MAX_ERRORS = RS_PARITY_LEN // 2
 _LENGTH = struct.Struct(">I")
 MAX_OUTER_LEN = 2 ** 32 - 1
@@ -61,7 +60,7 @@ def encode(outer: bytes) -> list[bytes]:
 
 def chunk_hashes(blobs) -> list[bytes]:
     """H(blob) of each chunk blob: the per-chunk hashes the slot manifest signs."""
-    return [hashlib.sha256(blob).digest() for blob in blobs]
+    return [chunk_hash(blob) for blob in blobs]
 
 
 def decode(k: int, n: int, shares_by_index: dict[int, bytes],
@@ -98,11 +97,8 @@ def repair_chunk(blob: bytes) -> bytes | None:
 
 
 def _wrap_share(share: bytes) -> bytes:
-    return _checksum(share) + bytes(_RS.encode(share))
-
-
-def _checksum(share: bytes) -> bytes:
-    return hashlib.sha256(share).digest()[:CHECKSUM_LEN]
+    """checksum || share || RS parity; reedsolo's output is the share then its parity."""
+    return make_blob(share, bytes(_RS.encode(share))[BLOCK_LEN:])
 
 
 def _accepted_share(blob, expected_hash: bytes | None) -> bytes | None:
@@ -110,7 +106,7 @@ def _accepted_share(blob, expected_hash: bytes | None) -> bytes | None:
     (after RS repair if needed) hold."""
     if not isinstance(blob, (bytes, bytearray)):
         return None
-    if expected_hash is not None and hashlib.sha256(blob).digest() != expected_hash:
+    if expected_hash is not None and chunk_hash(bytes(blob)) != bytes(expected_hash):
         return None
     return _share_of(blob)
 
@@ -119,15 +115,16 @@ def _share_of(blob) -> bytes | None:
     """The 128-byte share of a chunk blob; RS decoding only when the checksum fails."""
     if not isinstance(blob, (bytes, bytearray)) or len(blob) != CHUNK_LEN:
         return None
-    checksum = bytes(blob[:CHECKSUM_LEN])
-    share = bytes(blob[CHECKSUM_LEN:CHECKSUM_LEN + BLOCK_LEN])
-    if _checksum(share) == checksum:
-        return share
+    if checksum_ok(blob):
+        return bytes(blob[CHECKSUM_LEN:CHECKSUM_LEN + BLOCK_LEN])
     try:
-        repaired = bytes(_RS.decode(bytes(blob[CHECKSUM_LEN:]))[0])
+        _, corrected, _ = _RS.decode(bytes(blob[CHECKSUM_LEN:]))
     except reedsolo.ReedSolomonError:
         return None
-    return repaired if _checksum(repaired) == checksum else None
+    # The checksum is outside the RS codeword; it must match the corrected share.
+    repaired_blob = bytes(blob[:CHECKSUM_LEN]) + bytes(corrected)
+    return repaired_blob[CHECKSUM_LEN:CHECKSUM_LEN + BLOCK_LEN] if checksum_ok(repaired_blob) \
+        else None
 
 
 def _valid_shape(k, n, hashes) -> bool:
