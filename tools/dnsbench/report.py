@@ -33,6 +33,7 @@ def summarize(runs: list, labels) -> dict:
             "answered_share_min": min(r["answered_share"] for r in tput + lat),
             "expected_rcode_share_min": min(r["expected_rcode_share"] for r in tput + lat),
             "server_cpu_pct": _median(r["server_cpu_pct"] for r in tput),
+            "qps_per_cpu": _median(r["qps_per_cpu"] for r in tput),
             "client_cpu_pct": _median(r["client_cpu_pct"] for r in tput),
             "other_cpu_pct": _median(r["other_cpu_pct"] for r in tput),
             "rss_mib": max(r["rss_mib"] for r in tput),
@@ -40,9 +41,9 @@ def summarize(runs: list, labels) -> dict:
     return summary
 
 
-def ratio(summary: dict, numerator="dmfdns", denominator="knot"):
+def ratio(summary: dict, key="qps_median", numerator="dmfdns", denominator="knot"):
     try:
-        return summary[numerator]["qps_median"] / summary[denominator]["qps_median"]
+        return summary[numerator][key] / summary[denominator][key]
     except (KeyError, TypeError, ZeroDivisionError):
         return None
 
@@ -58,8 +59,8 @@ def table(summary: dict, latency_qps) -> str:
         "latency run"
     rows = [
         f"| server | qps median (min–max), uncapped | avg ms uncapped | {lat_head} "
-        "| server CPU % | dnsperf CPU % | other CPU % | lost / sent | expected rcodes | RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| server CPU % | qps per server CPU-s | dnsperf CPU % | other CPU % | lost / sent | expected rcodes | RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, s in summary.items():
         latency = " / ".join(_num(s[k], 2) for k in
@@ -67,7 +68,8 @@ def table(summary: dict, latency_qps) -> str:
         rows.append(
             f"| {label} | {_num(s['qps_median'])} ({_num(s['qps_min'])}–{_num(s['qps_max'])})"
             f" | {_num(s['avg_ms'], 2)} | {latency if latency_qps else 'not run'}"
-            f" | {_num(s['server_cpu_pct'])} | {_num(s['client_cpu_pct'])}"
+            f" | {_num(s['server_cpu_pct'])} | {_num(s['qps_per_cpu'])}"
+            f" | {_num(s['client_cpu_pct'])}"
             f" | {_num(s['other_cpu_pct'])}"
             f" | {s['lost']:,} / {s['sent']:,} | ≥ {100 * s['expected_rcode_share_min']:.1f} %"
             f" | {_num(s['rss_mib'])} |")

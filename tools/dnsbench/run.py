@@ -160,6 +160,8 @@ def measure(server: Server, work: Workload, *, seconds, cpu, max_qps=None, verbo
         "verbose_rcode_share": (round(result.rcode_matches / result.verbose_answers, 4)
                                 if result.verbose_answers else None),
         "server_cpu_pct": round(server_pct, 1), "client_cpu_pct": round(client_pct, 1),
+        # Throughput per second of server CPU: less sensitive to other tenants than qps.
+        "qps_per_cpu": round(result.qps / (server_pct / 100), 1) if server_pct > 0 else None,
         # Everything else on the box (other tenants, the kernel): the noise indicator.
         "other_cpu_pct": round(max(sum(b for b, _ in busy) - server_pct - client_pct, 0), 1),
         "cpu_busy_pct": [b for b, _ in busy], "cpu_steal_pct": [s for _, s in busy],
