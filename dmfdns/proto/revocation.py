@@ -1,0 +1,111 @@
+"""Revocation record, ``v=dmp1;t=revocation;`` (dmp-wire.md section 4.8).
+
+"The key ``revoked_spk`` is no longer valid for ``subject``", signed by that key itself, so
+anyone holding a key can retire it. Revocations are permanent by default: only a caller that
+opts in with ``max_age`` drops old ones. Subjects are named as in rotations and live in the
+same ``rotate.`` RRset.
+
+Body: ``DMPRV01 | subject_type u8 | subject_len u8 | subject | revoked_spk 32 | reason u8 |
+ts u64``, then one 64-byte signature by ``revoked_spk``.
+"""
+
+from dataclasses import dataclass
+
+from . import b64, prefixes
+from .rotation import U64_LIMIT, decode_subject, encode_subject, same_subject
+from .signing import PUBLIC_KEY_LEN, SIGNATURE_LEN, Signer, split_signatures, verify
+
+REASON_COMPROMISE = 1
+REASON_ROUTINE = 2
+REASON_LOST_KEY = 3
+REASON_OTHER = 4
+REASON_CODES = (REASON_COMPROMISE, REASON_ROUTINE, REASON_LOST_KEY, REASON_OTHER)
+
+# A revocation dated further than this into the future is refused (clock skew allowance).
+MAX_FUTURE_SKEW = 300
+
+_MAGIC = prefixes.MAGIC_REVOCATION
+_TAIL = PUBLIC_KEY_LEN + 1 + 8
+_MIN_BLOB = len(_MAGIC) + SIGNATURE_LEN
+
+
+@dataclass(frozen=True)
+class Revocation:
+    subject_type: int
+    subject: str
+    revoked_spk: bytes
+    reason_code: int
+    ts: int
+
+
+def sign(subject_type: int, subject: str, revoked_spk: bytes, reason_code: int, ts: int,
+         signer: Signer) -> str:
+    """The revocation TXT string: ``signer`` retires its own key ``revoked_spk``."""
+    if bytes(revoked_spk) != signer.public_key:
+        raise ValueError("a key can only be revoked by itself: revoked_spk is not the signer's")
+    if reason_code not in REASON_CODES:
+        raise ValueError(f"reason code must be one of {REASON_CODES}")
+    if not isinstance(ts, int) or not 0 <= ts < U64_LIMIT:
+        raise ValueError("ts must be an unsigned 64-bit integer")
+    body = (_MAGIC + encode_subject(subject_type, subject) + signer.public_key
+            + bytes([reason_code]) + ts.to_bytes(8, "big"))
+    return prefixes.REVOCATION + b64.encode(body + signer.sign(body))
+
+
+def decode(wire) -> Revocation | None:
+    """The revocation in ``wire`` if it is well formed and self-signed; no time rules."""
+    if not isinstance(wire, str) or len(wire) > prefixes.MAX_SIGNED_WIRE:
+        return None
+    blob = b64.decode_after_prefix(wire, prefixes.REVOCATION)
+    if blob is None or len(blob) < _MIN_BLOB:
+        return None
+    body, (signature,) = split_signatures(blob)
+    record = _parse_body(body)
+    if record is None or not verify(record.revoked_spk, signature, body):
+        return None
+    return record
+
+
+def _parse_body(body: bytes) -> Revocation | None:
+    if body[:len(_MAGIC)] != _MAGIC:
+        return None
+    subject = decode_subject(body, len(_MAGIC))
+    if subject is None:
+        return None
+    subject_type, text, offset = subject
+    if len(body) - offset != _TAIL:
+        return None
+    revoked_spk = body[offset: offset + PUBLIC_KEY_LEN]
+    reason_code = body[offset + PUBLIC_KEY_LEN]
+    if reason_code not in REASON_CODES:
+        return None
+    ts = int.from_bytes(body[offset + PUBLIC_KEY_LEN + 1:], "big")
+    return Revocation(subject_type, text, revoked_spk, reason_code, ts)
+
+
+def time_problem(record: Revocation, now: int, max_age: int | None = None) -> str | None:
+    """The first time rule ``record`` breaks at ``now``, else None.
+
+    ``max_age`` (seconds) is the caller's optional cap; without it a revocation never ages.
+    """
+    if record.ts > now + MAX_FUTURE_SKEW:
+        return "timestamp more than 5 minutes ahead"
+    if max_age is not None and record.ts + max_age < now:
+        return "older than the maximum age"
+    return None
+
+
+def parse_and_verify(wire, *, now: int, expected_revoked_spk: bytes | None = None,
+                     expected_subject: str | None = None,
+                     max_age: int | None = None) -> Revocation | None:
+    """``decode`` plus the time rules and the optional bindings; never raises."""
+    record = decode(wire)
+    if record is None or time_problem(record, now, max_age):
+        return None
+    if expected_revoked_spk is not None and record.revoked_spk != expected_revoked_spk:
+        return None
+    if expected_subject is not None and not (
+            isinstance(expected_subject, str)
+            and same_subject(record.subject_type, record.subject, expected_subject)):
+        return None
+    return record
