@@ -12,11 +12,13 @@ Knot and NSD operators expect (operators.md §2).
 
 Paths: zone files given relatively are resolved against the directory of the config file
 that names them; a relative ``data_dir`` is resolved against the current working directory.
-This module is the only one allowed to read the environment; it reads none today.
+This module is the only one allowed to read the environment; it reads only the user-side
+client's variables (``client_environment``).
 """
 
 import dataclasses
 import ipaddress
+import os
 import pathlib
 import re
 import tomllib
@@ -467,3 +469,34 @@ def describe(cls) -> list[tuple[str, str, object, str]]:
     """``(key, kind, default, meaning)`` for every key of a section (docs and tests)."""
     return [(f.name, f.metadata["check"].describe, f.default, f.metadata["doc"])
             for f in dataclasses.fields(cls)]
+
+
+# --- the user-side client's environment (DESIGN.md section 7) ----------------------------
+
+@dataclass(frozen=True)
+class ClientEnvironment:
+    """Where the client keeps a user's state and where its passphrase may come from.
+
+    ``home`` is ``$DMFDNS_HOME``, else ``$XDG_CONFIG_HOME/dmfdns``, else
+    ``~/.config/dmfdns``. The passphrase comes from ``$DMFDNS_PASSPHRASE``, else the file
+    named by ``$DMFDNS_PASSPHRASE_FILE``; the CLI prompts when neither is set.
+    """
+
+    home: pathlib.Path
+    passphrase: str | None = field(default=None, repr=False)
+    passphrase_file: pathlib.Path | None = None
+
+
+def client_environment(environ=None) -> ClientEnvironment:
+    """The client settings read from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    home = env.get("DMFDNS_HOME")
+    if not home:
+        base = env.get("XDG_CONFIG_HOME") or str(pathlib.Path(env.get("HOME") or "~")
+                                                  .expanduser() / ".config")
+        home = str(pathlib.Path(base) / "dmfdns")
+    passphrase_file = env.get("DMFDNS_PASSPHRASE_FILE")
+    return ClientEnvironment(
+        home=pathlib.Path(home).expanduser(),
+        passphrase=env.get("DMFDNS_PASSPHRASE") or None,
+        passphrase_file=pathlib.Path(passphrase_file).expanduser() if passphrase_file else None)
