@@ -15,9 +15,11 @@ enforces the transport's own limits:
 
 The stock twisted.names protocols are not used: their TCP framing raises on a split length
 prefix and their server never truncates UDP (operators.md §14.3). Time comes from the
-injected clock (an ``IReactorTime``), never the global reactor.
+injected clock (an ``IReactorTime``), never the global reactor; the only other clock is
+``time.perf_counter``, to measure how long the responder took (``observe_duration``).
 """
 
+import time
 from dataclasses import dataclass, fields
 
 from twisted.internet import protocol
@@ -25,6 +27,7 @@ from twisted.logger import Logger
 from twisted.protocols import basic, policies
 
 RESPONDER_FAILURE_LOG_INTERVAL = 60.0
+log = Logger(namespace="dmfdns.dns")
 
 
 @dataclass
@@ -75,26 +78,37 @@ def _client_host(address) -> str | None:
         return None
 
 
+def _timed(observe, label: str, respond, query: bytes, **kwargs):
+    """``respond(query, **kwargs)``, reporting its duration to ``observe(label, seconds)``."""
+    if observe is None:
+        return respond(query, **kwargs)
+    started = time.perf_counter()
+    response = respond(query, **kwargs)
+    observe(label, time.perf_counter() - started)
+    return response
+
+
 class DNSDatagramProtocol(protocol.DatagramProtocol):
     """DNS over UDP: each datagram is answered by the responder or dropped."""
 
-    log = Logger(namespace="dmfdns.dns")
+    noisy = False  # no "Starting protocol" log line per listener
 
     def __init__(self, responder, clock, *, max_udp: int, counters=None,
-                 proto: str = "udp"):
+                 proto: str = "udp", observe_duration=None):
         self.responder = responder
         self.clock = clock
         self.max_udp = max_udp
         self.proto = proto
         self.counters = counters if counters is not None else TransportCounters()
-        self._failures = _FailureLog(clock, self.log)
+        self.observe_duration = observe_duration
+        self._failures = _FailureLog(clock, log)
 
     def datagramReceived(self, data: bytes, addr) -> None:
         self.counters.queries += 1
         try:
-            response = self.responder.respond(data, now=self.clock.seconds(),
-                                              max_udp=self.max_udp, proto=self.proto,
-                                              client=_client_host(addr))
+            response = _timed(self.observe_duration, self.proto, self.responder.respond,
+                              data, now=self.clock.seconds(), max_udp=self.max_udp,
+                              proto=self.proto, client=_client_host(addr))
         except Exception:
             self.counters.errors += 1
             self._failures.failure(self.proto)
@@ -135,9 +149,10 @@ class DNSStreamProtocol(basic.Int16StringReceiver, policies.TimeoutMixin):
         factory.counters.queries += 1
         self.resetTimeout()
         try:
-            response = factory.responder.respond(query, now=factory.clock.seconds(),
-                                                 max_udp=None, proto=factory.proto,
-                                                 client=self.client)
+            response = _timed(factory.observe_duration, factory.proto,
+                              factory.responder.respond, query,
+                              now=factory.clock.seconds(), max_udp=None,
+                              proto=factory.proto, client=self.client)
         except Exception:
             factory.counters.errors += 1
             factory.failures.failure(factory.proto)
@@ -172,10 +187,11 @@ class DNSStreamFactory(protocol.ServerFactory):
     past ``max_connections`` a new connection is closed at once, the open ones keep their
     service (NSD's ``tcp-reject-overflow``)."""
 
-    log = Logger(namespace="dmfdns.dns")
+    noisy = False
 
     def __init__(self, responder, clock, *, idle_timeout: float, max_connections: int,
-                 max_message: int = 65535, counters=None, proto: str = "tcp"):
+                 max_message: int = 65535, counters=None, proto: str = "tcp",
+                 observe_duration=None):
         self.responder = responder
         self.clock = clock
         self.idle_timeout = idle_timeout
@@ -183,7 +199,8 @@ class DNSStreamFactory(protocol.ServerFactory):
         self.max_message = max_message
         self.proto = proto
         self.counters = counters if counters is not None else TransportCounters()
-        self.failures = _FailureLog(clock, self.log)
+        self.observe_duration = observe_duration
+        self.failures = _FailureLog(clock, log)
         self.connections = set()
 
     def buildProtocol(self, addr):
