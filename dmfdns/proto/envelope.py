@@ -37,13 +37,19 @@ def canonical_address(text) -> str | None:
     return f"{local}@{host}"
 
 
-def wrap(body: bytes, sender_address) -> bytes:
+def wrap(body: bytes, sender_address, extra: dict | None = None) -> bytes:
     """The v2 envelope of ``body`` from ``sender_address``, or ``body`` itself (v1 form)
-    when the address is None, does not canonicalise, or makes the header too long."""
+    when the address is None, does not canonicalise, or makes the header too long.
+
+    ``extra`` adds header keys besides ``from`` (JSON values); readers ignore keys they do
+    not know, so an extension never hides the body from them.
+    """
     address = canonical_address(sender_address)
     if address is None:
         return bytes(body)
-    header = json.dumps({"from": address}, sort_keys=True, separators=(",", ":"),
+    fields = {k: v for k, v in (extra or {}).items() if k != "from"}
+    fields["from"] = address
+    header = json.dumps(fields, sort_keys=True, separators=(",", ":"),
                         ensure_ascii=True).encode("ascii")
     if len(header) > MAX_HEADER_LEN:
         return bytes(body)
@@ -52,18 +58,27 @@ def wrap(body: bytes, sender_address) -> bytes:
 
 def unwrap(plaintext: bytes) -> tuple[bytes, str | None]:
     """(body, canonical sender address or None) of a decrypted plaintext; never raises."""
+    body, header = unwrap_fields(plaintext)
+    sender = header.get("from")
+    return body, canonical_address(sender) if isinstance(sender, str) else None
+
+
+def unwrap_fields(plaintext: bytes) -> tuple[bytes, dict]:
+    """(body, the whole header object, {} for the v1 form) of a plaintext; never raises.
+
+    ``from`` is returned as written; ``unwrap`` is what canonicalises it.
+    """
     plaintext = bytes(plaintext)
     if not plaintext.startswith(PREFIX):
-        return plaintext, None
+        return plaintext, {}
     rest = plaintext[len(PREFIX):]
     newline = rest.find(SEPARATOR, 0, MAX_HEADER_LEN + 1)
     if newline < 0:
-        return plaintext, None
+        return plaintext, {}
     header = _header_object(rest[:newline])
     if header is None:
-        return plaintext, None
-    sender = header.get("from")
-    return rest[newline + 1:], canonical_address(sender) if isinstance(sender, str) else None
+        return plaintext, {}
+    return rest[newline + 1:], header
 
 
 def _header_object(raw: bytes) -> dict | None:
