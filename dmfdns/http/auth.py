@@ -1,0 +1,139 @@
+"""Who may write which record over HTTP: the reference node's three auth modes.
+
+* ``open``: anyone may write (the config refuses it on a non-loopback listener unless the
+  operator explicitly allows it);
+* ``legacy``: only the operator token;
+* ``multi-tenant``: the operator token, or a per-user token (``dmfdns.http.tokens``) that
+  may write by owner-name class (dmp-node.md section 2.2):
+
+  - **owner-exclusive**: the token subject's own identity, prekey and rotation names:
+    ``id-<hex16(H(user))>``, ``prekeys.id-<hex12(H(user))>``, ``rotate.id-<hex16>``, and for a
+    ``user@domain`` subject ``dmp.<user>.<domain>`` and ``rotate.dmp.<user>.<domain>``;
+    publish and delete;
+  - **shared**: mailbox slots, chunks and claims (``slot-N.mb-*``, ``chunk-NNNN-*``,
+    ``claim-N.mb-*``): any live token may publish; deleting is for the operator only, so
+    one user cannot wipe another's mail;
+  - **operator-only**: everything else (``cluster.``, ``_dmp.``, heartbeats, plain names).
+
+Reads of ``/v1/records`` need the operator token whenever one is configured, as in the
+reference. Tokens are compared in constant time (``hmac.compare_digest``); a per-user token
+also has its own request bucket.
+"""
+
+import hmac
+from typing import Callable
+
+from ..proto import admission
+from .endpoint import HttpError
+from .ratelimit import TokenBucketLimiter
+from .tokens import TokenFile, TokenFileError, TokenRecord
+
+OPEN = "open"
+LEGACY = "legacy"
+MULTI_TENANT = "multi-tenant"
+MODES = (OPEN, LEGACY, MULTI_TENANT)
+PUBLISH = "publish"
+DELETE = "delete"
+
+UNAUTHORIZED = "unauthorized"
+TOKEN_RATE_LIMITED = "per-token rate limit exceeded"
+
+_SHARED_KINDS = (admission.SLOT, admission.CHUNK, admission.CLAIM)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (RFC 6750 section
+    2.1; the scheme is case-insensitive), or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def same_secret(given: str | None, expected: str | None) -> bool:
+    """Constant-time equality of two tokens; never true when either is missing."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                               expected.encode("utf-8", "surrogatepass"))
+
+
+class WriteAuth:
+    """The auth decisions of the records API for one node."""
+
+    def __init__(self, mode: str, *, operator_token: str = "", tokens: TokenFile | None = None,
+                 clock: Callable[[], float]):
+        if mode not in MODES:
+            raise ValueError(f"auth mode must be one of {', '.join(MODES)}")
+        if mode == MULTI_TENANT and tokens is None:
+            raise ValueError("multi-tenant auth needs a tokens file")
+        self.mode = mode
+        self._operator_token = operator_token or None
+        self._tokens = tokens
+        self._clock = clock
+        self._token_buckets: dict[str, TokenBucketLimiter] = {}
+
+    def is_operator(self, token: str | None) -> bool:
+        return same_secret(token, self._operator_token)
+
+    def authorize_read(self, token: str | None) -> None:
+        """Raise 401 unless reads are open or ``token`` is the operator's."""
+        if self._operator_token is not None and not self.is_operator(token):
+            raise HttpError(401, UNAUTHORIZED)
+
+    def authorize_write(self, token: str | None, name: str | None, op: str) -> None:
+        """Raise 401 (or 429 for a throttled user token) unless ``token`` may ``op`` the
+        canonical owner ``name`` (None: a name that did not parse, operator-only)."""
+        if self.mode == OPEN or self.is_operator(token):
+            return
+        if self.mode == LEGACY or token is None:
+            raise HttpError(401, UNAUTHORIZED)
+        try:
+            record = self._tokens.lookup(token)
+        except TokenFileError:
+            raise HttpError(503, "token store unavailable") from None
+        if record is None or not record.live(self._clock()) or name is None \
+                or not may_write(record.subject, name, op):
+            raise HttpError(401, UNAUTHORIZED)
+        if not self._bucket(record).allow(record.hash):
+            raise HttpError(429, TOKEN_RATE_LIMITED)
+
+    def _bucket(self, record: TokenRecord) -> TokenBucketLimiter:
+        bucket = self._token_buckets.get(record.hash)
+        if bucket is None or (bucket.rate, bucket.burst) != (record.rate_per_sec,
+                                                            record.rate_burst):
+            bucket = TokenBucketLimiter(record.rate_per_sec, record.rate_burst, self._clock,
+                                        max_keys=1)
+            self._token_buckets[record.hash] = bucket
+        return bucket
+
+
+def may_write(subject: str, name: str, op: str) -> bool:
+    """The multi-tenant rule for a user token of ``subject`` on canonical ``name``."""
+    owner = admission.classify(name)
+    if owner.kind in _SHARED_KINDS:
+        return op == PUBLISH
+    return owns(subject, owner)
+
+
+def owns(subject: str, owner: admission.Owner) -> bool:
+    """Whether ``owner`` is one of the subject's owner-exclusive names."""
+    user, _, domain = subject.partition("@")
+    anchored = f"{user}.{domain.lower().rstrip('.')}" if domain else None
+    hash16 = admission.hex_hash(user, 16)
+    if owner.kind == admission.IDENTITY_HASHED:
+        return owner.parts[0] == hash16
+    if owner.kind == admission.PREKEYS:
+        return owner.parts[0] == hash16[:12]
+    if owner.kind == admission.IDENTITY_ANCHORED:
+        return anchored is not None and owner.parent == anchored
+    if owner.kind == admission.ROTATE:
+        inner = admission.classify(owner.parent)
+        if inner.kind == admission.IDENTITY_HASHED:
+            return inner.parts[0] == hash16
+        return anchored is not None and owner.parent == "dmp." + anchored
+    return False
+

@@ -1,0 +1,207 @@
+"""The HTTP connection layer: bounded reads so slow or idle clients cannot exhaust the node.
+
+The reference node has no read timeout: 64 idle connections take its API and /health down,
+and a bad ``Content-Length`` drops the connection without a response (dmp-node.md section
+10, item 21). Here every connection gets, on top of twisted.web's HTTP/1.1 parser:
+
+* a body cap checked against ``Content-Length`` *before* the body is read (413, RFC 9110
+  section 15.5.14), and counted for chunked bodies as they arrive;
+* a per-request read deadline from the first byte of a request to its last (408, section
+  15.5.9), so a client dribbling a byte at a time cannot hold a connection forever; the idle
+  timeout between requests is twisted.web's own (``Site(timeout=...)``);
+* a JSON ``{"error": ...}`` answer instead of twisted.web's bare 400 for a malformed request
+  line, header or ``Content-Length``, and 431 for an over-long header line (RFC 6585 §5);
+* a connection cap with idle eviction (``NodeSite``): when the cap is reached, the
+  connection that has been quiet the longest and is not being answered is closed to make
+  room; only when every connection is busy is the new one refused. An idle flood therefore
+  cannot lock out ``/healthz`` or a real client.
+
+After one of these refusals the connection reads nothing more and is closed once the
+response is written.
+"""
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from twisted.web import http, server
+
+SLOW_REQUEST = "request not received in time"
+
+
+def error_response(status: int, message: str) -> bytes:
+    """A complete ``Connection: close`` response with a JSON error body."""
+    body = json.dumps({"error": message}).encode("utf-8")
+    reason = http.RESPONSES.get(status, b"Error")
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body))
+
+
+class NodeRequest(server.Request):
+    """Counts a chunked body as it arrives, so the cap holds without a Content-Length."""
+
+    _body_bytes = 0
+
+    def handleContentChunk(self, data):
+        channel = self.channel
+        if channel is None or channel.refused:
+            return
+        self._body_bytes += len(data)
+        if self._body_bytes > channel.site.max_body_bytes:
+            channel.refuse(413, body_too_large(channel.site.max_body_bytes))
+            return
+        super().handleContentChunk(data)
+
+
+def body_too_large(cap: int) -> str:
+    return f"request body exceeds cap of {cap} bytes"
+
+
+class NodeChannel(http.HTTPChannel):
+    """One HTTP/1.1 connection with the limits of its ``NodeSite``."""
+
+    def __init__(self):
+        super().__init__()
+        self.refused = False
+        self._read_deadline = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a complete request is being answered (never evicted then)."""
+        return self._handlingRequest
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.site.channel_opened(self)
+
+    def connectionLost(self, reason):
+        self._cancel_deadline()
+        self.site.channel_closed(self)
+        super().connectionLost(reason)
+
+    def dataReceived(self, data):
+        if self.refused:
+            return
+        self.site.channel_active(self)
+        if not self._handlingRequest and self._read_deadline is None:
+            self._read_deadline = self.callLater(self.site.request_timeout, self._too_slow)
+        super().dataReceived(data)
+
+    def allHeadersReceived(self):
+        if self.length is not None and self.length > self.site.max_body_bytes:
+            self.refuse(413, body_too_large(self.site.max_body_bytes))
+            return
+        super().allHeadersReceived()
+
+    def rawDataReceived(self, data):
+        if not self.refused:
+            super().rawDataReceived(data)
+
+    def allContentReceived(self):
+        if self.refused:
+            return
+        self._cancel_deadline()
+        super().allContentReceived()
+
+    def lineLengthExceeded(self, line):
+        self.refuse(431, "request header fields too large")
+
+    def _respondToBadRequestAndDisconnect(self):
+        # twisted.web calls this for a malformed request line, header or Content-Length.
+        self.refuse(400, "malformed request")
+
+    def timeoutConnection(self):
+        self.site.counters.idle_timeouts += 1
+        super().timeoutConnection()
+
+    def _too_slow(self):
+        self._read_deadline = None
+        self.site.counters.slow_requests += 1
+        self.refuse(408, SLOW_REQUEST)
+
+    def _cancel_deadline(self):
+        if self._read_deadline is not None:
+            if self._read_deadline.active():
+                self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with a JSON error, read nothing more, and close."""
+        if self.refused:
+            return
+        self.refused = True
+        self._cancel_deadline()
+        self.transport.write(error_response(status, message))
+        self.site.request_refused(status)
+        self.loseConnection()
+
+
+@dataclass
+class HttpCounters:
+    """Plain-integer connection counters, exported by the metrics collector at scrape time."""
+
+    connections_accepted: int = 0
+    connections_refused: int = 0   # over the cap with every connection busy
+    connections_evicted: int = 0   # idle connections closed to make room
+    connections_open: int = 0
+    idle_timeouts: int = 0
+    slow_requests: int = 0         # 408: a request not received within the deadline
+
+
+class NodeSite(server.Site):
+    """``twisted.web.server.Site`` with the node's connection limits.
+
+    ``refusal_observer(status)`` is told about every request the channel refuses itself
+    (400, 408, 413, 431), so the request metric covers them too.
+    """
+
+    protocol = NodeChannel
+    requestFactory = NodeRequest
+
+    def __init__(self, resource, *, clock, max_connections: int, idle_timeout: float,
+                 max_body_bytes: int, request_timeout: float, refusal_observer=None):
+        super().__init__(resource, timeout=idle_timeout, reactor=clock)
+        self.noisy = False
+        self.clock = clock
+        self.max_connections = max_connections
+        self.max_body_bytes = max_body_bytes
+        self.request_timeout = request_timeout
+        self.counters = HttpCounters()
+        self._refusal_observer = refusal_observer
+        self._channels: OrderedDict = OrderedDict()  # least recently active first
+
+    def buildProtocol(self, addr):
+        if len(self._channels) >= self.max_connections and not self._evict_idle():
+            self.counters.connections_refused += 1
+            return None
+        return super().buildProtocol(addr)
+
+    def log(self, request):
+        """No access log: requests are counted in the metrics instead (one line per request
+        would cost more than answering it)."""
+
+    def channel_opened(self, channel) -> None:
+        self._channels[channel] = None
+        self.counters.connections_accepted += 1
+        self.counters.connections_open = len(self._channels)
+
+    def channel_active(self, channel) -> None:
+        if channel in self._channels:
+            self._channels.move_to_end(channel)
+
+    def channel_closed(self, channel) -> None:
+        self._channels.pop(channel, None)
+        self.counters.connections_open = len(self._channels)
+
+    def request_refused(self, status: int) -> None:
+        if self._refusal_observer is not None:
+            self._refusal_observer(status)
+
+    def _evict_idle(self) -> bool:
+        victim = next((channel for channel in self._channels if not channel.busy), None)
+        if victim is None:
+            return False
+        self.channel_closed(victim)
+        self.counters.connections_evicted += 1
+        victim.transport.abortConnection()
+        return True

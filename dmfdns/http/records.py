@@ -1,0 +1,116 @@
+"""``/v1/records/{name}``: the reference node's record API (dmp-node.md section 2.1).
+
+* ``GET``: 200 ``{"name", "values"}``, or 404 with ``"values": []``;
+* ``POST`` ``{"value": str, "ttl": int > 0}`` (ttl defaults to 300, no Content-Type needed):
+  201 ``{"ok": true}`` once the value is durably stored;
+* ``DELETE`` with an optional ``{"value": str}`` (absent: the whole RRset): 204, or 404 with an
+  empty body when nothing matched.
+
+The check order is the reference's (rate limit, auth, body, types, then the caps and
+validators, which live in ``dmfdns.proto.admission`` shared with the other write paths), so
+the same request gets the same status and error text. Unlike the reference, names are
+canonical (lowercase) at ingress and must lie in a served zone (400 otherwise), and every
+``v=dmp1`` value is verified before it is stored. An operator pushes a new cluster manifest by
+POSTing the signed value to ``/v1/records/cluster.<base>`` with the operator token.
+"""
+
+from ..dns import names
+from ..proto import admission
+from ..proto.admission import Limits, Refusal
+from .auth import DELETE, PUBLISH, WriteAuth, bearer_token
+from .endpoint import INVALID_BODY, Boundary, Call, Endpoint, HttpError, Reply
+from .ratelimit import TokenBucketLimiter
+
+DEFAULT_TTL = 300
+RATE_LIMITED = "rate limit exceeded"
+OUTSIDE_ZONES = "record name is outside the served zones"
+
+
+class RecordsApi:
+    """The handlers of ``/v1/records/{name}`` over one store."""
+
+    def __init__(self, *, store, zones, auth: WriteAuth, limiter: TokenBucketLimiter,
+                 metrics, limits: Limits = Limits(), operator_key: bytes | None = None,
+                 cluster_base: str | None = None, lookup_identities=None):
+        self.store = store
+        self.zones = tuple(zones)
+        self.auth = auth
+        self.limiter = limiter
+        self.metrics = metrics
+        self.limits = limits
+        self.operator_key = operator_key
+        self.cluster_base = cluster_base
+        self.lookup_identities = lookup_identities
+
+    def endpoint(self, boundary: Boundary) -> Endpoint:
+        return Endpoint("records", {"GET": self.get, "POST": self.post,
+                                    "DELETE": self.delete}, boundary, takes_path=True)
+
+    # --- handlers -------------------------------------------------------------------------
+
+    def get(self, call: Call) -> Reply:
+        raw = self._path_name(call)
+        self._rate_limit(call)
+        self.auth.authorize_read(bearer_token(call.header("Authorization")))
+        name = self._served_name(raw)
+        values = [entry.value for entry in self.store.get(name, call.now)]
+        return Reply(200 if values else 404, {"name": name, "values": values})
+
+    def post(self, call: Call) -> Reply:
+        raw = self._path_name(call)
+        self._rate_limit(call)
+        self.auth.authorize_write(bearer_token(call.header("Authorization")),
+                                  names.canonical(raw), PUBLISH)
+        body = call.json_object()
+        value, ttl = body.get("value"), body.get("ttl", DEFAULT_TTL)
+        if not isinstance(value, str) or isinstance(ttl, bool) or not isinstance(ttl, int) \
+                or ttl <= 0:
+            raise HttpError(400, admission.TTL_TEXT)
+        result = admission.admit(
+            raw, value, ttl, zones=self.zones, now=call.now, limits=self.limits,
+            lookup_values=lambda name: [e.value for e in self.store.get(name, call.now)],
+            operator_key=self.operator_key, cluster_base=self.cluster_base,
+            lookup_identities=self.lookup_identities)
+        if isinstance(result, Refusal):
+            self.metrics.write_refused("http", result.reason)
+            status = 413 if result.reason == admission.RRSET_FULL else 400
+            raise HttpError(status, result.message)
+        self.store.put(result.name, result.value, expiry=call.now + result.ttl, now=call.now)
+        self.metrics.write_accepted("http")
+        return Reply(201, {"ok": True})
+
+    def delete(self, call: Call) -> Reply:
+        raw = self._path_name(call)
+        self._rate_limit(call)
+        self.auth.authorize_write(bearer_token(call.header("Authorization")),
+                                  names.canonical(raw), DELETE)
+        value = call.json_object().get("value")
+        if value is not None and not isinstance(value, str):
+            raise HttpError(400, INVALID_BODY)
+        name = self._served_name(raw)
+        removed = self.store.delete(name, value, now=call.now)
+        return Reply(204 if removed else 404)
+
+    # --- checks ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _path_name(call: Call) -> str:
+        """The name of ``/v1/records/<name>`` (URL-decoded, one trailing ``/`` allowed)."""
+        args = call.args
+        if args and args[-1] == "" and len(args) == 2:
+            args = args[:1]
+        if len(args) != 1 or not args[0].strip():
+            raise HttpError(404, "not found")
+        return args[0].strip()
+
+    def _rate_limit(self, call: Call) -> None:
+        if not self.limiter.allow(call.client):
+            raise HttpError(429, RATE_LIMITED)
+
+    def _served_name(self, raw: str) -> str:
+        name = names.canonical(raw)
+        if name is None:
+            raise HttpError(400, admission.INVALID_NAME_TEXT)
+        if not any(names.within(name, zone) for zone in self.zones):
+            raise HttpError(400, OUTSIDE_ZONES)
+        return name

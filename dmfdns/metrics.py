@@ -1,0 +1,234 @@
+"""The node's Prometheus metrics, all on one injected ``CollectorRegistry``.
+
+Names follow operators.md section 8: the ``dmfdns_`` prefix, base units (seconds, bytes),
+``_total`` on counters, ``_info`` for build metadata, and no high-cardinality labels (never
+a query name, a record name or a client address). The DNS hot path keeps plain integers
+(``dmfdns.dns.counters``, ``dmfdns.dns.server.TransportCounters``) and so do the HTTP
+connections (``dmfdns.http.channel.HttpCounters``); collectors here turn them into metric
+families at scrape time, so serving a query never touches prometheus-client. A collector
+never raises: a source that fails is left out of that scrape.
+"""
+
+import platform
+from typing import Callable
+
+import twisted
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+from twisted.logger import Logger
+
+from . import __version__
+from .proto.admission import REASONS
+
+# CoreDNS-style duration buckets (operators.md section 8), 0.25 ms to about 8 s.
+HTTP_DURATION_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064,
+                         0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192)
+WRITE_PATHS = ("http", "sync", "update")
+
+_log = Logger()
+
+
+class NodeMetrics:
+    """Every metric of one node, registered on ``registry`` (never the global one)."""
+
+    def __init__(self, registry: CollectorRegistry, *, version: str = __version__):
+        self.registry = registry
+        Info("dmfdns_build", "Version of dmfdns and of the runtime it runs on.",
+             registry=registry).info({"version": version,
+                                      "python": platform.python_version(),
+                                      "twisted": twisted.__version__})
+        self.http_requests = Counter(
+            "dmfdns_http_requests", "HTTP requests answered, by endpoint, method and status.",
+            ["handler", "method", "code"], registry=registry)
+        self.http_duration = Histogram(
+            "dmfdns_http_request_duration_seconds", "Time to answer an HTTP request.",
+            ["handler"], buckets=HTTP_DURATION_BUCKETS, registry=registry)
+        self.writes_accepted = Counter(
+            "dmfdns_writes_accepted", "Record writes admitted and stored, by write path.",
+            ["path"], registry=registry)
+        self.writes_refused = Counter(
+            "dmfdns_writes_refused", "Record writes refused by admission, by path and reason.",
+            ["path", "reason"], registry=registry)
+        for path in WRITE_PATHS:  # export zeros, so rate() works from the first scrape
+            self.writes_accepted.labels(path)
+            for reason in REASONS:
+                self.writes_refused.labels(path, reason)
+
+    # --- events ---------------------------------------------------------------------------
+
+    def observe_http(self, handler: str, method: str, code: int, seconds: float) -> None:
+        self.http_requests.labels(handler, method, str(code)).inc()
+        self.http_duration.labels(handler).observe(seconds)
+
+    def write_accepted(self, path: str) -> None:
+        self.writes_accepted.labels(path).inc()
+
+    def write_refused(self, path: str, reason: str) -> None:
+        self.writes_refused.labels(path, reason).inc()
+
+    # --- sources read at scrape time ------------------------------------------------------
+
+    def watch_store(self, store) -> None:
+        """Export ``store.stats()``: values, names, tombstones, LMDB map use."""
+        self.registry.register(_StoreCollector(store))
+
+    def watch_sweeper(self, removed: Callable[[], int]) -> None:
+        """Export the sweeper's running count of expired values and tombstones removed."""
+        self.registry.register(_SweepCollector(removed))
+
+    def watch_dns(self, counters) -> None:
+        """Export a ``dmfdns.dns.counters.DnsCounters``."""
+        self.registry.register(_DnsCollector(counters))
+
+    def watch_dns_transports(self, transports: Callable[[], dict]) -> None:
+        """Export the listeners' ``TransportCounters``: ``transports()`` returns
+        ``{proto: [counters, ...]}`` (several listeners per protocol are summed)."""
+        self.registry.register(_TransportCollector(transports))
+
+    def watch_http(self, counters) -> None:
+        """Export a site's ``dmfdns.http.channel.HttpCounters``."""
+        self.registry.register(_HttpConnectionCollector(counters))
+
+
+class _SafeCollector:
+    """``collect`` yields what its source gives, or nothing if reading the source fails."""
+
+    def collect(self):
+        try:
+            families = list(self.families())
+        except Exception:
+            _log.failure("metrics source {source} failed", source=type(self).__name__)
+            return []
+        return families
+
+    def describe(self):
+        return []  # dynamic: keeps the registry from calling collect at registration
+
+
+class _StoreCollector(_SafeCollector):
+    def __init__(self, store):
+        self._store = store
+
+    def families(self):
+        stats = self._store.stats()
+        yield _gauge("dmfdns_store_values", "Values stored (expired ones until swept).",
+                     stats.values)
+        yield _gauge("dmfdns_store_names", "Owner names holding values or tombstones.",
+                     stats.names)
+        yield _gauge("dmfdns_store_tombstones", "Deleted values still replicating.",
+                     getattr(stats, "tombstones", 0))
+        yield _gauge("dmfdns_store_map_used_bytes", "Bytes of the LMDB map in use.",
+                     stats.map_used_bytes)
+        yield _gauge("dmfdns_store_map_size_bytes", "Size of the LMDB map (the most the "
+                     "store can hold).", stats.map_size_bytes)
+
+
+class _SweepCollector(_SafeCollector):
+    def __init__(self, removed):
+        self._removed = removed
+
+    def families(self):
+        yield CounterMetricFamily("dmfdns_store_swept", "Expired values and tombstones "
+                                  "removed from the store.", value=self._removed())
+
+
+class _DnsCollector(_SafeCollector):
+    def __init__(self, counters):
+        self._counters = counters
+
+    def families(self):
+        c = self._counters
+        requests = CounterMetricFamily("dmfdns_dns_requests", "DNS queries received, by "
+                                       "transport and query type.", labels=["proto", "qtype"])
+        for (proto, qtype), n in sorted(c.query_counts().items()):
+            requests.add_metric([proto, qtype], n)
+        yield requests
+        responses = CounterMetricFamily("dmfdns_dns_responses", "DNS responses sent, by "
+                                        "transport and rcode.", labels=["proto", "rcode"])
+        for (proto, rcode), n in sorted(c.response_counts().items()):
+            responses.add_metric([proto, rcode], n)
+        yield responses
+        yield _labelled_counter("dmfdns_dns_truncated", "UDP responses cut to the header "
+                                "and question with TC set.", "proto", c.truncated_counts())
+        yield _labelled_counter("dmfdns_dns_dropped", "Packets answered with silence, by "
+                                "reason.", "reason", c.dropped_counts())
+        yield _histogram("dmfdns_dns_request_duration_seconds", "Time from a query's "
+                         "arrival to its response.", c.durations())
+        yield _histogram("dmfdns_dns_response_size_bytes", "Size of DNS responses.",
+                         c.response_sizes())
+
+
+class _TransportCollector(_SafeCollector):
+    _FIELDS = (
+        ("connections_open", "gauge", "dmfdns_dns_tcp_connections",
+         "Open DNS TCP connections."),
+        ("connections_refused", "counter", "dmfdns_dns_tcp_connections_refused",
+         "DNS TCP connections closed at once because the listener was full."),
+        ("idle_timeouts", "counter", "dmfdns_dns_tcp_idle_timeouts",
+         "DNS TCP connections closed for being idle."),
+        ("errors", "counter", "dmfdns_dns_responder_errors",
+         "Queries on which the responder failed (a bug; logged)."),
+    )
+
+    def __init__(self, transports):
+        self._transports = transports
+
+    def families(self):
+        totals = {}
+        for proto, listeners in self._transports().items():
+            for counters in listeners:
+                for field, *_ in self._FIELDS:
+                    key = (field, proto)
+                    totals[key] = totals.get(key, 0) + getattr(counters, field, 0)
+        protos = sorted({proto for _, proto in totals})
+        for field, kind, name, text in self._FIELDS:
+            family = (GaugeMetricFamily if kind == "gauge" else CounterMetricFamily)(
+                name, text, labels=["proto"])
+            for proto in protos:
+                family.add_metric([proto], totals[(field, proto)])
+            yield family
+
+
+class _HttpConnectionCollector(_SafeCollector):
+    def __init__(self, counters):
+        self._counters = counters
+
+    def families(self):
+        c = self._counters
+        yield _gauge("dmfdns_http_connections", "Open HTTP connections.", c.connections_open)
+        yield CounterMetricFamily("dmfdns_http_connections_accepted",
+                                  "HTTP connections accepted.", value=c.connections_accepted)
+        yield CounterMetricFamily("dmfdns_http_connections_evicted", "Idle HTTP connections "
+                                  "closed to make room under the connection cap.",
+                                  value=c.connections_evicted)
+        yield CounterMetricFamily("dmfdns_http_connections_refused", "HTTP connections "
+                                  "refused at the cap with every connection busy.",
+                                  value=c.connections_refused)
+        yield CounterMetricFamily("dmfdns_http_idle_timeouts", "HTTP connections closed "
+                                  "for being idle.", value=c.idle_timeouts)
+        yield CounterMetricFamily("dmfdns_http_slow_requests", "HTTP requests not received "
+                                  "within the read deadline (408).", value=c.slow_requests)
+
+
+def _gauge(name: str, text: str, value) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, text, value=value)
+
+
+def _labelled_counter(name: str, text: str, label: str, counts: dict):
+    family = CounterMetricFamily(name, text, labels=[label])
+    for key, n in sorted(counts.items()):
+        family.add_metric([key], n)
+    return family
+
+
+def _histogram(name: str, text: str, snapshots: dict):
+    family = HistogramMetricFamily(name, text, labels=["proto"])
+    for proto, snap in sorted(snapshots.items()):
+        buckets = [(_bound(le), n) for le, n in snap.buckets]
+        family.add_metric([proto], buckets, snap.sum)
+    return family
+
+
+def _bound(le) -> str:
+    return "+Inf" if le == float("inf") else repr(float(le))
