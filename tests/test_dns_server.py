@@ -272,3 +272,17 @@ def test_counters_are_plain_integers():
     counters.queries += 2
     assert counters.as_dict()["queries"] == 2
     assert all(isinstance(v, int) for v in counters.as_dict().values())
+
+
+def test_responder_time_is_reported_per_transport():
+    seen = []
+    clock = task.Clock()
+    udp = DNSDatagramProtocol(FakeResponder(), clock, max_udp=1232,
+                              observe_duration=lambda proto, s: seen.append((proto, s)))
+    udp.transport = FakeDatagramTransport()
+    udp.datagramReceived(b"q:1", ("127.0.0.2", 5000))
+    factory, _, _ = make_factory(observe_duration=lambda proto, s: seen.append((proto, s)))
+    conn, _ = connect(factory)
+    conn.dataReceived(frame(b"q:2"))
+    assert [proto for proto, _ in seen] == ["udp", "tcp"]
+    assert all(0 <= seconds < 1 for _, seconds in seen)
