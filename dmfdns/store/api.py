@@ -7,7 +7,7 @@ Times are unix seconds (float) passed in by the caller; nothing here reads a clo
 """
 
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Iterable, NamedTuple, Protocol
 
 
 class StoreError(Exception):
@@ -26,6 +26,19 @@ class Value:
     expiry: float
 
 
+class Cursor(NamedTuple):
+    """A position in a node's change log, the reference's ``ts:name:hash`` digest cursor.
+
+    Log entries are ordered by this triple (names and hashes compare as strings, as the
+    reference's SQLite does); a page holds the entries strictly after the cursor.
+    ``Cursor()`` is the start of the log. Text form: ``dmfdns.store.changelog``.
+    """
+
+    ts_ms: int = 0
+    name: str = ""
+    value_hash: str = ""
+
+
 @dataclass(frozen=True)
 class Change:
     """One entry of the change log that peers page through.
@@ -33,6 +46,11 @@ class Change:
     ``ts_ms`` is the log position: milliseconds, never decreasing, unique together with
     ``(name, value_hash)``. ``deleted`` marks a tombstone; ``origin`` is the node id that
     made the change (ties between concurrent events at the same ``ts_ms`` break on it).
+
+    Added for replication: ``written_ms`` is the write time of the event that decides the
+    ``(name, value)`` (the last-writer-wins clock, kept as the change travels between
+    nodes, while ``ts_ms`` is each node's own log position). ``None`` means "unknown",
+    and ``ts_ms`` stands in for it (a ``dnsmesh`` peer's digest ``ts``).
     """
 
     ts_ms: int
@@ -42,17 +60,57 @@ class Change:
     expiry: float
     deleted: bool = False
     origin: str = ""
+    written_ms: int | None = None
+
+    @property
+    def cursor(self) -> Cursor:
+        """The log position of this entry; pass it back to continue after it."""
+        return Cursor(self.ts_ms, self.name, self.value_hash)
+
+    @property
+    def version(self) -> tuple[int, str, bool]:
+        """The merge order: the later write wins, then the larger origin node id, then a
+        tombstone over a value (only reachable by one node reusing its own clock)."""
+        written = self.ts_ms if self.written_ms is None else self.written_ms
+        return (written, self.origin, self.deleted)
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """One page of ``changes_after``: the entries, whether more are visible after them,
+    and the cursor to ask from next (the input cursor when nothing was scanned)."""
+
+    changes: tuple[Change, ...]
+    has_more: bool
+    next_cursor: Cursor
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What ``apply_remote_many`` did: how many changes altered the store, and the ones it
+    refused with the reason (a bad name, value, hash or time), so a sync worker counts and
+    skips them instead of stalling."""
+
+    changed: int
+    rejected: tuple[tuple[Change, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class StoreStats:
+    """Counts include expired entries until ``sweep`` removes them. ``tombstones`` (added)
+    counts deleted ``(name, value)`` pairs still replicating. MemoryStore reports 0 bytes."""
+
     names: int
     values: int
     map_used_bytes: int
     map_size_bytes: int
+    tombstones: int = 0
 
 
 class RecordStore(Protocol):
+    node_id: str
+    """This node's id: the ``origin`` of its own changes (added)."""
+
     def put(self, name: str, value: str, *, expiry: float, now: float) -> bool:
         """Add ``value`` to ``name`` (or refresh its expiry); True if anything changed.
         Durable before it returns."""
@@ -82,8 +140,36 @@ class RecordStore(Protocol):
 
     def meta_get(self, key: str) -> bytes | None: ...
 
-    def meta_set(self, key: str, value: bytes) -> None: ...
+    def meta_set(self, key: str, value: bytes) -> None:
+        """Durable like ``put``. Keys starting with ``store:`` belong to the store itself
+        and are refused."""
 
     def stats(self) -> StoreStats: ...
 
     def close(self) -> None: ...
+
+    # Added for replication (the sync worker and the HTTP sync endpoints).
+
+    def changes_after(self, cursor: Cursor, limit: int, *, now: float,
+                      tombstones: bool = True) -> ChangesPage:
+        """Up to ``limit`` log entries strictly after ``cursor`` in log order, skipping
+        expired ones (and tombstones when ``tombstones`` is False, for ``dnsmesh`` peers).
+        Only entries at least the store's stable horizon old (``ts_ms <= now_ms -
+        horizon_ms``) are visible, so a cursor never passes a later commit."""
+
+    def changes_for(self, name: str, now: float) -> list[Change]:
+        """The current log entry of every unexpired value of ``name``, tombstones
+        included, in insertion order: what a dmfdns peer pulls and diffs against."""
+
+    def apply_remote(self, change: Change, now: float) -> bool:
+        """Merge a peer's change (per ``(name, value)`` the larger ``Change.version`` wins;
+        expiry merges as the maximum); True if the store changed. Already-expired changes
+        are ignored; a bad name, value, hash or a write time more than 60 s ahead of
+        ``now`` raises StoreError. Durable before it returns."""
+
+    def apply_remote_many(self, changes: Iterable[Change], now: float) -> ApplyResult:
+        """``apply_remote`` for many changes in one transaction; refused ones are reported,
+        not raised."""
+
+    def reap_stale_readers(self) -> int:
+        """Clear reader slots left by crashed processes (LMDB); the number cleared."""

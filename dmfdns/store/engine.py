@@ -1,0 +1,197 @@
+"""The RecordStore operations written once over a store's tables.
+
+MemoryStore and LmdbStore differ only in their tables and transactions: each provides
+``_writing()`` (a context manager yielding the tables of one write transaction, committed
+durably on a clean exit, discarded on an exception) and ``_reading()`` (a short read
+snapshot). Everything else, from checks to merge to paging, lives here, so the contract
+suite exercises one algorithm over two storage layers. The DNS hot-path reads
+(``packed_txt``, ``has_descendants``) are each store's own, written for speed.
+"""
+
+import struct
+from contextlib import AbstractContextManager
+from typing import Iterable
+
+from ..dns.names import reversed_key
+from . import inputs
+from .api import ApplyResult, Change, ChangesPage, Cursor, StoreError, Value
+from .batch import GENERATION, META_PREFIX, Batch, Tables, meta_int, to_change
+from .changelog import MAX_PAGE, STABLE_HORIZON_MS, page
+
+ENT_PROBE = 8
+"""How many descendants ``has_descendants`` checks for a live value before it answers
+True anyway (a subtree of expired, unswept names counts as existing until swept)."""
+
+_EXPIRY = struct.Struct(">QH")
+
+
+def has_live_entry(blob, now_ms: int) -> bool:
+    """True if some entry of an ``rrblob`` blob expires after ``now_ms``; reads only the
+    entry headers, so it works on a memoryview into the map without copying."""
+    offset, end = 0, len(blob)
+    while offset < end:
+        expiry_ms, length = _EXPIRY.unpack_from(blob, offset)
+        if expiry_ms > now_ms:
+            return True
+        offset += _EXPIRY.size + length
+    return False
+
+
+class TableStore:
+    """The shared half of MemoryStore and LmdbStore."""
+
+    node_id: str
+    horizon_ms: int
+
+    def __init__(self, node_id: str, horizon_ms: int):
+        self.node_id = inputs.origin(node_id)
+        if isinstance(horizon_ms, bool) or not isinstance(horizon_ms, int) or horizon_ms < 0:
+            raise StoreError(f"invalid horizon_ms: {horizon_ms!r}")
+        self.horizon_ms = horizon_ms
+
+    def _writing(self) -> AbstractContextManager[Tables]:
+        raise NotImplementedError
+
+    def _reading(self) -> AbstractContextManager[Tables]:
+        raise NotImplementedError
+
+    # writes
+
+    def put(self, name: str, value: str, *, expiry: float, now: float) -> bool:
+        return self.put_many([(name, value, expiry)], now=now) == 1
+
+    def put_many(self, items: Iterable[tuple[str, str, float]], *, now: float) -> int:
+        now_ms = inputs.now_ms(now)
+        checked = [inputs.item(*self._triple(item)) for item in items]
+        with self._writing() as tables:
+            batch = Batch(tables, now_ms, self.node_id)
+            changed = sum(batch.put(item) for item in checked)
+            batch.finish()
+        return changed
+
+    def delete(self, name: str, value: str | None = None, *, now: float) -> int:
+        now_ms = inputs.now_ms(now)
+        owner = inputs.owner(name)
+        vhash = None if value is None else inputs.item(name, value, 0).value_hash
+        with self._writing() as tables:
+            batch = Batch(tables, now_ms, self.node_id)
+            removed = batch.delete(owner, vhash)
+            batch.finish()
+        return removed
+
+    def apply_remote(self, change: Change, now: float) -> bool:
+        now_ms = inputs.now_ms(now)
+        owner, vhash, entry = inputs.remote(change, now_ms)
+        with self._writing() as tables:
+            batch = Batch(tables, now_ms, self.node_id)
+            changed = batch.apply(owner, vhash, entry)
+            batch.finish()
+        return changed
+
+    def apply_remote_many(self, changes: Iterable[Change], now: float) -> ApplyResult:
+        now_ms = inputs.now_ms(now)
+        accepted, rejected = [], []
+        for change in changes:
+            try:
+                accepted.append(inputs.remote(change, now_ms))
+            except StoreError as error:
+                rejected.append((change, str(error)))
+        if not accepted:
+            return ApplyResult(0, tuple(rejected))
+        with self._writing() as tables:
+            batch = Batch(tables, now_ms, self.node_id)
+            changed = sum(batch.apply(*checked) for checked in accepted)
+            batch.finish()
+        return ApplyResult(changed, tuple(rejected))
+
+    def sweep(self, now: float, limit: int) -> int:
+        now_ms = inputs.now_ms(now)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise StoreError(f"invalid sweep limit: {limit!r}")
+        with self._writing() as tables:
+            batch = Batch(tables, now_ms, self.node_id)
+            removed = batch.sweep(limit)
+            batch.finish()
+        return removed
+
+    def meta_set(self, key: str, value: bytes) -> None:
+        self._check_meta_key(key)
+        if key.startswith(META_PREFIX):
+            raise StoreError(f"meta keys starting with {META_PREFIX!r} belong to the store")
+        if not isinstance(value, (bytes, bytearray)):
+            raise StoreError("meta values are bytes")
+        with self._writing() as tables:
+            tables.set_meta(key, bytes(value))
+
+    # reads
+
+    def get(self, name: str, now: float) -> list:
+        owner, now_ms = inputs.owner(name), inputs.now_ms(now)
+        with self._reading() as tables:
+            found = tables.entries(owner.key)
+        live = sorted((e for _, e in found if e.visible(now_ms)), key=lambda e: e.order)
+        return [Value(e.value.decode("ascii"), e.expiry_ms / 1000) for e in live]
+
+    def changes_for(self, name: str, now: float) -> list[Change]:
+        owner, now_ms = inputs.owner(name), inputs.now_ms(now)
+        with self._reading() as tables:
+            found = tables.entries(owner.key)
+        alive = sorted(((h, e) for h, e in found if e.alive(now_ms)), key=lambda he: he[1].order)
+        return [to_change(owner.name, h, e) for h, e in alive]
+
+    def changes_after(self, cursor: Cursor, limit: int, *, now: float,
+                      tombstones: bool = True) -> ChangesPage:
+        now_ms = inputs.now_ms(now)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise StoreError(f"invalid page limit: {limit!r} (1..{MAX_PAGE})")
+        after = self._check_cursor(cursor)
+        with self._reading() as tables:
+            return page(tables.log_after(after), lambda p: self._logged(tables, p),
+                        after=after, limit=limit, now_ms=now_ms,
+                        horizon_ms=self.horizon_ms, tombstones=tombstones)
+
+    def generation(self) -> int:
+        with self._reading() as tables:
+            return meta_int(tables, GENERATION)
+
+    def meta_get(self, key: str) -> bytes | None:
+        self._check_meta_key(key)
+        with self._reading() as tables:
+            return tables.meta(key)
+
+    def reap_stale_readers(self) -> int:
+        return 0
+
+    @staticmethod
+    def _logged(tables: Tables, position: Cursor) -> Change | None:
+        vhash = bytes.fromhex(position.value_hash)
+        entry = tables.entry(reversed_key(position.name), vhash)
+        if entry is None or entry.ts_ms != position.ts_ms:
+            return None
+        return to_change(position.name, vhash, entry)
+
+    @staticmethod
+    def _triple(item) -> tuple:
+        try:
+            name, value, expiry = item
+        except (TypeError, ValueError):
+            raise StoreError("put_many items are (name, value, expiry)") from None
+        return name, value, expiry
+
+    @staticmethod
+    def _check_cursor(cursor) -> Cursor:
+        try:
+            ts_ms, name, value_hash = cursor
+        except (TypeError, ValueError):
+            raise StoreError("a cursor is (ts_ms, name, value_hash)") from None
+        if (isinstance(ts_ms, bool) or not isinstance(ts_ms, int)
+                or not isinstance(name, str) or not isinstance(value_hash, str)):
+            raise StoreError("a cursor is (ts_ms, name, value_hash)")
+        if "\x00" in name or "\x00" in value_hash:
+            raise StoreError("invalid cursor")
+        return Cursor(ts_ms, name, value_hash)
+
+    @staticmethod
+    def _check_meta_key(key) -> None:
+        if not isinstance(key, str) or not key or len(key.encode("utf-8", "replace")) > 400:
+            raise StoreError("meta keys are non-empty strings of at most 400 bytes")

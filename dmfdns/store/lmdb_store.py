@@ -1,0 +1,260 @@
+"""LmdbStore: the RecordStore on one LMDB environment (DESIGN.md section 3).
+
+The only module that imports ``lmdb``. One environment, five named sub-databases (see
+``layout``), opened with LMDB's full sync (``sync`` and ``metasync`` on), so a write that
+returned is on disk (``reliability.md`` section 3.2). Every call runs one short
+transaction that never leaves this module; reads return plain Python values.
+
+A full map (``MDB_MAP_FULL``) aborts the write transaction, so nothing is half written;
+it surfaces as StoreFull while reads go on. A read-only handle (``readonly=True``), e.g.
+in a DNS worker process, sees every commit of the writer from its next read on.
+"""
+
+import os
+from contextlib import contextmanager
+
+import lmdb
+
+from . import inputs, layout
+from .api import Cursor, StoreError, StoreFull, StoreStats
+from .batch import SCHEMA, VALUES, meta_int
+from .changelog import STABLE_HORIZON_MS
+from .engine import ENT_PROBE, TableStore, has_live_entry
+
+SCHEMA_VERSION = b"1"
+_DATABASES = (b"records", b"names", b"log", b"expiry", b"meta")
+_MAX_DBS = 8
+
+
+class _LmdbTables:
+    """The ``batch.Tables`` operations inside one LMDB transaction."""
+
+    def __init__(self, txn, dbs):
+        self._txn = txn
+        self._records, self._names, self._log, self._expiry, self._meta = dbs
+
+    def entry(self, rkey, vhash):
+        raw = self._txn.get(layout.record_key(rkey, vhash), db=self._records)
+        return None if raw is None else layout.decode_entry(raw)
+
+    def entries(self, rkey):
+        prefix = rkey + layout.SEP
+        cursor = self._txn.cursor(self._records)
+        found = []
+        if cursor.set_range(prefix):
+            for key, raw in cursor:
+                if not key.startswith(prefix):
+                    break
+                found.append((key[len(prefix):], layout.decode_entry(raw)))
+        return found
+
+    def set_entry(self, rkey, vhash, entry):
+        self._txn.put(layout.record_key(rkey, vhash), layout.encode_entry(entry),
+                      db=self._records)
+
+    def drop_entry(self, rkey, vhash):
+        self._txn.delete(layout.record_key(rkey, vhash), db=self._records)
+
+    def blob(self, rkey):
+        return self._txn.get(rkey, db=self._names)
+
+    def set_blob(self, rkey, blob):
+        if blob is None:
+            self._txn.delete(rkey, db=self._names)
+        else:
+            self._txn.put(rkey, blob, db=self._names)
+
+    def log_add(self, position):
+        self._txn.put(layout.log_key(position), b"", db=self._log)
+
+    def log_drop(self, position):
+        self._txn.delete(layout.log_key(position), db=self._log)
+
+    def log_after(self, cursor):
+        seek = layout.log_seek_key(cursor)
+        if seek is None:
+            return
+        scan = self._txn.cursor(self._log)
+        if not scan.set_range(seek):
+            return
+        if scan.key() == seek and not scan.next():
+            return
+        for key in scan.iternext(keys=True, values=False):
+            yield layout.decode_log_key(key)
+
+    def expiry_add(self, expiry_ms, rkey, vhash):
+        self._txn.put(layout.expiry_key(expiry_ms, rkey, vhash), b"", db=self._expiry)
+
+    def expiry_drop(self, expiry_ms, rkey, vhash):
+        self._txn.delete(layout.expiry_key(expiry_ms, rkey, vhash), db=self._expiry)
+
+    def expired(self, now_ms, limit):
+        bound = layout.expiry_bound(now_ms)
+        scan = self._txn.cursor(self._expiry)
+        found = []
+        if scan.first():
+            for key in scan.iternext(keys=True, values=False):
+                if key >= bound or len(found) == limit:
+                    break
+                found.append(layout.decode_expiry_key(key))
+        return found
+
+    def meta(self, key):
+        return self._txn.get(key.encode("utf-8"), db=self._meta)
+
+    def set_meta(self, key, value):
+        self._txn.put(key.encode("utf-8"), value, db=self._meta)
+
+    def count(self, db_name: str) -> int:
+        db = {"records": self._records, "names": self._names}[db_name]
+        return self._txn.stat(db)["entries"]
+
+
+class LmdbStore(TableStore):
+    """A RecordStore in the LMDB environment at directory ``path``.
+
+    ``map_size`` (bytes) is required for a writable handle: it is the hard cap of the
+    database (the file is sparse). A read-only handle uses the size the writer set.
+    """
+
+    def __init__(self, path, map_size: int | None = None, *, readonly: bool = False,
+                 node_id: str = "", horizon_ms: int = STABLE_HORIZON_MS,
+                 max_readers: int = 126):
+        super().__init__(node_id, horizon_ms)
+        if not readonly and (not isinstance(map_size, int) or map_size <= 0):
+            raise StoreError("LmdbStore needs an explicit map_size in bytes")
+        self._path = os.fspath(path)
+        self._readonly = readonly
+        try:
+            self._env = lmdb.open(self._path, map_size=0 if readonly else map_size,
+                                  readonly=readonly, create=not readonly, subdir=True,
+                                  max_dbs=_MAX_DBS, max_readers=max_readers, sync=True,
+                                  metasync=True, readahead=False, meminit=False, lock=True)
+        except lmdb.Error as error:
+            raise StoreError(f"cannot open store at {self._path}: {error}") from None
+        try:
+            self._dbs = self._open_databases()
+        except BaseException:
+            self._env.close()
+            raise
+
+    def _open_databases(self):
+        try:
+            dbs = tuple(self._env.open_db(n, create=not self._readonly) for n in _DATABASES)
+        except lmdb.Error as error:
+            raise StoreError(f"no dmfdns store at {self._path}: {error}") from None
+        self._dbs = dbs
+        if not self._readonly:
+            self._init_schema()
+        with self._reading() as tables:
+            schema = tables.meta(SCHEMA)
+        if schema != SCHEMA_VERSION:
+            raise StoreError(f"store at {self._path} has schema {schema!r}, "
+                             f"this dmfdns reads {SCHEMA_VERSION!r}")
+        return dbs
+
+    def _init_schema(self):
+        with self._writing() as tables:
+            if tables.meta(SCHEMA) is None:
+                tables.set_meta(SCHEMA, SCHEMA_VERSION)
+
+    # transactions
+
+    def _begin(self, write=False, buffers=False):
+        try:
+            return self._env.begin(write=write, buffers=buffers)
+        except lmdb.MapResizedError:
+            self._env.set_mapsize(0)   # another process grew the map: adopt its size
+            return self._env.begin(write=write, buffers=buffers)
+        except lmdb.Error as error:
+            raise StoreError(f"store unavailable: {error}") from None
+
+    @contextmanager
+    def _reading(self):
+        txn = self._begin()
+        try:
+            yield _LmdbTables(txn, self._dbs)
+        except lmdb.Error as error:
+            raise StoreError(f"store read failed: {error}") from None
+        finally:
+            txn.abort()
+
+    @contextmanager
+    def _writing(self):
+        if self._readonly:
+            raise StoreError("store is open read-only")
+        txn = self._begin(write=True)
+        try:
+            yield _LmdbTables(txn, self._dbs)
+            txn.commit()
+        except lmdb.MapFullError:
+            txn.abort()
+            raise StoreFull(self._full_message()) from None
+        except lmdb.Error as error:
+            txn.abort()
+            if "No space left" in str(error):
+                raise StoreFull(f"store is full: the disk has no space left ({error}); "
+                                "writes are refused, reads go on") from None
+            raise StoreError(f"store write failed: {error}") from None
+        except BaseException:
+            txn.abort()
+            raise
+
+    def _full_message(self) -> str:
+        return (f"store is full: the LMDB map of {self._env.info()['map_size']} bytes at "
+                f"{self._path} has no room; writes are refused, reads go on. Raise "
+                "map_size or let sweep remove expired records")
+
+    # the DNS hot path: one short read transaction each
+
+    def packed_txt(self, name: str) -> bytes | None:
+        key = inputs.owner(name).key
+        txn = self._begin()
+        try:
+            return txn.get(key, db=self._dbs[1])
+        except lmdb.Error as error:
+            raise StoreError(f"store read failed: {error}") from None
+        finally:
+            txn.abort()
+
+    def has_descendants(self, name: str, now: float) -> bool:
+        prefix = inputs.owner(name).key + b"."
+        now_ms = inputs.now_ms(now)
+        txn = self._begin(buffers=True)
+        try:
+            scan = txn.cursor(self._dbs[1])
+            if not scan.set_range(prefix):
+                return False
+            for _ in range(ENT_PROBE):
+                if scan.key()[:len(prefix)] != prefix:
+                    return False
+                if has_live_entry(scan.value(), now_ms):
+                    return True
+                if not scan.next():
+                    return False
+            return True
+        except lmdb.Error as error:
+            raise StoreError(f"store read failed: {error}") from None
+        finally:
+            txn.abort()
+
+    # maintenance
+
+    def stats(self) -> StoreStats:
+        with self._reading() as tables:
+            values = meta_int(tables, VALUES)
+            total = tables.count("records")
+            names = tables.count("names")
+        info, stat = self._env.info(), self._env.stat()
+        return StoreStats(names=names, values=values,
+                          map_used_bytes=(info["last_pgno"] + 1) * stat["psize"],
+                          map_size_bytes=info["map_size"], tombstones=total - values)
+
+    def reap_stale_readers(self) -> int:
+        try:
+            return self._env.reader_check()
+        except lmdb.Error as error:
+            raise StoreError(f"reader check failed: {error}") from None
+
+    def close(self) -> None:
+        self._env.close()

@@ -1,0 +1,130 @@
+"""MemoryStore: the RecordStore in plain Python containers, the reference for unit tests.
+
+Same rules as LmdbStore (they share ``engine.TableStore``); the ordered tables are sorted
+lists kept with ``bisect``, which is fine for test-sized data. Nothing survives the process.
+"""
+
+from bisect import bisect_left, bisect_right, insort
+from contextlib import contextmanager
+from typing import Iterator
+
+from . import inputs
+from .api import Cursor, StoreError, StoreStats
+from .batch import VALUES, meta_int
+from .engine import ENT_PROBE, TableStore, has_live_entry
+from .changelog import STABLE_HORIZON_MS
+from .merge import Entry
+
+
+def _discard(items: list, item) -> None:
+    index = bisect_left(items, item)
+    if index < len(items) and items[index] == item:
+        del items[index]
+
+
+class _MemoryTables:
+    def __init__(self):
+        self.records: dict[bytes, dict[bytes, Entry]] = {}
+        self.blobs: dict[bytes, bytes] = {}
+        self.blob_keys: list[bytes] = []
+        self.log: list[Cursor] = []
+        self.expiries: list[tuple[int, bytes, bytes]] = []
+        self.meta_values: dict[str, bytes] = {}
+
+    def entry(self, rkey, vhash):
+        return self.records.get(rkey, {}).get(vhash)
+
+    def entries(self, rkey):
+        return list(self.records.get(rkey, {}).items())
+
+    def set_entry(self, rkey, vhash, entry):
+        self.records.setdefault(rkey, {})[vhash] = entry
+
+    def drop_entry(self, rkey, vhash):
+        values = self.records.get(rkey, {})
+        values.pop(vhash, None)
+        if not values:
+            self.records.pop(rkey, None)
+
+    def set_blob(self, rkey, blob):
+        if blob is None:
+            if self.blobs.pop(rkey, None) is not None:
+                _discard(self.blob_keys, rkey)
+        else:
+            if rkey not in self.blobs:
+                insort(self.blob_keys, rkey)
+            self.blobs[rkey] = blob
+
+    def log_add(self, position):
+        insort(self.log, position)
+
+    def log_drop(self, position):
+        _discard(self.log, position)
+
+    def log_after(self, cursor) -> Iterator[Cursor]:
+        index = bisect_right(self.log, cursor)
+        while index < len(self.log):
+            yield self.log[index]
+            index += 1
+
+    def expiry_add(self, expiry_ms, rkey, vhash):
+        insort(self.expiries, (expiry_ms, rkey, vhash))
+
+    def expiry_drop(self, expiry_ms, rkey, vhash):
+        _discard(self.expiries, (expiry_ms, rkey, vhash))
+
+    def expired(self, now_ms, limit):
+        end = bisect_right(self.expiries, (now_ms, b"\xff", b""))
+        return self.expiries[:min(end, limit)]
+
+    def meta(self, key):
+        return self.meta_values.get(key)
+
+    def set_meta(self, key, value):
+        self.meta_values[key] = value
+
+
+class MemoryStore(TableStore):
+    """An in-process RecordStore; ``node_id`` is the origin of this store's own changes."""
+
+    def __init__(self, *, node_id: str = "", horizon_ms: int = STABLE_HORIZON_MS):
+        super().__init__(node_id, horizon_ms)
+        self._tables: _MemoryTables | None = _MemoryTables()
+
+    @contextmanager
+    def _writing(self):
+        yield self._open()
+
+    @contextmanager
+    def _reading(self):
+        yield self._open()
+
+    def _open(self) -> _MemoryTables:
+        if self._tables is None:
+            raise StoreError("store is closed")
+        return self._tables
+
+    def packed_txt(self, name: str) -> bytes | None:
+        return self._open().blobs.get(inputs.owner(name).key)
+
+    def has_descendants(self, name: str, now: float) -> bool:
+        tables, now_ms = self._open(), inputs.now_ms(now)
+        prefix = inputs.owner(name).key + b"."
+        keys = tables.blob_keys
+        index = bisect_left(keys, prefix)
+        for probe in range(ENT_PROBE):
+            if index + probe >= len(keys) or not keys[index + probe].startswith(prefix):
+                return False
+            if has_live_entry(tables.blobs[keys[index + probe]], now_ms):
+                return True
+        return True
+
+    def stats(self) -> StoreStats:
+        tables = self._open()
+        values = meta_int(tables, VALUES)
+        total = sum(len(v) for v in tables.records.values())
+        return StoreStats(names=len(tables.blobs), values=values, map_used_bytes=0,
+                          map_size_bytes=0, tombstones=total - values)
+
+    def close(self) -> None:
+        self._tables = None
