@@ -21,11 +21,17 @@ from twisted.application.internet import TimerService
 from twisted.internet import defer, error
 from twisted.logger import Logger
 
-from .config import Config, ConfigError, ListenAddress
+from prometheus_client import CollectorRegistry
+
+from .config import Config, ConfigError, ListenAddress, read_operator_token
 from .dns.counters import DnsCounters
 from .dns.responder import Responder, ResponderSettings
 from .dns.server import DNSDatagramProtocol, DNSStreamFactory, TransportCounters
 from .dns.zone import ZoneError, parse_zone
+from .http.auth import MULTI_TENANT, WriteAuth
+from .http.site import OpenBindRefused, check_bind, make_site
+from .http.tokens import TokenFile
+from .metrics import NodeMetrics
 from .store.api import StoreError
 from .store.lmdb_store import LmdbStore
 
@@ -142,29 +148,56 @@ def cookie_secret(store) -> bytes:
 
 
 class Listener(service.Service):
-    """One bound socket (UDP or TCP) for one configured address; port 0 picks a port."""
+    """One bound socket (UDP or TCP) for one configured address.
+
+    Port 0 picks a free port; a TCP listener given ``same_port_as`` (its address's UDP
+    listener) takes the port that one got, so UDP and TCP share it as resolvers expect
+    (they retry a truncated answer over TCP on the same port)."""
+
+    SAME_PORT_ATTEMPTS = 20
 
     def __init__(self, reactor, kind: str, address: ListenAddress, protocol_or_factory,
-                 counters: TransportCounters):
+                 counters: TransportCounters, same_port_as: "Listener | None" = None):
         self.reactor = reactor
         self.kind = kind
         self.address = address
         self.target = protocol_or_factory
         self.counters = counters
+        self.same_port_as = same_port_as
         self.port = None
         self.setName(f"dns-{kind} {address}")
 
     def privilegedStartService(self):
         # Binding here (before privileges would be dropped) also makes a failure to bind
         # surface synchronously, as NodeError, from startService.
+        partner = self.same_port_as
+        if self.address.port != 0 or partner is None or partner.port is None:
+            self.port = self._listen(self.address.port)
+        else:
+            self.port = self._listen_on_partner_port(partner)
+        service.Service.privilegedStartService(self)
+
+    def _listen_on_partner_port(self, partner: "Listener"):
+        for _ in range(self.SAME_PORT_ATTEMPTS):
+            try:
+                return self._listen(partner.bound.port)
+            except NodeError:
+                partner.rebind()   # that port is taken for us: both move to a new one
+        return self._listen(partner.bound.port)
+
+    def _listen(self, port: int):
         listen = self.reactor.listenUDP if self.kind == "udp" else self.reactor.listenTCP
         try:
-            self.port = listen(self.address.port, self.target, interface=self.address.host)
+            return listen(port, self.target, interface=self.address.host)
         except error.CannotListenError as exc:
             reason = getattr(exc.socketError, "strerror", None) or str(exc.socketError)
             raise NodeError(f"cannot listen on {self.address} ({self.kind.upper()}): "
                             f"{reason}") from None
-        service.Service.privilegedStartService(self)
+
+    def rebind(self) -> None:
+        """Move to another free port (only for a configured port 0)."""
+        self.port.stopListening()
+        self.port = self._listen(self.address.port)
 
     def startService(self):
         if self.port is None:
@@ -289,6 +322,7 @@ def make_service(config: Config, reactor) -> Node:
     store, load the zones, build the responder and the listeners. Nothing is bound until
     the service starts. Raises NodeLocked, StoreError, ZoneError or ConfigError."""
     zones = load_zones(config)
+    operator_token = http_preflight(config)
     lock = NodeLock(config.node.data_dir).acquire("serve")
     try:
         store = open_store(config)
@@ -312,10 +346,62 @@ def make_service(config: Config, reactor) -> Node:
                                max_connections=config.dns.max_tcp_connections,
                                max_message=config.dns.max_tcp_message,
                                counters=tcp_counters, observe_duration=observe)
-        node.add_listener(Listener(reactor, "udp", address, udp, udp_counters))
-        node.add_listener(Listener(reactor, "tcp", address, tcp, tcp_counters))
+        udp_listener = Listener(reactor, "udp", address, udp, udp_counters)
+        node.add_listener(udp_listener)
+        node.add_listener(Listener(reactor, "tcp", address, tcp, tcp_counters,
+                                   same_port_as=udp_listener))
+    add_metrics_and_http(node, operator_token)
     sweep = TimerService(config.store.sweep_interval, node.sweeper.tick)
     sweep.clock = reactor
     sweep.setName("sweep")
     sweep.setServiceParent(node)
     return node
+
+
+# --- metrics and the HTTP API ---------------------------------------------------------------
+
+def http_preflight(config: Config) -> str:
+    """The operator token, after refusing an ``open`` write API beyond loopback (checked
+    again here, not only by the config loader, because this is where sockets get bound)."""
+    for address in config.http.listen:
+        try:
+            check_bind(config.http.auth_mode, address.host,
+                       allow_open_non_loopback=config.http.allow_open_non_loopback)
+        except OpenBindRefused as exc:
+            raise ConfigError(f"[http] {exc}") from None
+    return read_operator_token(config.http)
+
+
+def add_metrics_and_http(node: Node, operator_token: str) -> None:
+    """Give ``node`` its metrics registry (``node.metrics``), shared by the DNS counters and
+    the HTTP site, and an HTTP listener per ``[http] listen`` address (``node.http``)."""
+    config, reactor = node.config, node.reactor
+    node.metrics = NodeMetrics(CollectorRegistry())
+    node.metrics.watch_store(node.store)
+    node.metrics.watch_dns(node.dns_counters)
+    node.metrics.watch_dns_transports(lambda: _listener_counters(node))
+    node.metrics.watch_sweeper(lambda: node.sweeper.removed)
+    http = config.http
+    tokens = TokenFile(config.node.data_dir) if http.auth_mode == MULTI_TENANT else None
+    auth = WriteAuth(http.auth_mode, operator_token=operator_token, tokens=tokens,
+                     clock=reactor.seconds)
+    metrics_tokens = (http.metrics_token, operator_token) if http.metrics_token else ()
+    node.http = make_site(
+        store=node.store, zones=[zone.origin for zone in node.zones], clock=reactor,
+        metrics=node.metrics, auth=auth, rate_limit=http.rate_limit,
+        rate_burst=http.rate_burst, trusted_proxies=http.trusted_proxies,
+        max_body_bytes=http.max_body_bytes, max_connections=http.max_connections,
+        idle_timeout=http.idle_timeout, metrics_tokens=metrics_tokens)
+    node.http.readiness.require("store", lambda: node.readiness()["store"])
+    node.http.readiness.require("listeners", lambda: node.readiness()["listeners"])
+    for address in http.listen:
+        node.add_listener(Listener(reactor, "http", address, node.http.site, None))
+
+
+def _listener_counters(node: Node) -> dict:
+    """``{"udp": [TransportCounters, ...], "tcp": [...]}`` of the DNS listeners."""
+    grouped = {}
+    for listener in node.listeners:
+        if listener.kind in ("udp", "tcp"):
+            grouped.setdefault(listener.kind, []).append(listener.counters)
+    return grouped

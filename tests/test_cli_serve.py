@@ -35,7 +35,10 @@ data_dir = "{tmp_path / 'data'}"
 map_size = "64MiB"
 [dns]
 listen = ["127.0.0.1:{dns_port}"]
-{extra}""")
+{extra}
+[http]
+listen = []
+""")
     return path
 
 

@@ -21,7 +21,7 @@ class FakePort:
         self.listening = True
 
     def getHost(self):
-        return address.IPv4Address("UDP", self.host, self.port or 40000)
+        return address.IPv4Address("UDP", self.host, self.port)
 
     def stopListening(self):
         self.listening = False
@@ -35,8 +35,10 @@ class FakeReactor(MemoryReactorClock):
         self.udp = []
         self.busy = set(busy)
         self.ports = []
+        self.free_ports = iter(range(40000, 41000))   # what port 0 binds, in order
 
     def _port(self, kind, port, interface):
+        port = port or next(self.free_ports)
         if (kind, port) in self.busy:
             raise error.CannotListenError(interface, port,
                                           socket.error(errno.EADDRINUSE,
@@ -59,7 +61,8 @@ def config_for(tmp_path, listen=("127.0.0.1:5300", "[::1]:5301"), **dns):
     addresses = tuple(ListenAddress(a.rsplit(":", 1)[0].strip("[]"), int(a.rsplit(":", 1)[1]))
                       for a in listen)
     return dataclasses.replace(base, dns=dataclasses.replace(base.dns, listen=addresses,
-                                                             **dns))
+                                                             **dns),
+                               http=dataclasses.replace(base.http, listen=()))
 
 
 def test_make_service_builds_udp_and_tcp_listeners_per_address(tmp_path):
@@ -86,6 +89,18 @@ def test_make_service_builds_udp_and_tcp_listeners_per_address(tmp_path):
     node.stopService()
     assert not any(p.listening for p in reactor.ports)
     assert not node.ready and not node.lock.held
+
+
+def test_port_zero_gives_udp_and_tcp_the_same_port(tmp_path):
+    reactor = FakeReactor(busy={("tcp", 40000)})
+    node = make_service(config_for(tmp_path, listen=("127.0.0.1:0",)), reactor)
+    node.startService()
+    # UDP got 40000, which TCP could not have: UDP moved to 40001 and TCP followed it.
+    assert node.dns_addresses("udp") == [ListenAddress("127.0.0.1", 40001)]
+    assert node.dns_addresses("tcp") == [ListenAddress("127.0.0.1", 40001)]
+    assert [(p.port, p.listening) for p in reactor.ports] == [(40000, False), (40001, True),
+                                                              (40001, True)]
+    node.stopService()
 
 
 def test_listener_counters_are_per_transport(tmp_path):
