@@ -155,6 +155,7 @@ class Listener(service.Service):
     (they retry a truncated answer over TCP on the same port)."""
 
     SAME_PORT_ATTEMPTS = 20
+    backlog = None  # TCP listen(2) queue; None: Twisted's default (50)
 
     def __init__(self, reactor, kind: str, address: ListenAddress, protocol_or_factory,
                  counters: TransportCounters, same_port_as: "Listener | None" = None):
@@ -187,8 +188,9 @@ class Listener(service.Service):
 
     def _listen(self, port: int):
         listen = self.reactor.listenUDP if self.kind == "udp" else self.reactor.listenTCP
+        options = {"backlog": self.backlog} if self.kind != "udp" and self.backlog else {}
         try:
-            return listen(port, self.target, interface=self.address.host)
+            return listen(port, self.target, interface=self.address.host, **options)
         except error.CannotListenError as exc:
             reason = getattr(exc.socketError, "strerror", None) or str(exc.socketError)
             raise NodeError(f"cannot listen on {self.address} ({self.kind.upper()}): "
@@ -360,6 +362,9 @@ def make_service(config: Config, reactor) -> Node:
 
 # --- metrics and the HTTP API ---------------------------------------------------------------
 
+HTTP_LISTEN_BACKLOG = 1024
+
+
 def http_preflight(config: Config) -> str:
     """The operator token, after refusing an ``open`` write API beyond loopback (checked
     again here, not only by the config loader, because this is where sockets get bound)."""
@@ -395,7 +400,11 @@ def add_metrics_and_http(node: Node, operator_token: str) -> None:
     node.http.readiness.require("store", lambda: node.readiness()["store"])
     node.http.readiness.require("listeners", lambda: node.readiness()["listeners"])
     for address in http.listen:
-        node.add_listener(Listener(reactor, "http", address, node.http.site, None))
+        listener = Listener(reactor, "http", address, node.http.site, None)
+        # A connection flood must queue in the kernel rather than see dropped SYNs while the
+        # site evicts idle connections to make room (dmfdns.http.channel).
+        listener.backlog = HTTP_LISTEN_BACKLOG
+        node.add_listener(listener)
 
 
 def _listener_counters(node: Node) -> dict:
