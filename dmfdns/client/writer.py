@@ -1,0 +1,230 @@
+"""Record writes over HTTP: one node (``HttpNode``) and a quorum fan-out (``FanoutWriter``).
+
+A node takes ``POST /v1/records/{name}`` with ``{"value", "ttl"}`` (201) and ``DELETE`` with
+``{"value"}`` (204, or 404 when nothing matched), as the reference node does (dmp-node.md
+section 2.1). Every request has a deadline (connect and whole exchange), a cap on the
+response body it will read, and at most ``max_in_flight`` requests per node at a time.
+
+The fan-out writer sends each write to every node at once and reports success as soon as a
+majority (``quorum``) has acknowledged it; the reference's ``ceil(N/2)`` is not a majority
+for an even N, and the union reader's guarantee rests on write and read quorums
+intersecting. The remaining requests go on in the background; ``drain()`` waits for them,
+so a short-lived CLI process still reaches every live node (which is what keeps a cluster
+without anti-entropy consistent).
+"""
+
+import json
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from twisted.internet import defer, protocol
+from twisted.web.client import Agent, HTTPConnectionPool, PotentialDataLoss, ResponseDone
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
+
+DEFAULT_TIMEOUT = 5.0
+MAX_RESPONSE_BYTES = 64 * 1024
+MAX_IN_FLIGHT = 8
+
+
+class WriteError(Exception):
+    """A write was refused or could not reach enough nodes (message fit for the CLI)."""
+
+
+def quorum(count: int) -> int:
+    """A strict majority of ``count`` nodes."""
+    return count // 2 + 1
+
+
+@implementer(IBodyProducer)
+class _BytesBody:
+    """A request body already in memory (no cooperator, no global reactor)."""
+
+    def __init__(self, data: bytes):
+        self.data, self.length = data, len(data)
+
+    def startProducing(self, consumer):
+        consumer.write(self.data)
+        return defer.succeed(None)
+
+    def pauseProducing(self):
+        pass
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
+class _CappedBody(protocol.Protocol):
+    """Collects a response body, giving up beyond ``limit`` bytes."""
+
+    def __init__(self, done: defer.Deferred, limit: int):
+        self.done, self.limit, self.data = done, limit, bytearray()
+
+    def dataReceived(self, data):
+        self.data += data
+        if len(self.data) > self.limit and not self.done.called:
+            self.done.errback(WriteError(f"response larger than {self.limit} bytes"))
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason=protocol.connectionDone):
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(bytes(self.data))
+        else:
+            self.done.errback(WriteError(f"response cut short: {reason.getErrorMessage()}"))
+
+
+def read_body(response, limit: int = MAX_RESPONSE_BYTES) -> defer.Deferred:
+    done = defer.Deferred()
+    response.deliverBody(_CappedBody(done, limit))
+    return done
+
+
+def error_text(body: bytes) -> str:
+    """The ``error`` field of a JSON error body, else a short excerpt of the body."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return body[:120].decode("utf-8", "replace").strip() or "no body"
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return data["error"]
+    return json.dumps(data)[:120]
+
+
+@dataclass
+class NodeHealth:
+    successes: int = 0
+    failures: int = 0
+    last_error: str = ""
+
+
+class HttpNode:
+    """The record API of one node at ``base_url`` (``http://host:port``)."""
+
+    def __init__(self, reactor, base_url: str, *, token: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, max_response: int = MAX_RESPONSE_BYTES,
+                 max_in_flight: int = MAX_IN_FLIGHT, pool: HTTPConnectionPool | None = None):
+        self.reactor = reactor
+        self.base_url = base_url.rstrip("/")
+        self.token, self.timeout, self.max_response = token, timeout, max_response
+        self.pool = pool or HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = max_in_flight
+        self.agent = Agent(reactor, connectTimeout=timeout, pool=self.pool)
+        self.slots = defer.DeferredSemaphore(max_in_flight)
+        self.health = NodeHealth()
+
+    def __str__(self) -> str:
+        return self.base_url
+
+    def publish(self, name: str, value: str, ttl: int):
+        body = {"value": value, "ttl": int(ttl)}
+        return self._write(b"POST", name, body, ok=(200, 201))
+
+    def delete(self, name: str, value: str):
+        # 404: nothing matched, which is what a delete wants.
+        return self._write(b"DELETE", name, {"value": value}, ok=(200, 204, 404))
+
+    def _write(self, method: bytes, name: str, body: dict, ok):
+        return self.slots.run(self._request, method, name, body, ok)
+
+    @defer.inlineCallbacks
+    def _request(self, method, name, body, ok):
+        url = f"{self.base_url}/v1/records/{quote(name, safe='')}".encode("ascii")
+        headers = Headers({b"Content-Type": [b"application/json"]})
+        if self.token:
+            headers.addRawHeader(b"Authorization", f"Bearer {self.token}".encode("ascii"))
+        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        exchange = self._exchange(method, url, headers, payload)
+        exchange.addTimeout(self.timeout, self.reactor)
+        try:
+            status, text = yield exchange
+        except defer.TimeoutError:
+            yield self._fail(f"{self.base_url}: no answer within {self.timeout:g} s")
+        except WriteError as exc:
+            yield self._fail(f"{self.base_url}: {exc}")
+        except Exception as exc:  # connection refused, DNS, TLS: all "node unreachable"
+            yield self._fail(f"{self.base_url}: {_describe(exc)}")
+        if status not in ok:
+            yield self._fail(f"{self.base_url}: HTTP {status}: {error_text(text)}")
+        self.health.successes += 1
+        return status
+
+    @defer.inlineCallbacks
+    def _exchange(self, method, url, headers, payload):
+        response = yield self.agent.request(method, url, headers, _BytesBody(payload))
+        text = yield read_body(response, self.max_response)
+        return response.code, text
+
+    def _fail(self, message: str):
+        self.health.failures += 1
+        self.health.last_error = message
+        return defer.fail(WriteError(message))
+
+    def close(self):
+        return self.pool.closeCachedConnections()
+
+
+def _describe(exc: Exception) -> str:
+    reasons = getattr(exc, "reasons", None)   # ResponseNeverReceived and friends
+    if reasons:
+        return "; ".join(r.getErrorMessage() for r in reasons)
+    return str(exc) or type(exc).__name__
+
+
+class FanoutWriter:
+    """Writes to every node; a write succeeds once ``quorum(len(nodes))`` acknowledged it."""
+
+    def __init__(self, nodes):
+        if not nodes:
+            raise ValueError("a writer needs at least one node")
+        self.nodes = list(nodes)
+        self.needed = quorum(len(self.nodes))
+        self._in_flight = set()
+
+    def publish(self, name: str, value: str, ttl: int):
+        return self._fan_out(lambda node: node.publish(name, value, ttl), name)
+
+    def delete(self, name: str, value: str):
+        return self._fan_out(lambda node: node.delete(name, value), name)
+
+    def _fan_out(self, call, name: str):
+        result = defer.Deferred()
+        state = {"ok": 0, "failed": 0, "errors": []}
+
+        def succeeded(_):
+            state["ok"] += 1
+            if state["ok"] == self.needed and not result.called:
+                result.callback(state["ok"])
+
+        def failed(failure):
+            state["failed"] += 1
+            state["errors"].append(failure.getErrorMessage())
+            if state["failed"] > len(self.nodes) - self.needed and not result.called:
+                result.errback(WriteError(
+                    f"{name}: only {state['ok']} of {len(self.nodes)} nodes took the write "
+                    f"(need {self.needed}): " + "; ".join(state["errors"])))
+
+        for node in self.nodes:
+            request = defer.maybeDeferred(call, node)
+            request.addCallbacks(succeeded, failed)
+            self._track(request)
+        return result
+
+    def _track(self, request):
+        self._in_flight.add(request)
+        request.addBoth(lambda _: self._in_flight.discard(request))
+
+    def drain(self):
+        """Fires when every request sent so far has finished (each has its own deadline)."""
+        return defer.DeferredList(list(self._in_flight), consumeErrors=True)
+
+    def close(self):
+        """Close the nodes' idle connections (pools shared between nodes close once)."""
+        closers = {id(getattr(n, "pool", n)): n for n in self.nodes}.values()
+        return defer.DeferredList([defer.maybeDeferred(getattr(n, "close", lambda: None))
+                                   for n in closers], consumeErrors=True)
