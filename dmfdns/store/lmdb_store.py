@@ -160,12 +160,12 @@ class LmdbStore(TableStore):
 
     # transactions
 
-    def _begin(self, write=False, buffers=False):
+    def _begin(self, write=False):
         try:
-            return self._env.begin(write=write, buffers=buffers)
+            return self._env.begin(write=write)
         except lmdb.MapResizedError:
             self._env.set_mapsize(0)   # another process grew the map: adopt its size
-            return self._env.begin(write=write, buffers=buffers)
+            return self._env.begin(write=write)
         except lmdb.Error as error:
             raise StoreError(f"store unavailable: {error}") from None
 
@@ -208,7 +208,7 @@ class LmdbStore(TableStore):
     # the DNS hot path: one short read transaction each
 
     def packed_txt(self, name: str) -> bytes | None:
-        key = inputs.owner(name).key
+        key = inputs.owner_key(name)
         txn = self._begin()
         try:
             return txn.get(key, db=self._dbs[1])
@@ -218,15 +218,15 @@ class LmdbStore(TableStore):
             txn.abort()
 
     def has_descendants(self, name: str, now: float) -> bool:
-        prefix = inputs.owner(name).key + b"."
-        now_ms = inputs.now_ms(now)
-        txn = self._begin(buffers=True)
+        prefix = inputs.owner_key(name) + b"."
+        now_ms = inputs.fast_now_ms(now)
+        txn = self._begin()
         try:
             scan = txn.cursor(self._dbs[1])
             if not scan.set_range(prefix):
                 return False
             for _ in range(ENT_PROBE):
-                if scan.key()[:len(prefix)] != prefix:
+                if not scan.key().startswith(prefix):
                     return False
                 if has_live_entry(scan.value(), now_ms):
                     return True

@@ -105,11 +105,11 @@ class MemoryStore(TableStore):
         return self._tables
 
     def packed_txt(self, name: str) -> bytes | None:
-        return self._open().blobs.get(inputs.owner(name).key)
+        return self._open().blobs.get(inputs.owner_key(name))
 
     def has_descendants(self, name: str, now: float) -> bool:
-        tables, now_ms = self._open(), inputs.now_ms(now)
-        prefix = inputs.owner(name).key + b"."
+        tables, now_ms = self._open(), inputs.fast_now_ms(now)
+        prefix = inputs.owner_key(name) + b"."
         keys = tables.blob_keys
         index = bisect_left(keys, prefix)
         for probe in range(ENT_PROBE):
