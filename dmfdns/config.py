@@ -25,6 +25,8 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 
+from .proto.heartbeat import endpoint_problem
+
 DEFAULT_CONFIG_NAME = "default.toml"
 AUTH_MODES = ("open", "legacy", "multi-tenant")
 
@@ -321,6 +323,99 @@ class HttpConfig:
         "", _text(512), "bearer token for /metrics; \"\" = open")
 
 
+def _hex_key(value, where):
+    if not isinstance(value, str) or (value and not re.fullmatch(r"[0-9a-fA-F]{64}", value)):
+        _fail(where, "64 hex characters (an Ed25519 public key) or \"\"", value)
+    return value.lower()
+
+
+_hex_key.describe = "64 hex or \"\""
+
+
+def _domain(value, where):
+    if not isinstance(value, str) or (value and not re.fullmatch(
+            r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*"
+            r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?", value)) or len(value) > 64:
+        _fail(where, "a DNS name of at most 64 characters or \"\"", value)
+    return value.lower().rstrip(".")
+
+
+_domain.describe = "DNS name or \"\""
+
+
+def _url_list(value, where):
+    if not isinstance(value, list) or len(value) > 32:
+        _fail(where, "a list of at most 32 \"http(s)://host:port\" URLs", value)
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"https?://[^/\s?#]+/?", item):
+            _fail(where, "an \"http(s)://host:port\" URL without a path", item)
+    if len(set(value)) != len(value):
+        _fail(where, "a list without duplicates", value)
+    return tuple(item.rstrip("/") for item in value)
+
+
+_url_list.describe = "list of URLs"
+
+
+def _heartbeat_endpoint(value, where):
+    if not isinstance(value, str):
+        _fail(where, "an http(s)://host[:port] URL or \"\"", value)
+    if value:
+        problem = endpoint_problem(value)
+        if problem:
+            raise ConfigError(f"{where}: {problem} (a heartbeat endpoint names a real host, "
+                              f"never a loopback or private address), got {value!r}")
+    return value
+
+
+_heartbeat_endpoint.describe = "URL or \"\""
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Replication between the nodes of one operator's cluster (docs/cluster.md)."""
+
+    base: str = _setting(
+        "", _domain, "cluster base domain: the manifest lives at cluster.<base>; \"\" = none")
+    operator_key: str = _setting(
+        "", _hex_key, "pinned operator public key (64 hex) that must sign the manifest")
+    operator_key_file: pathlib.Path | None = _setting(
+        None, _optional_path, "file holding the pinned operator public key (64 hex)")
+    manifest_file: pathlib.Path | None = _setting(
+        None, _optional_path, "file holding a signed manifest to adopt at start")
+    sync_token: str = _setting(
+        "", _text(512), "bearer token of /v1/sync/* and of calls to peers; \"\" = sync off")
+    sync_token_file: pathlib.Path | None = _setting(
+        None, _optional_path, "file whose first line is the sync token")
+    peers: tuple = _setting(
+        (), _url_list, "peer base URLs used while no manifest is adopted")
+    sync_interval: float = _setting(
+        10.0, _duration(0.05, 3600), "time between anti-entropy and gossip ticks")
+    page_limit: int = _setting(
+        1000, _integer(1, 10_000), "digest entries asked per page")
+    max_pages_per_tick: int = _setting(
+        100, _integer(1, 100_000), "digest pages read from one peer in one tick")
+    max_records_per_tick: int = _setting(
+        50_000, _integer(1, 10_000_000), "records pulled from one peer in one tick")
+    tick_budget: float = _setting(
+        5.0, _duration(0.05, 3600), "time one peer's sync may take in one tick")
+    peer_timeout: float = _setting(
+        5.0, _duration(0.05, 600), "timeout of one HTTP call to a peer")
+    max_response_bytes: int = _setting(
+        16 * 2**20, _size(2**16, 2**30), "largest peer response read; larger is dropped")
+    fullset_interval: float = _setting(
+        60.0, _duration(0.05, 86400), "how often the full-set bucket digests are compared")
+    heartbeat_endpoint: str = _setting(
+        "", _heartbeat_endpoint, "public http(s)://host[:port] announced in the heartbeat; "
+        "\"\" = no heartbeat")
+    heartbeat_key_file: pathlib.Path | None = _setting(
+        None, _optional_path, "operator key seed file that signs the heartbeat")
+    heartbeat_interval: float = _setting(
+        300.0, _duration(1, 86400), "how often the heartbeat is re-signed and published")
+    heartbeat_ttl: float = _setting(
+        86400.0, _duration(60, 30 * 86400), "lifetime of a published heartbeat")
+
+
 @dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -328,10 +423,12 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     zones: tuple = ()
     http: HttpConfig = field(default_factory=HttpConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     source: pathlib.Path | None = field(default=None, compare=False)
 
 
-SECTIONS = {"node": NodeConfig, "store": StoreConfig, "dns": DnsConfig, "http": HttpConfig}
+SECTIONS = {"node": NodeConfig, "store": StoreConfig, "dns": DnsConfig, "http": HttpConfig,
+            "cluster": ClusterConfig}
 TOP_LEVEL_KEYS = tuple(SECTIONS) + ("zones",)
 
 
@@ -380,6 +477,7 @@ def parse_config(text: str, *, base, cwd=None, origin=None) -> Config:
     if http.operator_token_file is not None:
         sections["http"] = dataclasses.replace(
             http, operator_token_file=base / http.operator_token_file)
+    sections["cluster"] = _anchor_cluster_files(sections["cluster"], base)
     zones = _load_zones(data.get("zones", []), base)
     config = Config(zones=zones, source=origin, **sections)
     _check_http(config.http)
@@ -448,6 +546,59 @@ def _check_http(http: HttpConfig) -> None:
             http.operator_token or http.operator_token_file):
         raise ConfigError(f"[http] auth_mode = \"{http.auth_mode}\" needs operator_token or "
                           "operator_token_file")
+
+
+def _anchor_cluster_files(cluster: ClusterConfig, base: pathlib.Path) -> ClusterConfig:
+    """Cluster files given relatively are relative to the config file, like zone files."""
+    files = {}
+    for key in ("operator_key_file", "manifest_file", "sync_token_file", "heartbeat_key_file"):
+        path = getattr(cluster, key)
+        if path is not None:
+            files[key] = pathlib.Path(base) / path
+    if cluster.operator_key and cluster.operator_key_file:
+        raise ConfigError("[cluster]: set operator_key or operator_key_file, not both")
+    if cluster.sync_token and cluster.sync_token_file:
+        raise ConfigError("[cluster]: set sync_token or sync_token_file, not both")
+    if bool(cluster.heartbeat_endpoint) != bool(cluster.heartbeat_key_file):
+        raise ConfigError("[cluster]: heartbeat_endpoint and heartbeat_key_file go together")
+    return dataclasses.replace(cluster, **files)
+
+
+def _first_line(path: pathlib.Path, what: str) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"[cluster] {what} {path}: cannot read: "
+                          f"{getattr(exc, 'strerror', exc)}") from None
+    text = lines[0].strip() if lines else ""
+    if not text:
+        raise ConfigError(f"[cluster] {what} {path} is empty")
+    return text
+
+
+def read_sync_token(cluster: ClusterConfig) -> str:
+    """The sync bearer token, from the config or the first line of its file ("" = none)."""
+    if cluster.sync_token_file is None:
+        return cluster.sync_token
+    return _first_line(cluster.sync_token_file, "sync_token_file")
+
+
+def read_operator_key(cluster: ClusterConfig) -> bytes | None:
+    """The pinned operator public key (32 bytes), or None when none is configured."""
+    text = cluster.operator_key
+    if cluster.operator_key_file is not None:
+        text = _first_line(cluster.operator_key_file, "operator_key_file")
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+            raise ConfigError(f"[cluster] operator_key_file {cluster.operator_key_file}: "
+                              "must hold 64 hex characters (a public key)")
+    return bytes.fromhex(text) if text else None
+
+
+def read_manifest_wire(cluster: ClusterConfig) -> str | None:
+    """The signed manifest of ``manifest_file`` (its first line), or None."""
+    if cluster.manifest_file is None:
+        return None
+    return _first_line(cluster.manifest_file, "manifest_file")
 
 
 def read_operator_token(http: HttpConfig) -> str:

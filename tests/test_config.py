@@ -151,7 +151,7 @@ def test_unknown_key_names_it_and_the_valid_ones(tmp_path):
 
 
 def test_unknown_section_and_zone_table_key(tmp_path):
-    assert "top level: unknown key 'cluster'" in error_of("[cluster]\n", tmp_path)
+    assert "top level: unknown key 'clusters'" in error_of("[clusters]\n", tmp_path)
     message = error_of('[[zones]]\nfile = "a"\norigin = "x."\n', tmp_path)
     assert "unknown key 'origin'; valid keys: file" in message
 
