@@ -1,7 +1,10 @@
 """A whole node over real loopback sockets: publish over HTTP, read back over DNS (UDP and
-TCP) from the same process; /metrics through promtool; an idle-connection flood."""
+TCP) from the same process; /metrics through promtool; an idle-connection flood; and
+``dmfdns manifest publish`` against a site with a pinned operator key."""
 
+import hashlib
 import http.client
+import io
 import json
 import shutil
 import socket
@@ -10,10 +13,18 @@ import subprocess
 import pytest
 import pytest_twisted
 from dnslib import QTYPE, RCODE, DNSRecord
+from prometheus_client import CollectorRegistry
 from twisted.internet import reactor, threads
 
+from dmfdns.cli import run
 from dmfdns.config import defaults_dir, parse_config
+from dmfdns.http.auth import WriteAuth
+from dmfdns.http.site import make_site
+from dmfdns.metrics import NodeMetrics
 from dmfdns.node import make_service
+from dmfdns.proto import cluster_manifest
+from dmfdns.proto.signing import Signer
+from dmfdns.store.memory_store import MemoryStore
 
 pytestmark = pytest.mark.integration
 
@@ -179,3 +190,41 @@ def test_idle_connection_flood_leaves_dns_and_healthz_up(running_node):
     finally:
         for sock in sockets:
             sock.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_manifest_publish_posts_to_a_node_with_a_pinned_operator_key(tmp_path):
+    operator = Signer(hashlib.sha256(b"integration operator").digest())
+    store = MemoryStore(node_id="n1")
+    metrics = NodeMetrics(CollectorRegistry())
+    site = make_site(store=store, zones=["mesh.test"], clock=reactor, metrics=metrics,
+                     auth=WriteAuth("legacy", operator_token="op-token", clock=reactor.seconds),
+                     operator_key=operator.public_key, cluster_base="mesh.test").site
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{port.getHost().port}"
+        now = reactor.seconds()
+        entry = cluster_manifest.ClusterNode("n1", url, None)
+        wire = tmp_path / "manifest.txt"
+        wire.write_text(cluster_manifest.sign(7, int(now) + 3600, operator.public_key,
+                                              "mesh.test", [entry], operator) + "\n")
+        token_file = tmp_path / "operator.token"
+        token_file.write_text("op-token\n")
+
+        def publish(token_args):
+            out, err = io.StringIO(), io.StringIO()
+            status = run(["manifest", "publish", str(wire), "--node", url, *token_args],
+                         now=now, stdout=out, stderr=err)
+            return status, out.getvalue(), err.getvalue()
+
+        status, out, err = yield threads.deferToThread(publish, ["--token-file",
+                                                                 str(token_file)])
+        assert status == 0, err
+        assert "seq 7" in out and "cluster.mesh.test" in out
+        (stored,) = store.get("cluster.mesh.test", reactor.seconds())
+        assert stored.value == wire.read_text().strip()
+        assert 3590 <= stored.expiry - now <= 3600
+        status, _, err = yield threads.deferToThread(publish, ["--token", "wrong"])
+        assert status == 1 and "HTTP 401 unauthorized" in err
+    finally:
+        yield port.stopListening()
