@@ -1,0 +1,325 @@
+"""The pure DNS responder: query bytes in, response bytes out (DESIGN.md section 4).
+
+``Responder.respond`` first tries the hand-written lean path (``lean.py``) for the common
+TXT shape; everything else is decided here and rendered with dnslib. The transports only
+frame bytes: they pass ``max_udp`` (None over TCP), the protocol name for the counters and
+the client address for cookies. Nothing here reads a clock or raises on any input; every
+behaviour, with its RFC, is listed in docs/dns-behaviour.md.
+"""
+
+from dataclasses import dataclass, field
+
+from dnslib import (CLASS, RD, RR, SOA, TXT, DNSBuffer, DNSHeader, DNSLabel,
+                    DNSQuestion, DNSRecord)
+
+from ..proto import txt as txt_strings
+from . import cookies, edns, names, query as wire, rrblob
+from .counters import OTHER, DnsCounters
+from .lean import LeanPath
+
+QUERY, NOTIFY, UPDATE = 0, 4, 5
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+BADVERS = 16                     # extended rcode, RFC 6891 section 9
+IN, CH, ANY_CLASS = CLASS.IN, CLASS.CH, 255
+TXT_TYPE, ANY_TYPE, NS_TYPE, SOA_TYPE, CNAME_TYPE = 16, 255, 2, 6, 5
+HINFO_TYPE, OPT_TYPE, AXFR_TYPE, IXFR_TYPE = 13, 41, 252, 251
+_HINFO_RFC8482 = b"\x07RFC8482\x00"          # RFC 8482 section 4.2: CPU "RFC8482", OS ""
+_CHAOS_IDENTITY = (b"id.server", b"hostname.bind")    # RFC 4892
+_CHAOS_VERSION = (b"version.server", b"version.bind")
+_FLAG_QR, _FLAG_AA, _FLAG_TC, _FLAG_RD, _FLAG_CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0010
+
+
+@dataclass(frozen=True)
+class ResponderSettings:
+    """What the responder needs from the configuration; validated on construction."""
+
+    answer_ttl: int = 60                 # cap on served TXT TTLs (seconds)
+    edns_payload: int = 1232             # our advertised UDP payload (DNS Flag Day 2020)
+    nsid: bytes | None = None            # RFC 5001 identifier, None to not answer NSID
+    server_id: str | None = None         # CH TXT id.server / hostname.bind; None refuses
+    version: str | None = None           # CH TXT version.bind / version.server; None refuses
+    cookie_secret: bytes | None = None   # 16-byte RFC 9018 secret; None disables cookies
+    update_enabled: bool = False         # DNS UPDATE (RFC 2136); REFUSED while False
+
+    def __post_init__(self):
+        if not 0 <= self.answer_ttl <= 2**31 - 1:
+            raise ValueError("answer_ttl must be 0..2147483647 seconds")
+        if not 512 <= self.edns_payload <= 65535:
+            raise ValueError("edns_payload must be 512..65535 bytes")
+        if self.cookie_secret is not None and len(self.cookie_secret) != cookies.SECRET:
+            raise ValueError("cookie_secret must be exactly 16 bytes (SipHash-2-4 key)")
+        if self.nsid is not None and not 0 < len(self.nsid) <= 512:
+            raise ValueError("nsid must be 1..512 bytes")
+        for text in (self.server_id, self.version):
+            if text is not None and len(text.encode("utf-8")) > 4096:
+                raise ValueError("server_id and version must be at most 4096 bytes")
+
+
+@dataclass
+class _Reply:
+    """The decision for one query, before rendering."""
+
+    rcode: int
+    aa: bool = False
+    answer: list = field(default_factory=list)
+    authority: list = field(default_factory=list)
+    additional: list = field(default_factory=list)
+    options: list = field(default_factory=list)       # EDNS options for our OPT
+
+
+class Responder:
+    """Authoritative answers for ``zones`` from ``store`` (see the module docstring)."""
+
+    def __init__(self, zones, store, settings: ResponderSettings = ResponderSettings(),
+                 counters: DnsCounters | None = None):
+        origins = [zone.origin for zone in zones]
+        if len(set(origins)) != len(origins):
+            raise ValueError("two zones with the same origin")
+        # Most specific zone first, so nested zones win (RFC 1034 section 4.3.2 step 2).
+        self.zones = sorted(zones, key=lambda zone: len(zone.labels), reverse=True)
+        self.store = store
+        self.settings = settings
+        self.counters = counters if counters is not None else DnsCounters()
+        self._lean = LeanPath(zones, store, answer_ttl=settings.answer_ttl,
+                              edns_payload=settings.edns_payload).answer
+        # Names above a zone apex inside another zone are empty non-terminals there.
+        self._zone_ancestors = {ancestor for origin in origins
+                                for ancestor in _ancestors(origin)}
+
+    def respond(self, query: bytes, *, now: float, max_udp: int | None, proto: str = "udp",
+                client=None) -> bytes | None:
+        """The response to ``query``, or None when nothing must be sent (runts, QR=1)."""
+        response = self._lean(query, now, max_udp)
+        if response is not None:
+            counters = self.counters
+            counters.count_query(proto, TXT_TYPE)
+            counters.count_response(proto, NOERROR, len(response))
+            return response
+        return self.respond_dnslib(query, now=now, max_udp=max_udp, proto=proto,
+                                   client=client)
+
+    def respond_dnslib(self, query: bytes, *, now: float, max_udp: int | None,
+                       proto: str = "udp", client=None) -> bytes | None:
+        """The general path: strict parse, decision, dnslib rendering, truncation."""
+        parsed = wire.parse(query)
+        counters = self.counters
+        if parsed is None or parsed.qr:
+            counters.count_dropped("runt" if parsed is None else "response")
+            return None
+        counters.count_query(proto, parsed.qtype if parsed.qname is not None else OTHER)
+        try:
+            reply = self._decide(parsed, now, client)
+        except Exception:       # a store failure must not kill the transport
+            reply = _Reply(SERVFAIL)
+        response, rcode, truncated = self._render(parsed, reply, max_udp)
+        if truncated:
+            counters.count_truncated(proto)
+        counters.count_response(proto, rcode, len(response))
+        return response
+
+    # The decision.
+
+    def _decide(self, q: wire.Query, now: float, client) -> _Reply:
+        if q.opcode not in (QUERY, UPDATE):
+            return _Reply(NOTIMP)                    # RFC 1035 4.1.1, RFC 8906 3.1.4
+        if q.error is not None:
+            return _Reply(FORMERR)
+        if q.opt is not None and q.opt.version != 0:
+            return _Reply(BADVERS)                   # RFC 6891 section 6.1.3
+        if q.opcode == UPDATE:
+            return _Reply(NOTIMP if self.settings.update_enabled else REFUSED)
+        options = self._edns_options(q.opt, now, client)
+        if options is None:
+            return _Reply(FORMERR)                   # RFC 7873 section 5.2.2
+        reply = self._answer(q, now)
+        reply.options[:0] = options
+        return reply
+
+    def _answer(self, q: wire.Query, now: float) -> _Reply:
+        if q.qtype == OPT_TYPE:
+            return _Reply(FORMERR)                   # RFC 6891 section 6.1.1
+        if q.qtype in (AXFR_TYPE, IXFR_TYPE):
+            return _Reply(REFUSED, options=[edns.extended_error(edns.EDE_PROHIBITED)])
+        if q.qclass == CH:
+            return self._chaos(q)
+        if q.qclass not in (IN, ANY_CLASS):
+            return _Reply(REFUSED)
+        labels = tuple(label.lower() for label in q.qname)
+        zone = self._zone_for(labels)
+        if zone is None:                             # never a referral upward, never NXDOMAIN
+            return _Reply(REFUSED,
+                          options=[edns.extended_error(edns.EDE_NOT_AUTHORITATIVE)])
+        reply = self._in_zone(q, zone, _name(labels), now)
+        reply.aa = q.qclass == IN                    # RFC 6895 section 3.2 for QCLASS *
+        return reply
+
+    def _zone_for(self, labels):
+        for zone in self.zones:
+            depth = len(zone.labels)
+            if len(labels) >= depth and labels[len(labels) - depth:] == zone.labels:
+                return zone
+        return None
+
+    def _in_zone(self, q, zone, name, now) -> _Reply:
+        owner = DNSLabel(q.qname)
+        answer = self._rrsets(zone, name, owner, q.qtype, now) if name is not None else []
+        if answer:
+            additional = []
+            if q.qtype == NS_TYPE and name == zone.origin:
+                additional = zone.glue(zone.rrset(name, NS_TYPE))
+            return _Reply(NOERROR, answer=answer, additional=additional)
+        apex = DNSLabel(q.qname[len(q.qname) - len(zone.labels):])
+        negative = self._soa(zone, apex, zone.negative_ttl)       # RFC 2308 sections 3, 5
+        rcode = NOERROR if self._exists(zone, name, now) else NXDOMAIN
+        return _Reply(rcode, authority=[negative])
+
+    def _exists(self, zone, name, now) -> bool:
+        """The name owns data or is an empty non-terminal (RFC 8020, RFC 9156)."""
+        if name is None:
+            return False
+        return (zone.has_name(name) or zone.has_descendants(name)
+                or name in self._zone_ancestors or bool(self._live(name, now))
+                or self.store.has_descendants(name, now))
+
+    def _rrsets(self, zone, name, owner, qtype, now) -> list:
+        if qtype == ANY_TYPE:                         # RFC 8482: one RRset, never all
+            found = self._txt(zone, name, owner, now)
+            if found or not zone.has_name(name):
+                return found
+            return [RR(owner, HINFO_TYPE, IN, self.settings.answer_ttl, RD(_HINFO_RFC8482))]
+        cname = zone.rrset(name, CNAME_TYPE)
+        if cname and qtype != CNAME_TYPE:
+            return [_at(owner, rr) for rr in cname]
+        if qtype == TXT_TYPE:
+            return self._txt(zone, name, owner, now)
+        if qtype == SOA_TYPE and name == zone.origin:
+            return [self._soa(zone, owner, zone.soa.ttl)]
+        return [_at(owner, rr) for rr in zone.rrset(name, qtype)]
+
+    def _txt(self, zone, name, owner, now) -> list:
+        """Static TXT plus the store's live values as one RRset with one TTL (RFC 2181
+        section 5.2): min(configured TTL, every value's remaining lifetime)."""
+        static = zone.rrset(name, TXT_TYPE)
+        live = self._live(name, now)
+        if not live:
+            return [_at(owner, rr) for rr in static]
+        now_ms = round(now * 1000)
+        ttl_ms = min(self.settings.answer_ttl * 1000,
+                     min(expiry_ms - now_ms for expiry_ms, _ in live))
+        ttl = min([ttl_ms // 1000] + [rr.ttl for rr in static])
+        return ([RR(owner, TXT_TYPE, IN, ttl, rr.rdata) for rr in static]
+                + [RR(owner, TXT_TYPE, IN, ttl, _txt_rdata(rdata)) for _, rdata in live])
+
+    def _live(self, name, now) -> list:
+        blob = self.store.packed_txt(name)
+        return rrblob.live(blob, round(now * 1000)) if blob else []
+
+    def _soa(self, zone, owner, ttl) -> RR:
+        """The apex SOA with serial = file serial + store generation (mod 2^32), so it
+        grows whenever the content changes (RFC 1982 serial arithmetic)."""
+        data = zone.soa.rdata
+        serial = (data.times[0] + self.store.generation()) % 2**32
+        return RR(owner, SOA_TYPE, IN, ttl, SOA(data.mname, data.rname,
+                                                (serial,) + tuple(data.times[1:])))
+
+    def _chaos(self, q) -> _Reply:
+        """CH TXT identity and version (RFC 4892); anything else in CH is REFUSED."""
+        name = b".".join(q.qname).lower()
+        if name in _CHAOS_IDENTITY:
+            value = self.settings.server_id
+        elif name in _CHAOS_VERSION:
+            value = self.settings.version
+        else:
+            return _Reply(REFUSED)
+        if value is None:
+            return _Reply(REFUSED)
+        answer = []
+        if q.qtype in (TXT_TYPE, ANY_TYPE):
+            strings = txt_strings.split(value.encode("utf-8"))
+            answer = [RR(DNSLabel(q.qname), TXT_TYPE, CH, 0, TXT(strings))]
+        return _Reply(NOERROR, aa=True, answer=answer)
+
+    def _edns_options(self, opt, now, client):
+        """Our response options (NSID, COOKIE), or None when a cookie is malformed."""
+        if opt is None:
+            return []
+        options = []
+        if self.settings.nsid is not None and opt.option(edns.NSID) is not None:
+            options.append(edns.option(edns.NSID, self.settings.nsid))
+        cookie = opt.option(edns.COOKIE)
+        if cookie is not None:
+            if not cookies.well_formed(cookie):
+                return None
+            if self.settings.cookie_secret is not None:
+                client_cookie = cookie[:cookies.CLIENT_COOKIE]
+                server = cookies.server_cookie(self.settings.cookie_secret, client_cookie,
+                                               cookies.client_address(client), now)
+                options.append(edns.option(edns.COOKIE, client_cookie + server))
+        return options
+
+    # Rendering.
+
+    def _render(self, q: wire.Query, reply: _Reply, max_udp):
+        """Pack ``reply``; returns (bytes, rcode, truncated). Over the size limit: TC with
+        the question and OPT only (RFC 2181 section 9: no partial RRsets); over TCP, where
+        65535 bytes is the hard limit, SERVFAIL."""
+        limit = edns.size_limit(q.opt, max_udp)
+        response = self._pack(q, reply, full=True)
+        if len(response) <= limit:
+            return response, reply.rcode, False
+        if max_udp is None:
+            failure = _Reply(SERVFAIL, options=reply.options)
+            return self._pack(q, failure, full=True), SERVFAIL, False
+        return self._pack(q, reply, full=False), reply.rcode, True
+
+    def _pack(self, q, reply, *, full) -> bytes:
+        flags = (_FLAG_QR | (q.flags & 0x7800) | (q.flags & (_FLAG_RD | _FLAG_CD))
+                 | (_FLAG_AA if reply.aa else 0) | (reply.rcode & 0xF)
+                 | (0 if full else _FLAG_TC))
+        record = DNSRecord(DNSHeader(id=q.id, bitmap=flags))
+        if q.qname is not None and q.qdcount == 1:
+            record.add_question(DNSQuestion(DNSLabel(q.qname), q.qtype, q.qclass))
+        if full:
+            record.rr, record.auth = list(reply.answer), list(reply.authority)
+            record.ar = list(reply.additional)
+        if q.opt_seen:
+            options = [] if reply.rcode in (FORMERR, BADVERS) else reply.options
+            do = q.opt is not None and q.opt.do
+            record.ar.append(edns.response_opt(self.settings.edns_payload, do=do,
+                                               ext_rcode=reply.rcode >> 4, options=options))
+        try:
+            return bytes(record.pack())
+        except Exception:       # e.g. a name dnslib refuses to encode: header-only SERVFAIL
+            header = DNSHeader(id=q.id, bitmap=(flags & ~0x040F) | SERVFAIL)
+            return bytes(DNSRecord(header).pack())
+
+
+def _name(labels) -> str | None:
+    """The canonical text of wire labels, or None if no stored name could match."""
+    if any(b"." in label for label in labels):
+        return None
+    try:
+        text = b".".join(labels).decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return text if names.canonical(text) == text else None
+
+
+def _ancestors(name: str):
+    while "." in name:
+        name = name.split(".", 1)[1]
+        yield name
+
+
+def _at(owner: DNSLabel, rr: RR) -> RR:
+    """``rr`` with the query's spelling of its owner (0x20), so it compresses to the
+    question name."""
+    return RR(owner, rr.rtype, rr.rclass, rr.ttl, rr.rdata)
+
+
+def _txt_rdata(rdata: bytes):
+    try:
+        return TXT.parse(DNSBuffer(rdata), len(rdata))
+    except Exception:
+        return RD(rdata)
+
