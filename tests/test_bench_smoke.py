@@ -50,7 +50,7 @@ def test_bench_dns_runs_end_to_end(tmp_path):
     done = subprocess.run(
         [sys.executable, str(BENCH), "--names", "400", "--queries", "2000", "--rounds", "1",
          "--seconds", "2", "--warmup", "1", "--latency-seconds", "1", "--latency-qps", "500",
-         "--verify-sample", "20", "--workdir", str(tmp_path / "work"),
+         "--verify-sample", "20", "--settle", "0", "--workdir", str(tmp_path / "work"),
          "--json", str(results)],
         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -141,6 +141,19 @@ def busy_percent(before, after) -> list:
     return out
 
 
+def wait_for_quiet(max_busy_pct, timeout, window=1.0) -> float:
+    """Wait (at most ``timeout`` seconds) for a ``window`` in which all CPUs together are
+    at most ``max_busy_pct`` busy (100 = one whole CPU); the last figure seen. Other
+    tenants of a shared box come and go, and a run started in a lull is cleaner."""
+    deadline = time.monotonic() + timeout
+    while True:
+        before = cpu_times()
+        time.sleep(window)
+        busy = sum(b for b, _ in busy_percent(before, cpu_times()))
+        if busy <= max_busy_pct or time.monotonic() >= deadline:
+            return round(busy, 1)
+
+
 def _proc_cpu_seconds(pid) -> float:
     lines = _read_lines(f"/proc/{pid}/stat")
     if not lines:
