@@ -15,15 +15,16 @@ import errno
 import fcntl
 import os
 import pathlib
+from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
 from twisted.application import service
 from twisted.application.internet import TimerService
 from twisted.internet import defer, error
 from twisted.logger import Logger
 
-from prometheus_client import CollectorRegistry
-
-from .config import Config, ConfigError, ListenAddress, read_operator_token
+from .config import (Config, ConfigError, ListenAddress, read_operator_key,
+                     read_operator_token)
 from .dns.counters import DnsCounters
 from .dns.responder import Responder, ResponderSettings
 from .dns.server import DNSDatagramProtocol, DNSStreamFactory, TransportCounters
@@ -324,7 +325,7 @@ def make_service(config: Config, reactor) -> Node:
     store, load the zones, build the responder and the listeners. Nothing is bound until
     the service starts. Raises NodeLocked, StoreError, ZoneError or ConfigError."""
     zones = load_zones(config)
-    operator_token = http_preflight(config)
+    http_secrets = http_preflight(config)
     lock = NodeLock(config.node.data_dir).acquire("serve")
     try:
         store = open_store(config)
@@ -352,7 +353,7 @@ def make_service(config: Config, reactor) -> Node:
         node.add_listener(udp_listener)
         node.add_listener(Listener(reactor, "tcp", address, tcp, tcp_counters,
                                    same_port_as=udp_listener))
-    add_metrics_and_http(node, operator_token)
+    add_metrics_and_http(node, http_secrets)
     sweep = TimerService(config.store.sweep_interval, node.sweeper.tick)
     sweep.clock = reactor
     sweep.setName("sweep")
@@ -365,19 +366,28 @@ def make_service(config: Config, reactor) -> Node:
 HTTP_LISTEN_BACKLOG = 1024
 
 
-def http_preflight(config: Config) -> str:
-    """The operator token, after refusing an ``open`` write API beyond loopback (checked
-    again here, not only by the config loader, because this is where sockets get bound)."""
+@dataclass(frozen=True)
+class HttpSecrets:
+    """What the HTTP API reads from files before the node takes its lock."""
+
+    operator_token: str
+    operator_key: bytes | None  # the pinned key that must sign cluster.<base>
+
+
+def http_preflight(config: Config) -> HttpSecrets:
+    """The operator token and pinned operator key, after refusing an ``open`` write API
+    beyond loopback (checked again here, not only by the config loader, because this is
+    where sockets get bound)."""
     for address in config.http.listen:
         try:
             check_bind(config.http.auth_mode, address.host,
                        allow_open_non_loopback=config.http.allow_open_non_loopback)
         except OpenBindRefused as exc:
             raise ConfigError(f"[http] {exc}") from None
-    return read_operator_token(config.http)
+    return HttpSecrets(read_operator_token(config.http), read_operator_key(config.cluster))
 
 
-def add_metrics_and_http(node: Node, operator_token: str) -> None:
+def add_metrics_and_http(node: Node, secrets: HttpSecrets) -> None:
     """Give ``node`` its metrics registry (``node.metrics``), shared by the DNS counters and
     the HTTP site, and an HTTP listener per ``[http] listen`` address (``node.http``)."""
     config, reactor = node.config, node.reactor
@@ -388,6 +398,7 @@ def add_metrics_and_http(node: Node, operator_token: str) -> None:
     node.metrics.watch_sweeper(lambda: node.sweeper.removed)
     http = config.http
     tokens = TokenFile(config.node.data_dir) if http.auth_mode == MULTI_TENANT else None
+    operator_token = secrets.operator_token
     auth = WriteAuth(http.auth_mode, operator_token=operator_token, tokens=tokens,
                      clock=reactor.seconds)
     metrics_tokens = (http.metrics_token, operator_token) if http.metrics_token else ()
@@ -396,7 +407,8 @@ def add_metrics_and_http(node: Node, operator_token: str) -> None:
         metrics=node.metrics, auth=auth, rate_limit=http.rate_limit,
         rate_burst=http.rate_burst, trusted_proxies=http.trusted_proxies,
         max_body_bytes=http.max_body_bytes, max_connections=http.max_connections,
-        idle_timeout=http.idle_timeout, metrics_tokens=metrics_tokens)
+        idle_timeout=http.idle_timeout, metrics_tokens=metrics_tokens,
+        operator_key=secrets.operator_key, cluster_base=config.cluster.base or None)
     node.http.readiness.require("store", lambda: node.readiness()["store"])
     node.http.readiness.require("listeners", lambda: node.readiness()["listeners"])
     for address in http.listen:

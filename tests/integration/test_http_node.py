@@ -31,9 +31,12 @@ pytestmark = pytest.mark.integration
 TIMEOUT = 10.0
 
 
-def node_config(tmp_path, **http):
+def node_config(tmp_path, cluster=None, **http):
     zone = (defaults_dir() / "mesh.test.zone").as_posix()
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in http.items())
+    if cluster:
+        extra += "[cluster]\n" + "".join(f"{key} = {json.dumps(value)}\n"
+                                         for key, value in cluster.items())
     text = f"""
 zones = ["{zone}"]
 [node]
@@ -52,8 +55,8 @@ listen = ["127.0.0.1:0"]
 def running_node(tmp_path):
     nodes = []
 
-    def start(**http):
-        node = make_service(node_config(tmp_path, **http), reactor)
+    def start(cluster=None, **http):
+        node = make_service(node_config(tmp_path, cluster, **http), reactor)
         node.startService()
         nodes.append(node)
         return node
@@ -156,6 +159,32 @@ def test_promtool_accepts_the_node_metrics(running_node):
         subprocess.run, ["promtool", "check", "metrics"], input=body, capture_output=True,
         timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_configured_operator_key_admits_a_manifest_at_cluster_base(running_node):
+    operator = Signer(hashlib.sha256(b"configured operator").digest())
+    node = running_node(cluster={"base": "mesh.test",
+                                 "operator_key": operator.public_key.hex()},
+                        auth_mode="legacy", operator_token="op-token")
+    port = http_port(node)
+    entry = cluster_manifest.ClusterNode("n1", f"http://127.0.0.1:{port}", None)
+    now = int(reactor.seconds())
+    signed = cluster_manifest.sign(1, now + 600, operator.public_key, "mesh.test", [entry],
+                                   operator)
+    stranger = Signer(bytes(32))
+    forged = cluster_manifest.sign(2, now + 600, stranger.public_key, "mesh.test", [entry],
+                                   stranger)
+    auth = {"Authorization": "Bearer op-token"}
+    status, _, body = yield threads.deferToThread(
+        http_call, port, "POST", "/v1/records/cluster.mesh.test", {"value": forged}, auth)
+    assert status == 400 and b"does not parse or verify" in body
+    status, _, _ = yield threads.deferToThread(
+        http_call, port, "POST", "/v1/records/cluster.mesh.test", {"value": signed}, auth)
+    assert status == 201
+    answer = yield threads.deferToThread(dns_txt, dns_port(node), "cluster.mesh.test",
+                                         tcp=True)
+    assert txt_values(answer) == [signed]
 
 
 IDLE_CONNECTIONS = 1000
