@@ -80,8 +80,16 @@ def start_knot(group, workdir, work: Workload, cpu) -> Server:
     return Server("knot", port, proc)
 
 
-def load_dmfdns(workdir, work: Workload) -> tuple:
-    """Write the node config and import the records; ``(config path, seconds taken)``."""
+@dataclass
+class DmfdnsNode:
+    config: str
+    dns_port: int
+    http_port: int
+    import_seconds: float
+
+
+def load_dmfdns(workdir, work: Workload) -> DmfdnsNode:
+    """Write the node config and import the records with ``dmfdns records import``."""
     node_dir = os.path.join(workdir, "dmfdns")
     os.makedirs(node_dir, exist_ok=True)
     dns_port, http_port = free_port(), free_port()
@@ -97,13 +105,13 @@ def load_dmfdns(workdir, work: Workload) -> tuple:
     if done.returncode != 0:
         raise BenchError("dmfdns records import failed: "
                          + (done.stderr or done.stdout).strip()[-2000:])
-    return config, dns_port, time.monotonic() - started
+    return DmfdnsNode(config, dns_port, http_port, time.monotonic() - started)
 
 
-def start_dmfdns(group, workdir, config, dns_port, cpu) -> Server:
-    proc = group.start("dmfdns", dmfdns_node.serve_argv(config), cpu=cpu,
+def start_dmfdns(group, workdir, node: DmfdnsNode, cpu) -> Server:
+    proc = group.start("dmfdns", dmfdns_node.serve_argv(node.config), cpu=cpu,
                        log_path=os.path.join(workdir, "dmfdns.log"))
-    return Server("dmfdns", dns_port, proc)
+    return Server("dmfdns", node.dns_port, proc)
 
 
 def wait_ready(server: Server, probe_name, cpu) -> None:
