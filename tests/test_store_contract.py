@@ -367,6 +367,17 @@ def test_the_log_skips_expired_entries(store):
     assert [c.value for c in found.changes] == ["long"]
 
 
+def test_a_page_steps_over_a_bounded_run_of_expired_entries(store):
+    store.put_many([(f"old{i:03}.mesh.test", "v", T0 + 5) for i in range(400)], now=T0)
+    store.put("new.mesh.test", "v", expiry=T0 + 500, now=T0 + 1)
+    first = store.changes_after(Cursor(), 1, now=T0 + 10)
+    assert first.changes == () and first.has_more
+    assert first.next_cursor.ts_ms == T0 * 1000 and first.next_cursor.name.startswith("old")
+    second = store.changes_after(first.next_cursor, 1, now=T0 + 10)
+    assert [c.name for c in second.changes] == ["new.mesh.test"]
+    assert not second.has_more
+
+
 def test_the_log_can_leave_out_tombstones(store):
     store.put("a.mesh.test", "v", expiry=T0 + 60, now=T0)
     store.put("b.mesh.test", "w", expiry=T0 + 60, now=T0)
@@ -542,8 +553,7 @@ def test_a_change_without_write_time_uses_its_log_time(store):
 
 
 @pytest.mark.parametrize("change", [
-    remote("a.mesh.test", "v", written=int(T0 * 1000), expiry=T0 + 60).__class__(
-        ts_ms=1, name="a.mesh.test", value_hash=sha("other"), value="v", expiry=T0 + 60),
+    Change(ts_ms=1, name="a.mesh.test", value_hash=sha("other"), value="v", expiry=T0 + 60),
     remote("bad..name", "v", written=int(T0 * 1000), expiry=T0 + 60),
     remote("a.mesh.test", "v", written=int(T0 * 1000) + 61_000, expiry=T0 + 600),
     remote("a.mesh.test", "v", written=-1, expiry=T0 + 60),

@@ -55,9 +55,6 @@ class _LmdbTables:
     def drop_entry(self, rkey, vhash):
         self._txn.delete(layout.record_key(rkey, vhash), db=self._records)
 
-    def blob(self, rkey):
-        return self._txn.get(rkey, db=self._names)
-
     def set_blob(self, rkey, blob):
         if blob is None:
             self._txn.delete(rkey, db=self._names)

@@ -74,7 +74,7 @@ class _MemoryTables:
         _discard(self.expiries, (expiry_ms, rkey, vhash))
 
     def expired(self, now_ms, limit):
-        end = bisect_right(self.expiries, (now_ms, b"\xff", b""))
+        end = bisect_left(self.expiries, (now_ms + 1,))
         return self.expiries[:min(end, limit)]
 
     def meta(self, key):
