@@ -118,6 +118,12 @@ class _UdpExchange(protocol.DatagramProtocol):
         if not self.done.called:
             self.done.errback(QueryFailed(f"{self.server}: connection refused"))
 
+    def stopProtocol(self):
+        # The epoll reactor closes a connected UDP socket on an ICMP error (port
+        # unreachable) instead of calling connectionRefused; either way there is no answer.
+        if not self.done.called:
+            self.done.errback(QueryFailed(f"{self.server}: port unreachable"))
+
 
 class _TcpExchange(basic.Int16StringReceiver):
     def __init__(self, payload: bytes, query_id: int, name: str, done):

@@ -140,15 +140,21 @@ class HttpNode:
             headers.addRawHeader(b"Authorization", f"Bearer {self.token}".encode("ascii"))
         payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
         exchange = self._exchange(method, url, headers, payload)
-        exchange.addTimeout(self.timeout, self.reactor)
+        # Cancelling surfaces as whatever the Agent makes of it (ResponseNeverReceived...),
+        # so the deadline remembers that it fired.
+        expired = []
+        deadline = self.reactor.callLater(self.timeout, lambda: (expired.append(True),
+                                                                 exchange.cancel()))
         try:
             status, text = yield exchange
-        except defer.TimeoutError:
-            yield self._fail(f"{self.base_url}: no answer within {self.timeout:g} s")
-        except WriteError as exc:
-            yield self._fail(f"{self.base_url}: {exc}")
         except Exception as exc:  # connection refused, DNS, TLS: all "node unreachable"
-            yield self._fail(f"{self.base_url}: {_describe(exc)}")
+            if expired:
+                yield self._fail(f"{self.base_url}: no answer within {self.timeout:g} s")
+            detail = str(exc) if isinstance(exc, WriteError) else _describe(exc)
+            yield self._fail(f"{self.base_url}: {detail}")
+        finally:
+            if deadline.active():
+                deadline.cancel()
         if status not in ok:
             yield self._fail(f"{self.base_url}: HTTP {status}: {error_text(text)}")
         self.health.successes += 1
