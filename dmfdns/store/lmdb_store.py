@@ -126,7 +126,7 @@ class LmdbStore(TableStore):
             self._env = lmdb.open(self._path, map_size=0 if readonly else map_size,
                                   readonly=readonly, create=not readonly, subdir=True,
                                   max_dbs=_MAX_DBS, max_readers=max_readers, sync=True,
-                                  metasync=True, readahead=False, meminit=False, lock=True)
+                                  metasync=True, readahead=False, lock=True)
         except lmdb.Error as error:
             raise StoreError(f"cannot open store at {self._path}: {error}") from None
         try:
