@@ -151,9 +151,11 @@ def cookie_secret(store) -> bytes:
 class Listener(service.Service):
     """One bound socket (UDP or TCP) for one configured address.
 
-    Port 0 picks a free port; a TCP listener given ``same_port_as`` (its address's UDP
+    Port 0 picks a free port; a UDP listener given ``same_port_as`` (its address's TCP
     listener) takes the port that one got, so UDP and TCP share it as resolvers expect
-    (they retry a truncated answer over TCP on the same port)."""
+    (they retry a truncated answer over TCP on the same port). TCP binds first because a
+    Twisted factory may listen on several ports while a DatagramProtocol may not, so it is
+    the TCP side that moves when the UDP port is taken."""
 
     SAME_PORT_ATTEMPTS = 20
     backlog = None  # TCP listen(2) queue; None: Twisted's default (50)
@@ -198,9 +200,9 @@ class Listener(service.Service):
                             f"{reason}") from None
 
     def rebind(self) -> None:
-        """Move to another free port (only for a configured port 0)."""
-        self.port.stopListening()
-        self.port = self._listen(self.address.port)
+        """Move to another free port (a TCP listener on a configured port 0)."""
+        old, self.port = self.port, self._listen(self.address.port)
+        old.stopListening()
 
     def startService(self):
         if self.port is None:
@@ -349,10 +351,10 @@ def make_service(config: Config, reactor) -> Node:
                                max_connections=config.dns.max_tcp_connections,
                                max_message=config.dns.max_tcp_message,
                                counters=tcp_counters, observe_duration=observe)
-        udp_listener = Listener(reactor, "udp", address, udp, udp_counters)
-        node.add_listener(udp_listener)
-        node.add_listener(Listener(reactor, "tcp", address, tcp, tcp_counters,
-                                   same_port_as=udp_listener))
+        tcp_listener = Listener(reactor, "tcp", address, tcp, tcp_counters)
+        node.add_listener(tcp_listener)
+        node.add_listener(Listener(reactor, "udp", address, udp, udp_counters,
+                                   same_port_as=tcp_listener))
     add_metrics_and_http(node, http_secrets)
     sweep = TimerService(config.store.sweep_interval, node.sweeper.tick)
     sweep.clock = reactor

@@ -308,7 +308,7 @@ def test_serve_refuses_a_second_node_on_the_same_data_and_a_busy_port(tmp_path,
     busy = serve_processes(["--config", str(write_config(other, port))], other)
     assert busy.process.wait(timeout=20) == 1
     err = busy.process.stderr.read()
-    assert err == f"dmfdns: cannot listen on 127.0.0.1:{port} (UDP): Address already in " \
+    assert err == f"dmfdns: cannot listen on 127.0.0.1:{port} (TCP): Address already in " \
                   "use\n"
     status, _, err = cli("records", "put", "a.mesh.test", "v", "--config", str(conf))
     assert status == 1 and "refusing to write" in err

@@ -75,6 +75,8 @@ def test_make_service_builds_udp_and_tcp_listeners_per_address(tmp_path):
     assert not node.ready
     node.startService()
     assert [(p, i) for p, _, i in reactor.udp] == [(5300, "127.0.0.1"), (5301, "::1")]
+    # TCP binds first (it is the side that can move when port 0 is asked for).
+    assert [(p.port, p.host) for p in reactor.ports][:2] == [(5300, "127.0.0.1")] * 2
     assert [(p, i) for p, _, _, i in reactor.tcpServers] == [(5300, "127.0.0.1"),
                                                              (5301, "::1")]
     assert all(isinstance(proto, DNSDatagramProtocol) and proto.max_udp == 1232
@@ -92,10 +94,10 @@ def test_make_service_builds_udp_and_tcp_listeners_per_address(tmp_path):
 
 
 def test_port_zero_gives_udp_and_tcp_the_same_port(tmp_path):
-    reactor = FakeReactor(busy={("tcp", 40000)})
+    reactor = FakeReactor(busy={("udp", 40000)})
     node = make_service(config_for(tmp_path, listen=("127.0.0.1:0",)), reactor)
     node.startService()
-    # UDP got 40000, which TCP could not have: UDP moved to 40001 and TCP followed it.
+    # TCP got 40000, which UDP could not have: TCP moved to 40001 and UDP followed it.
     assert node.dns_addresses("udp") == [ListenAddress("127.0.0.1", 40001)]
     assert node.dns_addresses("tcp") == [ListenAddress("127.0.0.1", 40001)]
     assert [(p.port, p.listening) for p in reactor.ports] == [(40000, False), (40001, True),
