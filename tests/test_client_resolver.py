@@ -9,6 +9,7 @@ import dnslib
 import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, task
+from twisted.internet.error import CannotListenError
 from twisted.protocols import basic
 
 from dmfdns.client.dnsquery import (Answer, DnsClient, QueryFailed, Server, build_query,
@@ -231,9 +232,14 @@ class _TestDnsServer:
 
     def __init__(self, reactor, data):
         self.data, self.silent, self.udp_queries, self.tcp_queries = data, False, 0, 0
-        self.udp = reactor.listenUDP(0, _Udp(self), interface="127.0.0.1")
-        port = self.udp.getHost().port
-        self.tcp = reactor.listenTCP(port, _TcpFactory(self), interface="127.0.0.1")
+        for _ in range(50):   # a free UDP port whose TCP twin is free too
+            self.udp = reactor.listenUDP(0, _Udp(self), interface="127.0.0.1")
+            port = self.udp.getHost().port
+            try:
+                self.tcp = reactor.listenTCP(port, _TcpFactory(self), interface="127.0.0.1")
+                break
+            except CannotListenError:
+                self.udp.stopListening()
         self.server = Server("127.0.0.1", port)
 
     def answer(self, query: bytes, limit: int | None):
