@@ -171,3 +171,8 @@ def test_connection_counters_follow_open_and_close(node):
     connection.channel.connectionLost(None)
     assert node.site.counters.connections_open == 0
     assert node.site.counters.connections_accepted == 1
+
+
+def test_hundreds_of_pipelined_requests_in_one_read_are_all_answered(node):
+    connection = node.raw(request_bytes("GET", "/healthz") * 500)
+    assert [r.status for r in connection.responses()] == [200] * 500
