@@ -1,0 +1,165 @@
+"""``/v1/sync/*``: what a node serves to its cluster peers (dmp-node.md section 2.2).
+
+Reference endpoints, with the reference's shapes, limits and status codes:
+
+* ``GET /v1/sync/digest?cursor=<ts>:<name>:<hash>&limit=N`` (or legacy ``?since=<ms>``):
+  change-log entries strictly after the cursor; ``limit`` defaults to 1000, is clamped to
+  10000, 400 when not a positive integer;
+* ``POST /v1/sync/pull {"names": [...]}`` (at most 256): every live value at each name;
+* ``GET /v1/sync/cluster-manifest``: the adopted manifest ``{"wire", "seq", "exp",
+  "cluster_name"}``, or 204.
+
+Every call is rate limited per client and then needs ``Authorization: Bearer <sync token>``
+(compared in constant time); without a configured token the endpoints always answer 403
+``{"error": "forbidden"}``, as the reference does.
+
+dmfdns extensions, only for a caller that sends ``X-Dmfdns-Sync: 1`` (the answer carries it
+back): digest entries and pulled records carry the version and absolute expiry, digests
+include tombstones, and a pull may narrow itself with ``"hashes"``. Two endpoints of their
+own serve the full-set comparison (``dmfdns.sync.fullset``):
+
+* ``GET /v1/sync/x-dmfdns/summary[?root=<hex>]``: ``{"root", "count", "match": true}`` when
+  the caller's root matches, else ``{"root", "count", "buckets": {"<2 hex>": "<hash>"}}``;
+* ``GET /v1/sync/x-dmfdns/bucket?bucket=<2 hex>[&after=<name>:<hash>][&limit=N]``: that
+  bucket's entries, in (name, hash) order, ``{"bucket", "records", "has_more"}``.
+"""
+
+import re
+from typing import Callable
+
+from ..store.api import Cursor
+from ..store.changelog import parse_cursor, since_cursor
+from ..sync import wire
+from ..sync.fullset import MAX_LIST, parse_bucket
+from .auth import bearer_token, same_secret
+from .endpoint import Boundary, Call, Endpoint, HttpError, Reply
+from .ratelimit import TokenBucketLimiter
+
+FORBIDDEN = "forbidden"
+PULL_BYTES_CAP = 8 * 2**20      # values per pull answer; the rest is left for the next pull
+_CAPABLE = ((wire.CAPABILITY_HEADER.encode("ascii"), wire.CAPABILITY.encode("ascii")),)
+_SINCE = re.compile(r"[0-9]{1,19}")
+_AFTER = re.compile(r"([^:]{1,253}):([0-9a-f]{64})")
+
+
+class SyncApi:
+    """The sync endpoints of one node.
+
+    ``current_manifest(now)`` returns the adopted ``(wire, ClusterManifest)`` or None;
+    ``index`` is the node's ``FullSetIndex`` (None: the extension endpoints answer 404).
+    """
+
+    def __init__(self, *, store, token: str, limiter: TokenBucketLimiter,
+                 current_manifest: Callable[[float], tuple | None] = lambda now: None,
+                 index=None):
+        self.store = store
+        self.token = token or None
+        self.limiter = limiter
+        self.current_manifest = current_manifest
+        self.index = index
+
+    def mount(self, http) -> None:
+        """Register the endpoints on a ``dmfdns.http.site.NodeHttp``."""
+        boundary = http.boundary
+        http.add("v1/sync/digest", Endpoint("sync_digest", {"GET": self.digest}, boundary))
+        http.add("v1/sync/pull", Endpoint("sync_pull", {"POST": self.pull}, boundary))
+        http.add("v1/sync/cluster-manifest",
+                 Endpoint("sync_manifest", {"GET": self.manifest}, boundary))
+        if self.index is not None:
+            http.add("v1/sync/x-dmfdns/summary",
+                     Endpoint("sync_summary", {"GET": self.summary}, boundary))
+            http.add("v1/sync/x-dmfdns/bucket",
+                     Endpoint("sync_bucket", {"GET": self.bucket}, boundary))
+
+    # --- the gate -------------------------------------------------------------------------
+
+    def _admit(self, call: Call) -> bool:
+        """Rate limit, then the sync token; True when the caller speaks dmfdns sync."""
+        if not self.limiter.allow(call.client):
+            raise HttpError(429, "rate limit exceeded")
+        if not same_secret(bearer_token(call.header("Authorization")), self.token):
+            raise HttpError(403, FORBIDDEN)
+        return call.header(wire.CAPABILITY_HEADER) == wire.CAPABILITY
+
+    # --- reference endpoints --------------------------------------------------------------
+
+    def digest(self, call: Call) -> Reply:
+        extended = self._admit(call)
+        cursor = self._cursor(call)
+        limit = wire.parse_limit(call.query("limit"))
+        if limit is None:
+            raise HttpError(400, "invalid limit")
+        page = self.store.changes_after(cursor, limit, now=call.now, tombstones=extended)
+        body = wire.digest_body(page, cursor, call.now, extended)
+        return Reply(200, body, headers=_CAPABLE if extended else ())
+
+    @staticmethod
+    def _cursor(call: Call) -> Cursor:
+        text, since = call.query("cursor"), call.query("since")
+        if text is not None:
+            cursor = parse_cursor(text)
+            if cursor is None:
+                raise HttpError(400, "invalid cursor")
+            return cursor
+        if since is not None:
+            if not _SINCE.fullmatch(since) or int(since) >= 2**63:
+                raise HttpError(400, "invalid since")
+            return since_cursor(int(since))
+        return Cursor()
+
+    def pull(self, call: Call) -> Reply:
+        extended = self._admit(call)
+        request = wire.parse_pull_request(call.json_object())
+        if isinstance(request, str):
+            raise HttpError(400, request)
+        names, hashes = request
+        records, size = [], 0
+        for name in names:
+            for change in self.store.changes_for(name, call.now):
+                if size > PULL_BYTES_CAP:
+                    break
+                if (change.deleted and not extended) or (
+                        extended and hashes is not None and change.value_hash not in hashes):
+                    continue
+                records.append(wire.pulled_record(change, call.now, extended))
+                size += len(change.value)
+        return Reply(200, {"records": records}, headers=_CAPABLE if extended else ())
+
+    def manifest(self, call: Call) -> Reply:
+        self._admit(call)
+        current = self.current_manifest(call.now)
+        if current is None:
+            return Reply(204)
+        value, record = current
+        return Reply(200, {"wire": value, "seq": record.seq, "exp": record.exp,
+                           "cluster_name": record.cluster_name})
+
+    # --- dmfdns extensions ----------------------------------------------------------------
+
+    def _ready_index(self, call: Call):
+        if not self.index.refresh(call.now):
+            raise HttpError(503, "the full-set index is still being built")
+        return self.index
+
+    def summary(self, call: Call) -> Reply:
+        self._admit(call)
+        root = call.query("root")
+        return Reply(200, self._ready_index(call).summary(root), headers=_CAPABLE)
+
+    def bucket(self, call: Call) -> Reply:
+        self._admit(call)
+        bucket = parse_bucket(call.query("bucket"))
+        if bucket is None:
+            raise HttpError(400, "invalid bucket")
+        limit = wire.parse_limit(call.query("limit"))
+        if limit is None:
+            raise HttpError(400, "invalid limit")
+        after = None
+        if call.query("after") is not None:
+            match = _AFTER.fullmatch(call.query("after"))
+            if match is None:
+                raise HttpError(400, "invalid after")
+            after = (match.group(1), match.group(2))
+        listing = self._ready_index(call).listing(bucket, after, min(limit, MAX_LIST),
+                                                  round(call.now * 1000))
+        return Reply(200, listing, headers=_CAPABLE)

@@ -1,0 +1,387 @@
+"""Digest-and-pull anti-entropy against each peer (DESIGN.md section 6, dmp-node.md section 3).
+
+Per peer and tick: read digest pages from the persisted cursor and keep going while the
+peer says ``has_more``, inside a budget (pages, records, seconds); diff every page against
+the local store; pull what is missing or newer in batches of at most 256 names; put every
+pulled value through the same admission as an HTTP write; apply the admitted ones in one
+transaction per batch; move the cursor past the page and persist it in the store's meta.
+
+What the reference does differently, and why this does not:
+
+* the cursor is a position in the *peer's* change log, persisted per peer, so a restart
+  resumes instead of re-walking history and the local clock never enters it;
+* a value that fails validation or admission is skipped and counted by reason, and the
+  cursor moves on: one bad entry never stalls a peer (a transport failure does keep the
+  cursor, so the page is read again next tick);
+* between dmfdns peers, versions and tombstones travel (deletes replicate), and once the
+  walk has caught up the full-set bucket digests are compared (``dmfdns.sync.fullset``): an
+  equal root confirms convergence with one small request; unequal buckets are listed and
+  diffed, which also repairs anything a cursor walk could miss.
+
+Admission runs against the store as it was before a batch, so within one batch the RRset
+cap counts only what was stored before, and a prekey whose identity arrives in the same
+batch is checked structurally (the same as when the identity is unknown).
+"""
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from ..dns import names
+from ..proto import admission
+from ..proto.admission import Limits, Refusal
+from ..store.api import Change, Cursor, StoreError
+from ..store.changelog import format_cursor, parse_cursor
+from . import wire
+from .peer_client import PeerError
+
+CURSOR_META = "sync:cursor:"
+PULL_BATCH = wire.MAX_PULL_NAMES
+LISTING_PAGE = 1000
+MAX_BUCKETS_PER_CHECK = 32
+log = Logger(namespace="dmfdns.sync")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one peer may cost in one tick."""
+
+    page_limit: int = 1000
+    max_pages: int = 100
+    max_records: int = 50_000
+    seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    peer_id: str
+    url: str
+
+
+@dataclass
+class PeerState:
+    """Everything known about one peer; plain numbers, read by the metrics collector."""
+
+    peer: Peer
+    cursor: Cursor = Cursor()
+    extended: bool | None = None            # None until the peer has answered once
+    caught_up: bool = False
+    lag_seconds: float = 0.0
+    last_success: float | None = None
+    last_error: str = ""
+    failing: bool = False
+    converged: bool | None = None
+    next_fullset: float = 0.0
+    pages: int = 0
+    pulled: int = 0                          # records received and admitted
+    applied: int = 0                         # of those, the ones that changed the store
+    fullset_checks: dict = field(default_factory=dict)   # "match" / "mismatch" -> count
+    rejected: dict = field(default_factory=dict)         # reason -> count
+    errors: dict = field(default_factory=dict)           # PeerError reason -> count
+    bytes_received: int = 0
+    bytes_sent: int = 0
+
+    def count(self, table: dict, reason: str, n: int = 1) -> None:
+        table[reason] = table.get(reason, 0) + n
+
+
+class SyncAdmission:
+    """The write admission of the HTTP path applied to a pulled value. A tombstone only
+    needs a name in a served zone and a value within the caps: it removes, never adds."""
+
+    def __init__(self, store, *, zones, limits: Limits = Limits(),
+                 operator_key: bytes | None = None, cluster_base: str | None = None,
+                 lookup_identities=None):
+        self.store = store
+        self.zones = tuple(zones)
+        self.limits = limits
+        self.operator_key = operator_key
+        self.cluster_base = cluster_base
+        self.lookup_identities = lookup_identities
+
+    def check(self, name: str, value: str, ttl: int, now: float, deleted: bool) -> str | None:
+        """None when the value may be stored, else a refusal reason."""
+        if deleted:
+            if not any(names.within(name, zone) for zone in self.zones):
+                return admission.ZONE
+            if len(value.encode("utf-8", "surrogatepass")) > self.limits.max_value_bytes:
+                return admission.VALUE_SIZE
+            return None
+        result = admission.admit(
+            name, value, ttl, zones=self.zones, now=now, limits=self.limits,
+            lookup_values=lambda owner: [v.value for v in self.store.get(owner, now)],
+            operator_key=self.operator_key, cluster_base=self.cluster_base,
+            lookup_identities=self.lookup_identities)
+        return result.reason if isinstance(result, Refusal) else None
+
+
+class AntiEntropy:
+    """Sync with a set of peers. ``client_for(peer)`` gives a ``PeerClient``; ``index`` is
+    the node's ``FullSetIndex`` (None: no full-set comparison); ``on_write(accepted,
+    reason)`` reports each admission decision to the node's write metrics."""
+
+    def __init__(self, store, clock, *, client_for: Callable, checker: SyncAdmission,
+                 budget: Budget = Budget(), index=None, fullset_interval: float = 60.0,
+                 on_write: Callable[[bool, str | None], None] = lambda ok, reason: None):
+        self.store = store
+        self.clock = clock
+        self.client_for = client_for
+        self.checker = checker
+        self.budget = budget
+        self.index = index
+        self.fullset_interval = fullset_interval
+        self.on_write = on_write
+        self.states: dict[str, PeerState] = {}
+        self._clients: dict[str, object] = {}
+        self.ticks = 0
+        self.tick_failures = 0
+
+    # --- peers ------------------------------------------------------------------------------
+
+    def set_peers(self, peers) -> None:
+        """Follow exactly ``peers`` (``Peer``s); a known peer id keeps its state."""
+        wanted = {peer.peer_id: peer for peer in peers}
+        for peer_id in list(self.states):
+            if peer_id not in wanted:
+                del self.states[peer_id]
+                self._clients.pop(peer_id, None)
+        for peer_id, peer in wanted.items():
+            state = self.states.get(peer_id)
+            if state is None:
+                self.states[peer_id] = PeerState(peer, cursor=self._load_cursor(peer_id))
+            elif state.peer != peer:
+                state.peer = peer
+                self._clients.pop(peer_id, None)
+
+    def client(self, state: PeerState):
+        client = self._clients.get(state.peer.peer_id)
+        if client is None:
+            client = self._clients[state.peer.peer_id] = self.client_for(state.peer)
+        return client
+
+    def _load_cursor(self, peer_id: str) -> Cursor:
+        try:
+            raw = self.store.meta_get(CURSOR_META + peer_id)
+        except StoreError:
+            return Cursor()
+        cursor = parse_cursor(raw.decode("utf-8", "replace")) if raw else None
+        return cursor or Cursor()
+
+    def _save_cursor(self, state: PeerState) -> None:
+        self.store.meta_set(CURSOR_META + state.peer.peer_id,
+                            format_cursor(state.cursor).encode("utf-8"))
+
+    # --- the tick ---------------------------------------------------------------------------
+
+    def tick(self) -> defer.Deferred:
+        """Sync every peer concurrently; the Deferred never fails."""
+        self.ticks += 1
+        runs = [defer.ensureDeferred(self.sync_peer(state)) for state in self.states.values()]
+        done = defer.DeferredList(runs, consumeErrors=True)
+        return done.addCallback(lambda _: None)
+
+    async def sync_peer(self, state: PeerState) -> None:
+        """One peer's share of a tick; every failure is counted, none escapes."""
+        client = self.client(state)
+        try:
+            await self._walk(client, state)
+            if self._fullset_due(state):
+                await self._fullset(client, state)
+        except PeerError as exc:
+            self._failed(state, exc.reason, str(exc))
+        except StoreError as exc:
+            self._failed(state, "store", str(exc))
+        except Exception as exc:      # a bug: log it, keep the loop alive
+            self._failed(state, "internal", repr(exc))
+            log.failure("anti-entropy with {peer} failed", peer=state.peer.peer_id)
+        else:
+            if state.failing:
+                log.info("sync with {peer} recovered", peer=state.peer.peer_id)
+            state.failing, state.last_error = False, ""
+            state.last_success = self.clock.seconds()
+        finally:
+            state.bytes_received = getattr(client, "bytes_received", 0)
+            state.bytes_sent = getattr(client, "bytes_sent", 0)
+
+    def _failed(self, state: PeerState, reason: str, detail: str) -> None:
+        state.count(state.errors, reason)
+        state.last_error = detail
+        if not state.failing:
+            log.warn("sync with {peer} ({url}) failed: {detail}", peer=state.peer.peer_id,
+                     url=state.peer.url, detail=detail)
+        state.failing = True
+
+    async def _walk(self, client, state: PeerState) -> None:
+        """Digest pages from the cursor while the peer has more and the budget lasts."""
+        deadline = self.clock.seconds() + self.budget.seconds
+        pages = records = 0
+        while True:
+            now = self.clock.seconds()
+            page, extended = await client.digest(state.cursor, self.budget.page_limit,
+                                                 _ms(now))
+            state.extended = extended
+            pages += 1
+            state.pages += 1
+            for reason in page.rejected:
+                state.count(state.rejected, reason)
+            wanted = self._wanted(page.entries, _ms(now))
+            records += await self._pull(client, state, wanted, extended)
+            moved = self._advance(state, page, extended)
+            state.caught_up = not page.has_more
+            state.lag_seconds = 0.0 if state.caught_up else max(
+                0.0, now - state.cursor.ts_ms / 1000)
+            if state.caught_up or not moved:
+                return
+            if (pages >= self.budget.max_pages or records >= self.budget.max_records
+                    or self.clock.seconds() >= deadline):
+                return
+
+    def _advance(self, state: PeerState, page, extended: bool) -> bool:
+        """Move the cursor past the page (past a refused entry too: never a stall)."""
+        candidates = [c for c in (page.last_cursor, page.next_cursor if extended else None)
+                      if c is not None]
+        if not candidates or max(candidates) <= state.cursor:
+            return False
+        state.cursor = max(candidates)
+        self._save_cursor(state)
+        return True
+
+    def _wanted(self, entries, now_ms: int) -> list:
+        """The entries that tell us something new, one per (name, hash)."""
+        wanted, seen, local = [], set(), {}
+        for entry in entries:
+            key = (entry.name, entry.value_hash)
+            if key in seen:
+                continue
+            seen.add(key)
+            if entry.name not in local:
+                local[entry.name] = {c.value_hash: c for c in
+                                     self.store.changes_for(entry.name, now_ms / 1000)}
+            if wire.wanted(entry, local[entry.name].get(entry.value_hash), now_ms):
+                wanted.append(entry)
+        return wanted
+
+    # --- pulling ----------------------------------------------------------------------------
+
+    async def _pull(self, client, state: PeerState, wanted: list, extended: bool) -> int:
+        """Pull ``wanted`` entries in batches of at most 256 names; the number received."""
+        received = 0
+        batch: dict[str, list] = {}
+        for entry in wanted:
+            if entry.name not in batch and len(batch) == PULL_BATCH:
+                received += await self._pull_batch(client, state, batch, extended)
+                batch = {}
+            batch.setdefault(entry.name, []).append(entry)
+        if batch:
+            received += await self._pull_batch(client, state, batch, extended)
+        return received
+
+    async def _pull_batch(self, client, state: PeerState, batch: dict, extended: bool) -> int:
+        advertised = {(e.name, e.value_hash): e for entries in batch.values() for e in entries}
+        hashes = [h for _, h in advertised] if extended else None
+        now = self.clock.seconds()
+        records, bad, _ = await client.pull(list(batch), hashes, _ms(now))
+        for reason in bad:
+            state.count(state.rejected, reason)
+        now = self.clock.seconds()
+        changes, got = [], set()
+        for record in records:
+            change = self._checked(state, record, batch, advertised, got, extended, now)
+            if change is not None:
+                changes.append(change)
+        missing = len(advertised) - len(got)
+        if missing:
+            state.count(state.rejected, wire.MISSING, missing)
+        if changes:
+            result = self.store.apply_remote_many(changes, now)
+            for _ in result.rejected:
+                state.count(state.rejected, wire.STORE)
+            state.applied += result.changed
+            state.pulled += len(changes) - len(result.rejected)
+        return len(records)
+
+    def _checked(self, state, record, batch, advertised, got, extended, now) -> Change | None:
+        """The ``Change`` to apply for a pulled record, or None (counted when refused)."""
+        if record.name not in batch:
+            state.count(state.rejected, wire.UNREQUESTED)
+            return None
+        value_hash = hashlib.sha256(record.value.encode("utf-8", "surrogatepass")).hexdigest()
+        entry = advertised.get((record.name, value_hash))
+        if entry is None:
+            # A reference peer answers with every value at a name; only an extended peer
+            # was asked for exactly these hashes, so only there is an extra one a fault.
+            if extended:
+                state.count(state.rejected, wire.UNADVERTISED)
+            return None
+        if (record.name, value_hash) in got:
+            return None
+        got.add((record.name, value_hash))
+        change, ttl = self._change(state, record, entry, value_hash, extended, now)
+        if change is None:
+            state.count(state.rejected, wire.BAD_RECORD)
+            return None
+        reason = self.checker.check(record.name, record.value, ttl, now, change.deleted)
+        self.on_write(reason is None, reason)
+        if reason is not None:
+            state.count(state.rejected, reason)
+            return None
+        return change
+
+    def _change(self, state, record, entry, value_hash, extended, now):
+        """``(Change, ttl for admission)``; the expiry is capped at the node's max TTL."""
+        max_ttl = self.checker.limits.max_ttl
+        if extended:
+            # The pull may carry a newer version than the digest did; it is the one
+            # applied (the merge keeps whichever version is larger anyway).
+            expiry = min(record.expiry_ms / 1000, now + max_ttl)
+            ttl = max(1, math.ceil(expiry - now))
+            return Change(0, record.name, value_hash, record.value, expiry, record.deleted,
+                          record.origin, record.written_ms), ttl
+        if record.ttl < 1:
+            return None, 0
+        ttl = min(record.ttl, max_ttl)
+        return Change(0, record.name, value_hash, record.value, now + ttl, False,
+                      state.peer.peer_id[:wire.MAX_ORIGIN], entry.ts_ms), ttl
+
+    # --- the full-set comparison ------------------------------------------------------------
+
+    def _fullset_due(self, state: PeerState) -> bool:
+        return (self.index is not None and state.extended and state.caught_up
+                and self.clock.seconds() >= state.next_fullset)
+
+    async def _fullset(self, client, state: PeerState) -> None:
+        now = self.clock.seconds()
+        if not self.index.refresh(now):
+            return
+        summary = await client.summary(self.index.root())
+        state.next_fullset = self.clock.seconds() + self.fullset_interval
+        if summary.get("match") is True:
+            state.converged = True
+            state.count(state.fullset_checks, "match")
+            return
+        state.converged = False
+        state.count(state.fullset_checks, "mismatch")
+        differing = self.index.differing(summary.get("buckets", {}))
+        for bucket in differing[:MAX_BUCKETS_PER_CHECK]:
+            await self._repair_bucket(client, state, bucket)
+
+    async def _repair_bucket(self, client, state: PeerState, bucket: int) -> None:
+        after = None
+        for _ in range(self.budget.max_pages):
+            listing = await client.bucket(bucket, after, LISTING_PAGE)
+            now_ms = _ms(self.clock.seconds())
+            entries, rejected = wire.parse_listing(listing, now_ms)
+            for reason in rejected:
+                state.count(state.rejected, reason)
+            await self._pull(client, state, self._wanted(entries, now_ms), True)
+            if listing.get("has_more") is not True or not entries:
+                return
+            after = (entries[-1].name, entries[-1].value_hash)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)

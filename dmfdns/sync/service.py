@@ -1,0 +1,182 @@
+"""The cluster side of a node as one service: gossip, anti-entropy, full-set index, heartbeat.
+
+``ClusterSync`` takes plain settings (``make_service`` builds them from ``[cluster]``), the
+node's store and a clock, so several nodes can run it on one reactor. Each tick, on one
+timer: offer the store's ``cluster.<base>`` values and every peer's manifest to the
+``ManifestKeeper`` (gossip), follow the peers of the manifest in force, then run the
+anti-entropy tick. A tick's Deferred never fails, so the ``TimerService`` never stops;
+ticks never overlap (the timer waits for the previous one).
+"""
+
+from dataclasses import dataclass
+
+from twisted.application import service
+from twisted.application.internet import TimerService
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from ..proto.admission import Limits
+from ..proto.signing import Signer
+from .anti_entropy import AntiEntropy, Budget, Peer, SyncAdmission
+from .fullset import FullSetIndex
+from .gossip import ManifestKeeper
+from .heartbeat import HeartbeatPublisher
+from .peer_client import AgentTransport, PeerClient, PeerError
+
+log = Logger(namespace="dmfdns.sync")
+
+
+@dataclass(frozen=True)
+class HeartbeatSettings:
+    signer: Signer
+    endpoint: str
+    zone: str
+    version: str
+    interval: float = 300.0
+    ttl: int = 86400
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    node_id: str
+    zones: tuple
+    sync_token: str = ""
+    base: str | None = None
+    operator_key: bytes | None = None
+    initial_manifest: str | None = None
+    static_peers: tuple = ()
+    interval: float = 10.0
+    budget: Budget = Budget()
+    peer_timeout: float = 5.0
+    max_response_bytes: int = 16 * 2**20
+    fullset_interval: float = 60.0
+    limits: Limits = Limits()
+    heartbeat: HeartbeatSettings | None = None
+
+
+class ClusterSync(service.MultiService):
+    """Attributes others read: ``keeper`` (None without a pinned key and base),
+    ``anti_entropy``, ``index``, ``heartbeat`` (None when off), ``settings``."""
+
+    def __init__(self, store, clock, settings: ClusterSettings, *, transport=None,
+                 on_write=lambda ok, reason: None):
+        super().__init__()
+        self.setName("cluster")
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.transport = transport or AgentTransport(
+            clock, timeout=settings.peer_timeout, max_bytes=settings.max_response_bytes)
+        self.index = FullSetIndex(store)
+        self.keeper = None
+        if settings.operator_key is not None and settings.base:
+            self.keeper = ManifestKeeper(store, node_id=settings.node_id, base=settings.base,
+                                         operator_key=settings.operator_key,
+                                         max_ttl=settings.limits.max_ttl,
+                                         on_change=lambda manifest: self._follow_peers())
+        checker = SyncAdmission(store, zones=settings.zones, limits=settings.limits,
+                                operator_key=settings.operator_key,
+                                cluster_base=settings.base)
+        self.anti_entropy = AntiEntropy(
+            store, clock, client_for=self._client, checker=checker, budget=settings.budget,
+            index=self.index, fullset_interval=settings.fullset_interval, on_write=on_write)
+        self.gossip_errors = 0
+        self.tick_failures = 0
+        self.syncing = bool(settings.sync_token)
+        if self.syncing:
+            self._timer("sync", settings.interval, self.tick)
+        self.heartbeat = None
+        if settings.heartbeat is not None:
+            hb = settings.heartbeat
+            self.heartbeat = HeartbeatPublisher(store, clock, signer=hb.signer,
+                                                endpoint=hb.endpoint, zone=hb.zone,
+                                                version=hb.version, ttl=hb.ttl)
+            self._timer("heartbeat", hb.interval, self.heartbeat.tick)
+
+    def _timer(self, name: str, interval: float, call) -> None:
+        timer = TimerService(interval, call)
+        timer.clock = self.clock
+        timer.setName(name)
+        timer.setServiceParent(self)
+
+    def _client(self, peer: Peer) -> PeerClient:
+        return PeerClient(self.transport, peer.url, self.settings.sync_token)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def startService(self):
+        now = self.clock.seconds()
+        if self.keeper is not None:
+            try:
+                self.keeper.resume(now)
+                if self.settings.initial_manifest:
+                    result = self.keeper.offer(self.settings.initial_manifest, now)
+                    log.info("manifest from the configuration: {result}", result=result)
+            except Exception:
+                log.failure("loading the cluster manifest failed")
+        self._follow_peers()
+        super().startService()
+
+    def stopService(self):
+        stopped = super().stopService()
+        close = getattr(self.transport, "close", None)
+        if close is not None:
+            return defer.gatherResults([defer.maybeDeferred(lambda: stopped),
+                                        defer.maybeDeferred(close)])
+        return stopped
+
+    def _follow_peers(self) -> None:
+        """Peers: the manifest's nodes minus this one; the static list without one."""
+        if self.keeper is not None and self.keeper.current is not None:
+            peers = [Peer(n.node_id, n.http_endpoint.rstrip("/")) for n in self.keeper.peers()]
+            if not self.keeper.lists_self():
+                log.warn("the manifest in force (seq {seq}) does not list node {node}",
+                         seq=self.keeper.current[1].seq, node=self.settings.node_id)
+        else:
+            peers = [Peer(url, url) for url in self.settings.static_peers]
+        self.anti_entropy.set_peers(peers)
+
+    def current_manifest(self, now: float):
+        """What ``/v1/sync/cluster-manifest`` serves: the manifest in force, after a look at
+        the store for a newer one an operator may just have written."""
+        if self.keeper is None:
+            return None
+        try:
+            self.keeper.check_store(now)
+        except Exception:
+            log.failure("reading cluster.<base> from the store failed")
+        return self.keeper.in_force(now)
+
+    # --- the tick ---------------------------------------------------------------------------
+
+    def tick(self) -> defer.Deferred:
+        """Gossip, then anti-entropy; the Deferred never fails."""
+        try:
+            running = defer.ensureDeferred(self._tick())
+        except Exception:
+            running = defer.fail()
+        return running.addErrback(self._tick_failed)
+
+    def _tick_failed(self, failure) -> None:
+        self.tick_failures += 1
+        log.failure("cluster sync tick failed; the next tick runs as usual", failure)
+
+    async def _tick(self) -> None:
+        if self.keeper is not None:
+            now = self.clock.seconds()
+            self.keeper.check_store(now)
+            self.keeper.publish(now)
+            await self._gossip()
+        await self.anti_entropy.tick()
+
+    async def _gossip(self) -> None:
+        states = list(self.anti_entropy.states.values())
+        asks = [defer.ensureDeferred(self.anti_entropy.client(s).manifest()) for s in states]
+        results = await defer.DeferredList(asks, consumeErrors=True)
+        for ok, result in results:
+            if not ok:
+                if not result.check(PeerError):
+                    log.failure("gossip failed", result)
+                self.gossip_errors += 1
+            elif result is not None:
+                self.keeper.offer(result, self.clock.seconds())
