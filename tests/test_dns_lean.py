@@ -179,7 +179,7 @@ qtypes = st.one_of(st.just(QTYPE.TXT), st.sampled_from([QTYPE.A, QTYPE.ANY, QTYP
 qclasses = st.one_of(st.just(CLASS.IN), st.sampled_from([CLASS.CH, 255, 254, 4]))
 
 
-@settings(max_examples=400)
+@settings(max_examples=250)
 @given(names, st.integers(0, 2**60 - 1), qtypes, qclasses, st.integers(0, 0xFFFF),
        edns_variants, st.sampled_from([None, 512, 1232, 1400, 4096]),
        st.floats(0, 5200), st.integers(0, 65535))

@@ -317,7 +317,10 @@ def _at(owner: DNSLabel, rr: RR) -> RR:
     return RR(owner, rr.rtype, rr.rclass, rr.ttl, rr.rdata)
 
 
-def _txt_rdata(rdata: bytes):
+def _txt_rdata(rdata) -> RD:
+    """dnslib TXT from blob RDATA (bytes or a memoryview into the map); a malformed entry
+    is sent as it is stored, which is also what the lean path does."""
+    rdata = bytes(rdata)
     try:
         return TXT.parse(DNSBuffer(rdata), len(rdata))
     except Exception:

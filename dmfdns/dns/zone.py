@@ -42,10 +42,11 @@ class ZoneError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Zone:
     """One zone's static data: owner names are canonical (lowercase, no trailing dot) and
-    every RRset is a tuple of dnslib ``RR`` objects that callers must not modify."""
+    every RRset is a tuple of dnslib ``RR`` objects that callers must not modify. Zones
+    compare and hash by identity."""
 
     origin: str
     soa: RR
