@@ -110,7 +110,8 @@ async def follow(net, contact: Contact, now: int) -> ChainResult:
 async def rotate(net, profile: Profile, state, now: int, rng=random_source) -> str:
     """Move our identity to a fresh key; returns the rotation record published.
 
-    ``profile`` and ``state`` are updated; the caller saves both.
+    ``profile`` and ``state`` change only once both records were published (the caller
+    saves them), so a failed rotation leaves the old key in charge.
     """
     old = state.keys
     new = UserKeys.from_x25519_private(rng.token_bytes(32))
@@ -118,14 +119,14 @@ async def rotate(net, profile: Profile, state, now: int, rng=random_source) -> s
                          new.ed25519_public, seq=int(now * 1000), ts=int(now),
                          exp=int(now) + ROTATION_LIFETIME, old_signer=old.signer,
                          new_signer=new.signer)
-    state.retired_keys.append(RetiredKey(old.x25519_private, int(now)))
-    state.x25519_private = new.x25519_private
-    state.published.append(wire)
-    profile.x25519_public, profile.ed25519_public = new.x25519_public, new.ed25519_public
     await all_of([net.writer.publish(own_rotate_owner(profile), wire, RECORD_TTL),
                   net.writer.publish(identity_ops.own_identity_owner(profile),
                                      identity_ops.own_identity_record(profile, new, now),
                                      identity_ops.IDENTITY_TTL)])
+    state.retired_keys.append(RetiredKey(old.x25519_private, int(now)))
+    state.x25519_private = new.x25519_private
+    state.published.append(wire)
+    profile.x25519_public, profile.ed25519_public = new.x25519_public, new.ed25519_public
     return wire
 
 
@@ -135,9 +136,9 @@ async def revoke(net, profile: Profile, state, now: int,
     keys = state.keys
     wire = revocation.sign(rotation.SUBJECT_USER, profile.address, keys.ed25519_public, reason,
                            int(now), keys.signer)
+    await net.writer.publish(own_rotate_owner(profile), wire, RECORD_TTL)
     state.revoked = True
     state.published.append(wire)
-    await net.writer.publish(own_rotate_owner(profile), wire, RECORD_TTL)
     return wire
 
 
