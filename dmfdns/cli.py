@@ -11,8 +11,10 @@ from typing import Callable, TextIO
 
 from . import __version__
 from .commands import CommandError, Context
+from .commands import identity as identity_commands
 from .commands import keys as keys_commands
 from .commands import manifest as manifest_commands
+from .commands import messaging as messaging_commands
 from .commands import record as record_commands
 from .commands import records as records_commands
 from .commands import serve as serve_commands
@@ -20,7 +22,8 @@ from .commands import token as token_commands
 from .commands import zone as zone_commands
 
 COMMAND_MODULES = [keys_commands, record_commands, serve_commands, zone_commands,
-                   records_commands, token_commands, manifest_commands]
+                   records_commands, token_commands, manifest_commands, identity_commands,
+                   messaging_commands]
 
 
 class _Parser(argparse.ArgumentParser):
