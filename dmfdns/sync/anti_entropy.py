@@ -43,6 +43,7 @@ CURSOR_META = "sync:cursor:"
 PULL_BATCH = wire.MAX_PULL_NAMES
 LISTING_PAGE = 1000
 MAX_BUCKETS_PER_CHECK = 32
+RECHECK_AFTER_MISMATCH = 3.0
 log = Logger(namespace="dmfdns.sync")
 
 
@@ -126,7 +127,8 @@ class AntiEntropy:
 
     def __init__(self, store, clock, *, client_for: Callable, checker: SyncAdmission,
                  budget: Budget = Budget(), index=None, fullset_interval: float = 60.0,
-                 on_write: Callable[[bool, str | None], None] = lambda ok, reason: None):
+                 on_write: Callable[[bool, str | None], None] = lambda ok, reason: None,
+                 deadline_slack: float = 10.0):
         self.store = store
         self.clock = clock
         self.client_for = client_for
@@ -135,6 +137,9 @@ class AntiEntropy:
         self.index = index
         self.fullset_interval = fullset_interval
         self.on_write = on_write
+        # A peer's share of a tick ends at its budget plus this, whatever its transport
+        # does (a peer that never answers must not hold up the others' next tick).
+        self.deadline_slack = deadline_slack
         self.states: dict[str, PeerState] = {}
         self._clients: dict[str, object] = {}
         self.ticks = 0
@@ -180,7 +185,9 @@ class AntiEntropy:
     def tick(self) -> defer.Deferred:
         """Sync every peer concurrently; the Deferred never fails."""
         self.ticks += 1
-        runs = [defer.ensureDeferred(self.sync_peer(state)) for state in self.states.values()]
+        runs = [defer.ensureDeferred(self.sync_peer(state)).addTimeout(
+            self.budget.seconds + self.deadline_slack, self.clock)
+            for state in self.states.values()]
         done = defer.DeferredList(runs, consumeErrors=True)
         return done.addCallback(lambda _: None)
 
@@ -193,6 +200,8 @@ class AntiEntropy:
                 await self._fullset(client, state)
         except PeerError as exc:
             self._failed(state, exc.reason, str(exc))
+        except defer.CancelledError:
+            self._failed(state, "timeout", "the peer's share of the tick ran out of time")
         except StoreError as exc:
             self._failed(state, "store", str(exc))
         except Exception as exc:      # a bug: log it, keep the loop alive
@@ -358,11 +367,15 @@ class AntiEntropy:
         if not self.index.refresh(now):
             return
         summary = await client.summary(self.index.root())
-        state.next_fullset = self.clock.seconds() + self.fullset_interval
         if summary.get("match") is True:
+            state.next_fullset = self.clock.seconds() + self.fullset_interval
             state.converged = True
             state.count(state.fullset_checks, "match")
             return
+        # Writes of the last moments are in one index and not yet in the other, so a
+        # mismatch is looked at again soon rather than after a whole interval.
+        state.next_fullset = self.clock.seconds() + min(self.fullset_interval,
+                                                        RECHECK_AFTER_MISMATCH)
         state.converged = False
         state.count(state.fullset_checks, "mismatch")
         differing = self.index.differing(summary.get("buckets", {}))

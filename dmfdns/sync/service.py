@@ -79,7 +79,8 @@ class ClusterSync(service.MultiService):
                                 cluster_base=settings.base)
         self.anti_entropy = AntiEntropy(
             store, clock, client_for=self._client, checker=checker, budget=settings.budget,
-            index=self.index, fullset_interval=settings.fullset_interval, on_write=on_write)
+            index=self.index, fullset_interval=settings.fullset_interval, on_write=on_write,
+            deadline_slack=2 * settings.peer_timeout)
         self.gossip_errors = 0
         self.tick_failures = 0
         self.syncing = bool(settings.sync_token)
@@ -162,20 +163,26 @@ class ClusterSync(service.MultiService):
         log.failure("cluster sync tick failed; the next tick runs as usual", failure)
 
     async def _tick(self) -> None:
+        """Gossip and anti-entropy run side by side, so a peer that is slow to answer one
+        holds up neither; a manifest adopted here shapes the next tick's peers."""
+        work = [self.anti_entropy.tick()]
         if self.keeper is not None:
             now = self.clock.seconds()
             self.keeper.check_store(now)
             self.keeper.publish(now)
-            await self._gossip()
-        await self.anti_entropy.tick()
+            work.append(defer.ensureDeferred(self._gossip()))
+        for ok, result in await defer.DeferredList(work, consumeErrors=True):
+            if not ok:
+                self._tick_failed(result)
 
     async def _gossip(self) -> None:
         states = list(self.anti_entropy.states.values())
-        asks = [defer.ensureDeferred(self.anti_entropy.client(s).manifest()) for s in states]
+        asks = [defer.ensureDeferred(self.anti_entropy.client(s).manifest()).addTimeout(
+            2 * self.settings.peer_timeout, self.clock) for s in states]
         results = await defer.DeferredList(asks, consumeErrors=True)
         for ok, result in results:
             if not ok:
-                if not result.check(PeerError):
+                if not result.check(PeerError, defer.TimeoutError):
                     log.failure("gossip failed", result)
                 self.gossip_errors += 1
             elif result is not None:
