@@ -11,6 +11,8 @@ from typing import Callable, TextIO
 
 from . import __version__
 from .commands import CommandError, Context
+from .commands import cluster as cluster_commands
+from .commands import demo as demo_commands
 from .commands import identity as identity_commands
 from .commands import keys as keys_commands
 from .commands import manifest as manifest_commands
@@ -23,7 +25,7 @@ from .commands import zone as zone_commands
 
 COMMAND_MODULES = [keys_commands, record_commands, serve_commands, zone_commands,
                    records_commands, token_commands, manifest_commands, identity_commands,
-                   messaging_commands]
+                   messaging_commands, demo_commands]
 
 
 class _Parser(argparse.ArgumentParser):
