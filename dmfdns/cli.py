@@ -25,7 +25,7 @@ from .commands import zone as zone_commands
 
 COMMAND_MODULES = [keys_commands, record_commands, serve_commands, zone_commands,
                    records_commands, token_commands, manifest_commands, identity_commands,
-                   messaging_commands, demo_commands]
+                   messaging_commands, demo_commands, cluster_commands]
 
 
 class _Parser(argparse.ArgumentParser):

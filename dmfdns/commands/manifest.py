@@ -16,6 +16,7 @@ import urllib.parse
 from ..proto import cluster_manifest, owners
 from ..proto.admission import Limits
 from . import CommandError
+from .cluster import add_manifest_sign
 
 TIMEOUT = 10.0
 MAX_RESPONSE = 65536
@@ -25,6 +26,7 @@ def register(sub) -> None:
     manifest = sub.add_parser("manifest", help="cluster manifest operations")
     actions = manifest.add_subparsers(dest="manifest_command", metavar="ACTION")
     actions.required = True
+    add_manifest_sign(actions)
     publish = actions.add_parser(
         "publish", help="POST a signed cluster manifest to a node's /v1/records")
     publish.add_argument("wire", metavar="FILE",
