@@ -18,7 +18,7 @@ from typing import Protocol
 from urllib.parse import quote
 
 from twisted.internet import defer, protocol
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, _HTTP11ClientFactory
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, UNKNOWN_LENGTH
 from zope.interface import implementer
@@ -108,6 +108,10 @@ class _BoundedBody(protocol.Protocol):
             self.done.errback(error)
 
 
+class _QuietFactory(_HTTP11ClientFactory):
+    noisy = False      # no "Starting factory" log line per connection to a peer
+
+
 class AgentTransport:
     """HTTP/1.1 with persistent connections; ``timeout`` bounds each whole exchange."""
 
@@ -118,6 +122,7 @@ class AgentTransport:
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 2
         self._pool.cachedConnectionTimeout = 30
+        self._pool._factory = _QuietFactory
         self._agent = Agent(reactor, connectTimeout=timeout, pool=self._pool)
         self.bytes_sent = 0
         self.bytes_received = 0
