@@ -14,6 +14,7 @@ import pytest
 
 from dmfdns.cli import run
 from dmfdns.node import NodeLock
+from dmfdns.proto import owners
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ZONE = ROOT / "zones" / "mesh.test.zone"
@@ -99,35 +100,53 @@ def test_packaged_zone_equals_the_operator_copy():
 
 # --- records -------------------------------------------------------------------------------
 
+IDENTITY = json.loads((ROOT / "tests" / "vectors" / "identity_record.json").read_text())[0]
+IDENTITY_NAME = owners.identity_hashed(IDENTITY["inputs"]["username"], "mesh.test")
+IDENTITY_WIRE = bytes.fromhex(IDENTITY["expected_wire_hex"]).decode("ascii")
+
+
 def test_records_put_list_delete(tmp_path):
     conf = str(write_config(tmp_path))
-    assert cli("records", "put", "Slot-1.MB-abc.Mesh.Test.", "v=dmp1;t=x", "--ttl", "600",
+    assert cli("records", "put", "Note.Mesh.Test.", "hello world", "--ttl", "600",
                "--config", conf)[0] == 0
-    assert cli("records", "put", "other.mesh.test", "hello", "--config", conf)[0] == 0
+    status, out, err = cli("records", "put", IDENTITY_NAME, IDENTITY_WIRE, "--config", conf)
+    assert status == 0, err
     status, out, err = cli("records", "list", "--config", conf, now=NOW + 100)
     assert status == 0
-    assert out.splitlines() == ["other.mesh.test\t200\thello",
-                                "slot-1.mb-abc.mesh.test\t500\tv=dmp1;t=x"]
+    assert out.splitlines() == [f"{IDENTITY_NAME}\t200\t{IDENTITY_WIRE}",
+                                "note.mesh.test\t500\thello world"]
     assert "2 values at 2 names" in err
-    assert cli("records", "list", "slot", "--config", conf)[1].count("\n") == 1
-    status, out, _ = cli("records", "delete", "other.mesh.test", "--config", conf)
+    assert cli("records", "list", "id-", "--config", conf)[1].count("\n") == 1
+    status, out, _ = cli("records", "delete", IDENTITY_NAME, "--config", conf)
     assert status == 0 and "deleted 1 value" in out
-    status, _, err = cli("records", "delete", "other.mesh.test", "--config", conf)
+    status, _, err = cli("records", "delete", IDENTITY_NAME, "--config", conf)
     assert status == 1 and "holds no value" in err
     assert cli("records", "list", "--config", conf)[1].splitlines() == \
-        [f"slot-1.mb-abc.mesh.test\t600\tv=dmp1;t=x"]
+        ["note.mesh.test\t600\thello world"]
 
 
-def test_records_refuse_names_outside_the_zones_and_bad_values(tmp_path):
+@pytest.mark.parametrize("argv, message", [
+    (("a.example.org", "v"), "a.example.org is outside the served zones (mesh.test)"),
+    (("a b.mesh.test", "v"), "invalid record name"),
+    (("a.mesh.test", "caf\u00e9"), "printable ASCII"),
+    (("a.mesh.test", 'say "hi"'), "a.mesh.test: refused: invalid record value"),
+    (("a.mesh.test", "x" * 2049), "refused: value exceeds cap of 2048 bytes"),
+    ((IDENTITY_NAME, "v=dmp1;t=identity;d=AAAA"), "refused: invalid record value"),
+    (("slot-1.mb-0123456789ab.mesh.test", "plain text"), "refused: invalid record value"),
+])
+def test_records_put_admits_like_the_http_api(tmp_path, argv, message):
     conf = str(write_config(tmp_path))
-    status, _, err = cli("records", "put", "a.example.org", "v", "--config", conf)
-    assert status == 1 and "a.example.org is outside the served zones (mesh.test)" in err
-    status, _, err = cli("records", "put", "a b.mesh.test", "v", "--config", conf)
-    assert status == 1 and "invalid record name" in err
-    status, _, err = cli("records", "put", "a.mesh.test", "caf\u00e9", "--config", conf)
-    assert status == 1 and "printable ASCII" in err
-    status, _, err = cli("records", "put", "a.mesh.test", "v", "--ttl", "0",
+    status, _, err = cli("records", "put", *argv, "--config", conf)
+    assert status == 1 and message in err
+    assert cli("records", "list", "--config", conf)[1] == ""   # nothing written
+
+
+def test_records_ttl_is_capped_like_the_http_api(tmp_path):
+    conf = str(write_config(tmp_path))
+    status, _, err = cli("records", "put", "a.mesh.test", "v", "--ttl", "86401",
                          "--config", conf)
+    assert status == 2 and "from 1 to 86400" in err
+    status, _, err = cli("records", "put", "a.mesh.test", "v", "--ttl", "0", "--config", conf)
     assert status == 2 and "whole seconds" in err
 
 
@@ -156,7 +175,7 @@ def test_records_writes_refuse_while_a_node_holds_the_lock(tmp_path):
 
 def test_records_import_json_lines_in_one_transaction(tmp_path):
     conf = str(write_config(tmp_path))
-    lines = [json.dumps({"name": f"chunk-{i:04d}-abc.mesh.test", "value": f"v{i}",
+    lines = [json.dumps({"name": f"n{i}.mesh.test", "value": f"v{i}",
                          "ttl": 100 + i}) for i in range(1000)]
     lines.insert(5, "")
     data = tmp_path / "records.jsonl"
@@ -169,7 +188,18 @@ def test_records_import_json_lines_in_one_transaction(tmp_path):
     listed = cli("records", "list", "--config", conf)[1].splitlines()
     assert len(listed) == 1001
     assert "x.mesh.test\t77\tno ttl" in listed
-    assert "chunk-0999-abc.mesh.test\t1099\tv999" in listed
+    assert "n999.mesh.test\t1099\tv999" in listed
+
+
+def test_records_import_cannot_overfill_an_rrset(tmp_path):
+    conf = str(write_config(tmp_path))
+    data = tmp_path / "r.jsonl"
+    data.write_text("".join(json.dumps({"name": "full.mesh.test", "value": f"v{i}"}) + "\n"
+                            for i in range(65)))
+    status, _, err = cli("records", "import", str(data), "--config", conf)
+    assert status == 1 and f"{data}:65: refused: RRset at full.mesh.test already holds 64" \
+        in err
+    assert cli("records", "list", "--config", conf)[1] == ""
 
 
 @pytest.mark.parametrize("line, message", [
@@ -194,14 +224,15 @@ def test_records_import_zone_file_txt_records(tmp_path):
     zone.write_text("$ORIGIN mesh.test.\n$TTL 300\n"
                     "@ IN SOA ns1 hostmaster 5 3600 600 604800 60\n@ IN NS ns1\n"
                     "ns1 IN A 127.0.0.1\n"
-                    "id-abc 120 IN TXT \"v=dmp1;t=identity;\" \"AAAA\"\n"
-                    "slot-2.mb-x IN TXT \"one\"\nslot-2.mb-x IN TXT \"two\"\n")
+                    f"{IDENTITY_NAME}. 120 IN TXT \"{IDENTITY_WIRE[:200]}\" "
+                    f"\"{IDENTITY_WIRE[200:]}\"\n"
+                    "info.www IN TXT \"one\"\ninfo.www IN TXT \"two\"\n")
     status, out, err = cli("records", "import", str(zone), "--config", conf)
     assert status == 0, err
     assert out.startswith("imported 3 records")
     listed = cli("records", "list", "--config", conf)[1].splitlines()
-    assert listed == ["id-abc.mesh.test\t120\tv=dmp1;t=identity;AAAA",
-                      "slot-2.mb-x.mesh.test\t300\tone", "slot-2.mb-x.mesh.test\t300\ttwo"]
+    assert listed == [f"{IDENTITY_NAME}\t120\t{IDENTITY_WIRE}",
+                      "info.www.mesh.test\t300\tone", "info.www.mesh.test\t300\ttwo"]
 
 
 # --- dmfdns serve as a process -------------------------------------------------------------

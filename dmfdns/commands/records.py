@@ -3,8 +3,10 @@
 The node is the single writer of its LMDB environment (DESIGN.md §3). Writes here take
 the data directory's lock (``dmfdns.node.NodeLock``) and refuse while a running node holds
 it — write through the node's HTTP API then. ``list`` opens the store read-only and works
-at any time. Names are canonicalised (lowercase, no trailing dot) and must lie in one of
-the configured zones, since the node would never serve them otherwise.
+at any time. Every value written passes the same admission as an HTTP write
+(``dmfdns.proto.admission``, DESIGN.md §6): names canonical and inside a served zone, the
+reference's caps, and v=dmp1 records that parse and verify at their owner names — so
+nothing enters the store that a peer would refuse in sync.
 """
 
 import argparse
@@ -14,16 +16,18 @@ import time
 
 from dnslib import QTYPE
 
+from ..config import ConfigError, read_operator_key
 from ..dns.names import canonical, within
 from ..dns.zone import ZoneError, parse_zone
 from ..node import NodeLock, NodeLocked, load_zones, open_store
+from ..proto import admission
 from ..store.api import Cursor, StoreError
 from ..store.changelog import STABLE_HORIZON_MS
 from . import CommandError
 from .serve import load
 
 DEFAULT_TTL = 300            # the reference's default for POST /v1/records
-MAX_TTL = 2**31 - 1          # RFC 2181 section 8
+MAX_TTL = admission.Limits().max_ttl
 LIST_PAGE = 1000
 
 
@@ -81,7 +85,8 @@ class _Target:
         self.config = load(args.config)
         try:
             self.origins = [zone.origin for zone in load_zones(self.config)]
-        except (ZoneError, ValueError) as exc:
+            self.operator_key = read_operator_key(self.config.cluster)
+        except (ZoneError, ConfigError) as exc:
             raise CommandError(str(exc)) from None
 
     def owner(self, name, where: str = "") -> str:
@@ -108,6 +113,30 @@ class _Target:
             raise CommandError(str(exc)) from None
 
 
+class _Admission:
+    """Admits writes against the store's current values plus those admitted earlier in
+    the same command (so one import cannot overfill an RRset)."""
+
+    def __init__(self, target: _Target, store, now: float):
+        self.target, self.store, self.now = target, store, now
+        self.pending: dict[str, list[str]] = {}
+
+    def values(self, name: str) -> list[str]:
+        stored = [entry.value for entry in self.store.get(name, self.now)]
+        return stored + [v for v in self.pending.get(name, []) if v not in stored]
+
+    def admit(self, name: str, value: str, ttl: int, where: str = ""):
+        result = admission.admit(
+            name, value, ttl, zones=self.target.origins, now=self.now,
+            lookup_values=self.values, operator_key=self.target.operator_key,
+            cluster_base=self.target.config.cluster.base or None)
+        if isinstance(result, admission.Refusal):
+            where = where or f"{canonical(name) or name}: "
+            raise CommandError(f"{where}refused: {result.message}")
+        self.pending.setdefault(result.name, []).append(result.value)
+        return result.name, result.value, self.now + result.ttl
+
+
 def _write(target: _Target, operation):
     lock, store = target.writer()
     try:
@@ -131,8 +160,11 @@ def put_record(args, ctx) -> int:
     target = _Target(args)
     name = target.owner(args.name)
     value = _check_value(args.value)
-    changed = _write(target, lambda store: store.put(name, value, expiry=ctx.now + args.ttl,
-                                                     now=ctx.now))
+
+    def put(store):
+        name_, value_, expiry = _Admission(target, store, ctx.now).admit(name, value, args.ttl)
+        return store.put(name_, value_, expiry=expiry, now=ctx.now)
+    changed = _write(target, put)
     verb = "stored" if changed else "unchanged (already stored with a later expiry)"
     print(f"{name}: {verb}, ttl {args.ttl} s", file=ctx.stdout)
     return 0
@@ -154,11 +186,12 @@ def delete_record(args, ctx) -> int:
 
 def live_changes(store, now: float):
     """Every live ``(name, value)`` in the store, from its change log (which keeps one
-    entry per pair). The log hides entries younger than its stable horizon from peers;
-    an operator wants to see them, so read as of one horizon later and drop what is
-    already expired now."""
+    entry per pair). The log hides entries younger than its stable horizon from peers and
+    may run a few milliseconds ahead of the clock (one tick per commit); an operator wants
+    to see everything, so read as of one horizon plus a second later and drop what is
+    expired now. (Values expiring within that margin are left out.)"""
     cursor = Cursor()
-    later = now + STABLE_HORIZON_MS / 1000
+    later = now + STABLE_HORIZON_MS / 1000 + 1.0
     while True:
         page = store.changes_after(cursor, LIST_PAGE, now=later, tombstones=False)
         for change in page.changes:
@@ -206,12 +239,16 @@ def import_records(args, ctx) -> int:
         triples = _json_lines(text, path, args.ttl, target)
     else:
         triples = _zone_txt(text, path, args.origin, target)
-    items = [(name, value, ctx.now + ttl) for name, value, ttl in triples]
     started = time.perf_counter()
-    changed = _write(target, lambda store: store.put_many(items, now=ctx.now))
+
+    def put_all(store):
+        gate = _Admission(target, store, ctx.now)
+        items = [gate.admit(name, value, ttl, where) for name, value, ttl, where in triples]
+        return store.put_many(items, now=ctx.now)
+    changed = _write(target, put_all)
     seconds = max(time.perf_counter() - started, 1e-9)
-    print(f"imported {len(items)} records ({changed} changed) in {seconds:.3f} s "
-          f"({len(items) / seconds:,.0f} records/s)", file=ctx.stdout)
+    print(f"imported {len(triples)} records ({changed} changed) in {seconds:.3f} s "
+          f"({len(triples) / seconds:,.0f} records/s)", file=ctx.stdout)
     return 0
 
 
@@ -237,7 +274,7 @@ def _json_lines(text: str, path, default_ttl: int, target: _Target) -> list:
         if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL:
             raise CommandError(f"{where}\"ttl\" must be whole seconds from 1 to {MAX_TTL}")
         triples.append((target.owner(record["name"], where),
-                        _check_value(record["value"], where), ttl))
+                        _check_value(record["value"], where), ttl, where))
     return triples
 
 
@@ -258,7 +295,7 @@ def _zone_txt(text: str, path, origin, target: _Target) -> list:
             except UnicodeDecodeError:
                 raise CommandError(f"{where}TXT value is not ASCII") from None
             triples.append((target.owner(name, where), _check_value(value, where),
-                            max(rr.ttl, 1)))
+                            max(rr.ttl, 1), where))
     if not triples:
         raise CommandError(f"{path}: no TXT records to import")
     return triples
