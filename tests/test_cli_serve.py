@@ -361,3 +361,12 @@ def test_serve_without_arguments_uses_the_embedded_default(tmp_path, serve_proce
     assert "status: NOERROR" in dig(5353, "mesh.test", "SOA")
     assert (tmp_path / "dmfdns-data" / "data.mdb").exists()
     assert node.stop() == 0
+
+
+def test_check_config_reads_the_secret_files(tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text('[http]\nauth_mode = "legacy"\noperator_token_file = "missing.token"\n')
+    status, _, err = cli("check-config", str(conf))
+    assert status == 1 and "missing.token" in err and "cannot read" in err
+    (tmp_path / "missing.token").write_text("s3cret\n")
+    assert cli("check-config", str(conf))[0] == 0

@@ -3,9 +3,9 @@
 from twisted.logger import (FilteringLogObserver, Logger, LogLevel,
                             LogLevelFilterPredicate, globalLogBeginner, textFileLogObserver)
 
-from ..config import ConfigError, ListenAddress, load_config, read_operator_token
+from ..config import ConfigError, ListenAddress, load_config
 from ..dns.zone import ZoneError
-from ..node import NodeError, load_zones, make_service
+from ..node import NodeError, cluster_preflight, http_preflight, load_zones, make_service
 from ..store.api import StoreError
 from . import CommandError
 
@@ -23,7 +23,8 @@ def register(sub) -> None:
     serve_parser.set_defaults(handler=serve)
 
     check = sub.add_parser("check-config",
-                           help="validate a configuration file and its zone files")
+                           help="validate a configuration file with its zone, token and key "
+                                "files, without starting anything")
     check.add_argument("file", metavar="FILE", help="node configuration (TOML)")
     check.set_defaults(handler=check_config)
 
@@ -39,9 +40,10 @@ def load(path):
 def check_config(args, ctx) -> int:
     config = load(args.file)
     try:
+        # Everything make_service reads before binding: zone files, token and key files.
         zones = load_zones(config)
-        if config.http.operator_token_file is not None:
-            read_operator_token(config.http)
+        http_preflight(config)
+        cluster_preflight(config, [zone.origin for zone in zones])
     except (ConfigError, ZoneError) as exc:
         raise CommandError(f"{args.file}: {exc}") from None
     print(f"{args.file}: OK", file=ctx.stdout)
