@@ -197,9 +197,10 @@ def test_tcp_dropped_query_keeps_the_connection():
 def test_tcp_responder_bug_closes_instead_of_answering_out_of_order():
     factory, _, _ = make_factory()
     conn, transport = connect(factory)
-    conn.dataReceived(frame(b"q:1") + frame(b"boom"))
+    conn.dataReceived(frame(b"q:1") + frame(b"boom") + frame(b"q:3"))
     assert unframe(transport.value()) == [b"a:1"]
     assert transport.disconnecting and factory.counters.errors == 1
+    assert factory.counters.queries == 2
 
 
 def test_tcp_idle_timeout_closes_after_the_last_query():

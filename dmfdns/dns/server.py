@@ -145,6 +145,8 @@ class DNSStreamProtocol(basic.Int16StringReceiver, policies.TimeoutMixin):
         self.setTimeout(self.factory.idle_timeout)
 
     def stringReceived(self, query: bytes) -> None:
+        if self.transport.disconnecting:
+            return  # closing: frames still buffered behind the reason must not be answered
         factory = self.factory
         factory.counters.queries += 1
         self.resetTimeout()
