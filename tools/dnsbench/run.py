@@ -7,14 +7,12 @@ answers carried the rcode the query file expects.
 
 import os
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 
 from . import dmfdns_node, dnsperf, knot, procs, verify, zonegen
 
 READY_TIMEOUT = 60.0
-IMPORT_TIMEOUT = 900.0
 
 
 class BenchError(Exception):
@@ -36,7 +34,6 @@ class Workload:
     name_rcodes: dict          # the same by name, for dnsperf's -v lines
     zone_file: str
     apex_file: str
-    records_file: str
 
 
 def free_port() -> int:
@@ -59,11 +56,10 @@ def prepare(workdir, *, zone, names, queries, hit_share, ttl, seed) -> Workload:
     lines = zonegen.query_lines(data, queries, hit_share, seed)
     paths = {key: os.path.join(workdir, name) for key, name in (
         ("query_file", "queries.txt"), ("zone_file", f"{zone}.zone"),
-        ("apex_file", f"{zone}.apex.zone"), ("records_file", "records.jsonl"))}
+        ("apex_file", f"{zone}.apex.zone"))}
     zonegen.write_queries(paths["query_file"], lines)
     zonegen.write_zone_file(paths["zone_file"], data, ttl)
     zonegen.write_apex_zone(paths["apex_file"], zone, ttl)
-    zonegen.write_json_lines(paths["records_file"], data, ttl)
     name_rcodes = {name: "NOERROR" for name in data.rrsets}
     name_rcodes.update({name: "NXDOMAIN" for name in data.misses})
     line_rcodes = [name_rcodes[line.split()[0]] for line in lines]
@@ -88,8 +84,9 @@ class DmfdnsNode:
     import_seconds: float
 
 
-def load_dmfdns(workdir, work: Workload) -> DmfdnsNode:
-    """Write the node config and import the records with ``dmfdns records import``."""
+def load_dmfdns(workdir, work: Workload, ttl: int) -> DmfdnsNode:
+    """Write the node config and load the records into its store (no admission: see
+    ``dmfdns_node``)."""
     node_dir = os.path.join(workdir, "dmfdns")
     os.makedirs(node_dir, exist_ok=True)
     dns_port, http_port = free_port(), free_port()
@@ -97,14 +94,9 @@ def load_dmfdns(workdir, work: Workload) -> DmfdnsNode:
                                       zone_file=work.apex_file)
     started = time.monotonic()
     try:
-        done = subprocess.run(dmfdns_node.import_argv(config, work.records_file),
-                              capture_output=True, text=True, timeout=IMPORT_TIMEOUT,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"dmfdns records import took over {IMPORT_TIMEOUT:.0f} s") from None
-    if done.returncode != 0:
-        raise BenchError("dmfdns records import failed: "
-                         + (done.stderr or done.stdout).strip()[-2000:])
+        dmfdns_node.load_records(config, work.data.rrsets, ttl=ttl, now=time.time())
+    except Exception as err:     # StoreError, NodeError, ConfigError: say which and stop
+        raise BenchError(f"loading the records into dmfdns failed: {err}") from None
     return DmfdnsNode(config, dns_port, http_port, time.monotonic() - started)
 
 

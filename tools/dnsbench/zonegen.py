@@ -1,4 +1,5 @@
-"""Benchmark data shaped like a busy DMP zone, written for Knot, for dmfdns and for dnsperf.
+"""Benchmark data shaped like a busy DMP zone: Knot's zone file, dmfdns's apex, dnsperf's
+queries.
 
 The owner names and value lengths follow dmp-wire.md: chunk records
 ``chunk-NNNN-<hex12>`` (241-character values), mailbox slot manifests
@@ -10,7 +11,6 @@ looks inside a value, so the served bytes cost the same as real ones.
 """
 
 import base64
-import json
 import random
 from dataclasses import dataclass
 
@@ -124,14 +124,6 @@ def write_zone_file(path, data: BenchData, ttl: int) -> None:
         for name, values in data.rrsets.items():
             for value in values:
                 out.write(f"{name}. IN TXT {_quoted(value)}\n")
-
-
-def write_json_lines(path, data: BenchData, ttl: int) -> None:
-    """The records as JSON lines ``{"name", "value", "ttl"}`` for ``dmfdns records import``."""
-    with open(path, "w", encoding="ascii") as out:
-        for name, values in data.rrsets.items():
-            for value in values:
-                out.write(json.dumps({"name": name, "value": value, "ttl": ttl}) + "\n")
 
 
 def query_lines(data: BenchData, count: int, hit_share: float, seed: int) -> list:
