@@ -1,20 +1,25 @@
-"""The hand-written fast path for the common query: a TXT question for a name the store
-holds live values for (DESIGN.md section 4; dnslib costs ~325 us a query, this ~10 us).
+"""The hand-written fast path for the common queries (DESIGN.md section 4: dnslib costs
+~150-300 us a query, this ~10 us): a TXT question for a name the store holds live values
+for, and the negative answers a polling client mostly gets (an empty slot: NXDOMAIN; an
+empty non-terminal asked by a QNAME-minimising resolver: NODATA).
 
 It answers only this exact shape and returns None for anything else, so the responder's
 dnslib path decides:
 
 * header: QR=0, opcode QUERY, QDCOUNT=1, ANCOUNT=NSCOUNT=0, ARCOUNT 0 or 1;
-* question: an uncompressed name inside one of our zones, type TXT, class IN;
+* question: an uncompressed name inside one of our zones, class IN, any type but ANY,
+  AXFR, IXFR and OPT;
 * additional: nothing, or exactly one OPT with owner root, EDNS version 0, extended rcode
   0 and no options (any other OPT goes the slow way: cookies, NSID, BADVERS, FORMERR);
-* the name holds no static zone data and has at least one live value in the store;
+* the name owns no static zone data (the apex never takes this path);
 * the response fits the size limit (the dnslib path sets TC otherwise).
 
-The response is spliced: header, the question bytes as received (0x20 case kept), one RR
-per live entry (``c00c`` pointer to the question name, TXT IN, the RRset's TTL, the blob's
-own rdlength and rdata) and our OPT when the query had one. tests/test_dns_lean.py holds it
-byte-for-byte to the dnslib path.
+A positive answer (TXT with live values) is spliced: header, the question bytes as received
+(0x20 case kept), one RR per live entry (``c00c`` pointer to the question name, TXT IN, the
+RRset's TTL, the blob's own rdlength and rdata) and our OPT when the query had one. A
+negative answer carries the zone SOA (serial + store generation, TTL min(SOA TTL, MINIMUM))
+with its names compressed exactly as dnslib's encoder does, so that tests/test_dns_lean.py
+can hold every byte to the dnslib path.
 """
 
 import struct
@@ -22,26 +27,49 @@ import struct
 _ENTRY = struct.Struct(">QH").unpack_from
 _COUNTS_NO_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
-_TXT_IN = b"\x00\x10\x00\x01"
 _RR_HEAD = b"\xc0\x0c\x00\x10\x00\x01"
 _OPT_HEAD = b"\x00\x00\x29"
 _MIN_UDP = 512
+_TXT = 16
+_DECLINED_TYPES = frozenset({41, 251, 252, 255})       # OPT, IXFR, AXFR, ANY
+_SERIAL = struct.Struct(">I").pack
+
+
+class _ZoneInfo:
+    """What a negative answer needs from one zone, computed once."""
+
+    __slots__ = ("origin", "suffix", "depth", "zone", "soa_head", "mname", "rname", "timers",
+                 "serial")
+
+    def __init__(self, zone):
+        soa = zone.soa
+        self.origin, self.suffix, self.depth = zone.origin, "." + zone.origin, len(zone.labels)
+        self.zone = zone
+        self.soa_head = b"\x00\x06\x00\x01" + struct.pack(">I", zone.negative_ttl)
+        self.mname, self.rname = tuple(soa.rdata.mname.label), tuple(soa.rdata.rname.label)
+        self.serial = soa.rdata.times[0]
+        self.timers = struct.pack(">IIII", *soa.rdata.times[1:])
 
 
 class LeanPath:
-    """Built once per responder from the zones' static owner names and suffixes."""
+    """Built once per responder from the zones, the store and two settings."""
 
     def __init__(self, zones, store, *, answer_ttl: int, edns_payload: int):
-        self._origins = frozenset(zone.origin for zone in zones)
-        self._suffixes = tuple("." + zone.origin for zone in zones)
+        # Most specific zone first, as the responder picks it.
+        self._zones = [_ZoneInfo(z) for z in sorted(zones, key=lambda z: -len(z.labels))]
         self._static = frozenset().union(*(zone.owners for zone in zones))
-        self._packed_txt = store.packed_txt
+        origins = [zone.origin for zone in zones]
+        self._above_apexes = {origin.split(".", i)[-1] for origin in origins
+                              for i in range(1, origin.count(".") + 1)}
+        self._store = store
         self._ttl = answer_ttl
         self._payload = struct.pack(">H", edns_payload)
 
-    def answer(self, query: bytes, now: float, max_udp: int | None) -> bytes | None:
+    def answer(self, query: bytes, now: float, max_udp: int | None):
+        """``(response, qtype)``, or None to leave the query to the dnslib path."""
+        query = bytes(query)                           # no copy when it already is bytes
         size = len(query)
-        if size < 17 or query[2] & 0xF8:            # QR=0 and opcode QUERY only
+        if size < 17 or query[2] & 0xF8:               # QR=0 and opcode QUERY only
             return None
         counts = query[4:12]
         has_opt = counts == _COUNTS_OPT
@@ -59,7 +87,10 @@ class LeanPath:
             if pos >= size:
                 return None
         qend = pos + 5
-        if pos > 266 or query[pos + 1:qend] != _TXT_IN:   # 255-octet name limit
+        if pos > 266 or query[pos + 3:qend] != b"\x00\x01":   # 255-octet names, class IN
+            return None
+        qtype = (query[pos + 1] << 8) | query[pos + 2]
+        if qtype in _DECLINED_TYPES:
             return None
         if has_opt:
             if size != qend + 11 or query[qend:qend + 3] != _OPT_HEAD \
@@ -76,38 +107,77 @@ class LeanPath:
         if raw.count(b".") != len(labels) - 1 or not raw.isascii():
             return None
         name = raw.decode()
-        if name in self._static or not (name in self._origins
-                                        or name.endswith(self._suffixes)):
+        if name in self._static:
+            return None
+        for info in self._zones:
+            if name.endswith(info.suffix):
+                break
+        else:
             return None
         try:
-            blob = self._packed_txt(name)
+            response = self._respond(query, labels, qend, qtype, name, info, now, has_opt)
         except Exception:       # a name the store refuses, or a store failure: slow path
             return None
-        if not blob:
+        if response is None or len(response) > limit:
             return None
-        return self._splice(query, qend, blob, now, limit, has_opt)
+        return response, qtype
 
-    def _splice(self, query, qend, blob, now, limit, has_opt):
+    def _respond(self, query, labels, qend, qtype, name, info, now, has_opt):
         now_ms = round(now * 1000)        # the store's rounding (changelog.to_ms)
-        ttl_ms = self._ttl * 1000
-        records, offset, end = [], 0, len(blob)
-        while offset < end:
-            expiry_ms, length = _ENTRY(blob, offset)
-            stop = offset + 10 + length
-            if expiry_ms > now_ms:
-                if expiry_ms - now_ms < ttl_ms:
-                    ttl_ms = expiry_ms - now_ms
-                records.append(blob[offset + 8:stop])
-            offset = stop
-        if not records:
-            return None
-        head = _RR_HEAD + (ttl_ms // 1000).to_bytes(4, "big")
-        flags = bytes((0x84 | (query[2] & 0x01), query[3] & 0x10))
-        parts = [query[:2], flags, b"\x00\x01", len(records).to_bytes(2, "big"),
-                 b"\x00\x00\x00\x01" if has_opt else b"\x00\x00\x00\x00",
-                 query[12:qend], head, head.join(records)]
-        if has_opt:
-            parts.append(_OPT_HEAD + self._payload + b"\x00\x00"
-                         + bytes((query[qend + 7] & 0x80, 0)) + b"\x00\x00")
-        response = b"".join(parts)
-        return response if len(response) <= limit else None
+        blob = self._store.packed_txt(name)
+        records, ttl_ms = [], self._ttl * 1000
+        if blob:
+            offset, end = 0, len(blob)
+            while offset < end:
+                expiry_ms, length = _ENTRY(blob, offset)
+                stop = offset + 10 + length
+                if expiry_ms > now_ms:
+                    if expiry_ms - now_ms < ttl_ms:
+                        ttl_ms = expiry_ms - now_ms
+                    records.append(blob[offset + 8:stop])
+                offset = stop
+        opt = (_OPT_HEAD + self._payload + b"\x00\x00" + bytes((query[qend + 7] & 0x80, 0))
+               + b"\x00\x00") if has_opt else b""
+        arcount = b"\x00\x01" if has_opt else b"\x00\x00"
+        if records and qtype == _TXT:
+            head = _RR_HEAD + (ttl_ms // 1000).to_bytes(4, "big")
+            return b"".join((query[:2], bytes((0x84 | (query[2] & 0x01), query[3] & 0x10)),
+                             b"\x00\x01", len(records).to_bytes(2, "big"), b"\x00\x00",
+                             arcount, query[12:qend], head, head.join(records), opt))
+        exists = (bool(records) or info.zone.has_descendants(name)
+                  or name in self._above_apexes or self._store.has_descendants(name, now))
+        rcode = 0 if exists else 3                      # NODATA (RFC 8020) or NXDOMAIN
+        apex = 12 + sum(len(label) + 1 for label in labels[:len(labels) - info.depth])
+        rdata = self._soa_rdata(labels, info, qend + 12)
+        return b"".join((query[:2], bytes((0x84 | (query[2] & 0x01), (query[3] & 0x10) | rcode)),
+                         b"\x00\x01\x00\x00\x00\x01", arcount, query[12:qend],
+                         (0xC000 | apex).to_bytes(2, "big"), info.soa_head,
+                         len(rdata).to_bytes(2, "big"), rdata, opt))
+
+    def _soa_rdata(self, labels, info, offset):
+        """SOA RDATA at ``offset`` with MNAME and RNAME compressed as dnslib does: against
+        every suffix of the question name (same case), then of the names written before."""
+        known, at = {}, 12
+        for i, label in enumerate(labels):
+            known[tuple(labels[i:])] = at
+            at += len(label) + 1
+        out = bytearray()
+        for name in (info.mname, info.rname):
+            _compress(name, known, offset, out)
+        serial = (info.serial + self._store.generation()) & 0xFFFFFFFF
+        return bytes(out) + _SERIAL(serial) + info.timers
+
+
+def _compress(name, known, base, out) -> None:
+    """Append ``name`` to ``out`` (which starts at message offset ``base``): the longest
+    already-written suffix becomes a pointer; each suffix written here becomes known."""
+    for i in range(len(name)):
+        suffix = name[i:]
+        pointer = known.get(suffix)
+        if pointer is not None:
+            out += (0xC000 | pointer).to_bytes(2, "big")
+            return
+        known[suffix] = base + len(out)
+        out.append(len(name[i]))
+        out += name[i]
+    out.append(0)

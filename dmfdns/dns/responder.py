@@ -89,11 +89,12 @@ class Responder:
     def respond(self, query: bytes, *, now: float, max_udp: int | None, proto: str = "udp",
                 client=None) -> bytes | None:
         """The response to ``query``, or None when nothing must be sent (runts, QR=1)."""
-        response = self._lean(query, now, max_udp)
-        if response is not None:
+        lean = self._lean(query, now, max_udp)
+        if lean is not None:
+            response, qtype = lean
             counters = self.counters
-            counters.count_query(proto, TXT_TYPE)
-            counters.count_response(proto, NOERROR, len(response))
+            counters.count_query(proto, qtype)
+            counters.count_response(proto, response[3] & 0xF, len(response))
             return response
         return self.respond_dnslib(query, now=now, max_udp=max_udp, proto=proto,
                                    client=client)
