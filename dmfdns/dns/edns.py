@@ -17,7 +17,6 @@ DO = 0x8000
 # RFC 8914 section 4 INFO-CODEs the responder uses.
 EDE_PROHIBITED = 18
 EDE_NOT_AUTHORITATIVE = 20
-EDE_NOT_SUPPORTED = 21
 
 MIN_UDP = 512           # RFC 6891 section 6.2.5: a smaller requestor payload means 512
 TCP_LIMIT = 65535       # RFC 1035 section 4.2.2: the two-byte length prefix

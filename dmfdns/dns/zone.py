@@ -87,9 +87,6 @@ class Zone:
         when ``name`` owns nothing itself)."""
         return name in self._ancestors
 
-    def types_at(self, name: str) -> list[int]:
-        return [rtype for owner, rtype in self.rrsets if owner == name]
-
     def glue(self, ns_rrset) -> list[RR]:
         """A/AAAA RRs for the in-zone targets of ``ns_rrset`` (RFC 9471: in-domain glue)."""
         found = []
