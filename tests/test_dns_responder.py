@@ -113,9 +113,9 @@ def txt(owner, ttl, *strings, rclass=CLASS.IN):
 
 
 def soa(owner="mesh.test", ttl=60, serial=2024010101, minimum=60):
+    times = ((serial + GENERATION) % 2**32, 3600, 600, 604800, minimum)
     return RR(owner, QTYPE.SOA, CLASS.IN, ttl,
-              SOA("ns1.mesh.test", "hostmaster.mesh.test", ((serial + GENERATION) % 2**32, 3600, 600,
-                                                  604800, minimum)))
+              SOA("ns1.mesh.test", "hostmaster.mesh.test", times))
 
 
 def nested_soa(owner="deep.ent.mesh.test"):
