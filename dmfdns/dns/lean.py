@@ -24,6 +24,8 @@ can hold every byte to the dnslib path.
 
 import struct
 
+from .zone import above_apexes
+
 _ENTRY = struct.Struct(">QH").unpack_from
 _COUNTS_NO_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
@@ -58,9 +60,7 @@ class LeanPath:
         # Most specific zone first, as the responder picks it.
         self._zones = [_ZoneInfo(z) for z in sorted(zones, key=lambda z: -len(z.labels))]
         self._static = frozenset().union(*(zone.owners for zone in zones))
-        origins = [zone.origin for zone in zones]
-        self._above_apexes = {origin.split(".", i)[-1] for origin in origins
-                              for i in range(1, origin.count(".") + 1)}
+        self._above_apexes = above_apexes(zones)
         self._store = store
         self._ttl = answer_ttl
         self._payload = struct.pack(">H", edns_payload)

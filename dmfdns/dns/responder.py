@@ -16,6 +16,7 @@ from ..proto import txt as txt_strings
 from . import cookies, edns, names, query as wire, rrblob
 from .counters import OTHER, DnsCounters
 from .lean import LeanPath
+from .zone import above_apexes
 
 QUERY, NOTIFY, UPDATE = 0, 4, 5
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
@@ -82,9 +83,7 @@ class Responder:
         self.counters = counters if counters is not None else DnsCounters()
         self._lean = LeanPath(zones, store, answer_ttl=settings.answer_ttl,
                               edns_payload=settings.edns_payload).answer
-        # Names above a zone apex inside another zone are empty non-terminals there.
-        self._zone_ancestors = {ancestor for origin in origins
-                                for ancestor in _ancestors(origin)}
+        self._above_apexes = above_apexes(zones)
 
     def respond(self, query: bytes, *, now: float, max_udp: int | None, proto: str = "udp",
                 client=None) -> bytes | None:
@@ -122,7 +121,7 @@ class Responder:
 
     def _decide(self, q: wire.Query, now: float, client) -> _Reply:
         if q.opcode not in (QUERY, UPDATE):
-            return _Reply(NOTIMP)                    # RFC 1035 4.1.1, RFC 8906 3.1.4
+            return _Reply(NOTIMP)                    # RFC 1035 4.1.1; RFC 8906 s8 test 6
         if q.error is not None:
             return _Reply(FORMERR)
         if q.opt is not None and q.opt.version != 0:
@@ -179,7 +178,7 @@ class Responder:
         if name is None:
             return False
         return (zone.has_name(name) or zone.has_descendants(name)
-                or name in self._zone_ancestors or bool(self._live(name, now))
+                or name in self._above_apexes or bool(self._live(name, now))
                 or self.store.has_descendants(name, now))
 
     def _rrsets(self, zone, name, owner, qtype, now) -> list:
@@ -304,12 +303,6 @@ def _name(labels) -> str | None:
     except UnicodeDecodeError:
         return None
     return text if names.canonical(text) == text else None
-
-
-def _ancestors(name: str):
-    while "." in name:
-        name = name.split(".", 1)[1]
-        yield name
 
 
 def _at(owner: DNSLabel, rr: RR) -> RR:

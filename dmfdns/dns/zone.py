@@ -57,11 +57,8 @@ class Zone:
 
     def __post_init__(self):
         owners = frozenset(name for name, _ in self.rrsets)
-        ancestors = set()
-        for name in owners:
-            while name != self.origin:
-                name = name.split(".", 1)[1]
-                ancestors.add(name)
+        ancestors = {above for name in owners for above in ancestors_of(name)
+                     if names.within(above, self.origin)}
         object.__setattr__(self, "labels", tuple(self.origin.encode("ascii").split(b".")))
         object.__setattr__(self, "owners", owners)
         object.__setattr__(self, "_ancestors", frozenset(ancestors))
@@ -95,6 +92,20 @@ class Zone:
             for rtype in (QTYPE.A, QTYPE.AAAA):
                 found.extend(self.rrset(target, rtype))
         return found
+
+
+def ancestors_of(name: str):
+    """The names strictly above canonical ``name``, nearest first (``a.b.c`` gives
+    ``b.c`` then ``c``)."""
+    while "." in name:
+        name = name.split(".", 1)[1]
+        yield name
+
+
+def above_apexes(zones) -> frozenset:
+    """Names above some zone's apex: empty non-terminals of an enclosing zone when zones
+    nest (RFC 8020)."""
+    return frozenset(above for zone in zones for above in ancestors_of(zone.origin))
 
 
 def _text(label: DNSLabel) -> str:
