@@ -275,7 +275,7 @@ async def test_prekeys_signed_by_someone_else_or_expired_are_not_used():
     expired = prekeys.generate(bob[1].keys.signer, 2, NOW - 90000)
     owner = prekeys.pool_owner("bob", "mesh.test")
     mesh.records[owner] = [p.wire for p in forged + expired]
-    assert await prekeys.pick(mesh.net, to_bob, NOW) == (0, to_bob.x25519)
+    assert await prekeys.pick(mesh.net, to_bob, NOW) == (0, to_bob.x25519, 0)
 
 
 @pytest_twisted.ensureDeferred
@@ -305,3 +305,20 @@ async def test_an_unreadable_slot_does_not_stop_the_walk():
     report = await _recv(mesh, bob)
     assert [m.body for m in report.delivered] == [b"still here"]
     assert report.dropped == {"read failed": 1}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_sender_never_uses_one_prekey_twice():
+    mesh, alice, bob, to_bob = _pair()
+    fresh = await prekeys.refresh(mesh.net, bob[0], bob[1], 3, NOW)
+    sent = await _send(mesh, alice, to_bob, b"p" * 5000)          # two parts
+    sent += await _send(mesh, alice, to_bob, b"third")
+    sent += await _send(mesh, alice, to_bob, b"fourth: the pool is used up")
+    used = [s.prekey_id for s in sent]
+    assert sorted(used[:3]) == sorted(p.prekey_id for p in fresh) and used[3] == 0
+    report = await _recv(mesh, bob)
+    assert sorted(m.body for m in report.delivered) == sorted(
+        [b"p" * 5000, b"third", b"fourth: the pool is used up"])
+    # Once the prekeys' lifetime is over the sender forgets them.
+    await _send(mesh, alice, to_bob, b"later", now=NOW + 86401)
+    assert alice[1].spent_prekeys == {}

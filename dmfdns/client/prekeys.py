@@ -60,20 +60,31 @@ async def refresh(net, profile: Profile, state, count: int, now: int,
     return fresh
 
 
-async def pick(net, contact: Contact, now: int, rng=random_source) -> tuple[int, bytes]:
-    """(prekey_id, X25519 key) to seal to: a random verified unexpired prekey of the
-    contact, or (0, its long-term key) when it has none."""
+def spent_key(contact: Contact, prekey_id: int) -> str:
+    return f"{contact.ed25519.hex()}:{prekey_id}"
+
+
+async def pick(net, contact: Contact, now: int, rng=random_source,
+               spent=()) -> tuple[int, bytes, int]:
+    """(prekey_id, X25519 key, exp) to seal to: a random verified unexpired prekey of the
+    contact that is not in ``spent`` (keys from ``spent_key``), or (0, its long-term key, 0)
+    when there is none.
+
+    A prekey opens one message only (the receiver burns it), so a sender that already used
+    one must not pick it again before the receiver's delete reaches the nodes.
+    """
     owner = pool_owner(contact.user, contact.domain)
     values = await net.reader.read(owner)
     usable = []
     for value in values:
         record = prekey.parse_and_verify(value, contact.ed25519, now=now)
-        if record is not None and not prekey.is_expired(record, now):
+        if (record is not None and not prekey.is_expired(record, now)
+                and spent_key(contact, record.prekey_id) not in spent):
             usable.append(record)
     if not usable:
-        return 0, contact.x25519
+        return 0, contact.x25519, 0
     chosen = usable[rng.randbelow(len(usable))]
-    return chosen.prekey_id, chosen.public_key
+    return chosen.prekey_id, chosen.public_key, chosen.exp
 
 
 def private_for(state, prekey_id: int, now: int) -> PrekeySecret | None:

@@ -72,6 +72,7 @@ class _Mailbox:
 def forget_aged(state, now: int) -> None:
     state.replay = [r for r in state.replay if not now > r.exp]
     state.partials = {k: v for k, v in state.partials.items() if not now > v["exp"]}
+    state.spent_prekeys = {k: exp for k, exp in state.spent_prekeys.items() if not now > exp}
     state.retired_keys = [k for k in state.retired_keys
                           if not now > k.retired + RETIRED_KEY_KEEP]
 

@@ -58,6 +58,7 @@ async def send_text(net, profile: Profile, state, contact: Contact, body: bytes,
     if state.revoked:
         raise SendError("our identity key is revoked; nobody would accept its messages")
     keys = state.keys
+    state.spent_prekeys = {k: exp for k, exp in state.spent_prekeys.items() if not now > exp}
     rid = recipient_id(contact)
     probe = DMPHeader(bytes(16), keys.user_id, rid, int(now), profile.message_ttl)
     try:
@@ -67,7 +68,10 @@ async def send_text(net, profile: Profile, state, contact: Contact, body: bytes,
         raise SendError(str(exc)) from None
     sent = []
     for plaintext in plaintexts:
-        prekey_id, recipient_key = await prekeys.pick(net, contact, now, rng)
+        prekey_id, recipient_key, prekey_exp = await prekeys.pick(
+            net, contact, now, rng, spent=state.spent_prekeys)
+        if prekey_id:
+            state.spent_prekeys[prekeys.spent_key(contact, prekey_id)] = prekey_exp
         sent.append(await _send_one(net, profile, keys, rid, plaintext, prekey_id,
                                     recipient_key, now))
     return sent

@@ -185,6 +185,7 @@ class Secrets:
     intro: list = field(default_factory=list)            # of IntroMessage
     partials: dict = field(default_factory=dict)         # multi-part groups, see receive.py
     published: list = field(default_factory=list)        # our rotation/revocation records
+    spent_prekeys: dict = field(default_factory=dict)    # "<spk hex>:<id>" -> exp, see send
 
     @property
     def keys(self) -> proto_keys.UserKeys:
