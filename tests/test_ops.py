@@ -14,16 +14,20 @@ import shutil
 import socket
 import subprocess
 import tomllib
+from dataclasses import dataclass
 
 import pytest
 import pytest_twisted
-from dnslib import DNSRecord
+from dnslib import RCODE, DNSRecord
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor, task, threads
 
 from dmfdns.cli import build_parser
-from dmfdns.config import defaults_dir, parse_config
+from dmfdns.commands import CommandError
+from dmfdns.config import ConfigError, defaults_dir, parse_config
 from dmfdns.node import make_service
+from dmfdns.proto import cluster_manifest
+from dmfdns.proto.keyfile import parse_seed
 from dmfdns.proto.signing import Signer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -174,3 +178,465 @@ def test_the_container_config_passes_check_config(tmp_path):
     result = run_tool("dmfdns", *argv)
     assert result.returncode == 0, result.stderr
     assert "auth legacy" in result.stdout and "0.0.0.0:8053" in result.stdout
+
+
+# --- runbooks and README: commands and config snippets -------------------------------------
+
+DOCS_WITH_COMMANDS = [OPS / "README.md", *sorted(RUNBOOKS.glob("*.md"))]
+
+
+def code_blocks(path: pathlib.Path, language: str) -> list[str]:
+    return re.findall(rf"^ *```{language}\n(.*?)^ *```", path.read_text(), re.M | re.S)
+
+
+SHELL_OPERATORS = re.compile(r"^(\||\|\||&&|;|&|[0-9]?>>?.*|<.*)$")
+
+
+def shell_commands(block: str) -> list[list[str]]:
+    """The commands of a shell block as argv lists: continuations joined, heredoc bodies
+    and comments dropped, each command cut at the first pipe, redirection or separator
+    (written with spaces around it, as these documents do)."""
+    commands, heredoc = [], None
+    for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+        if heredoc is not None:
+            if line.strip() == heredoc:
+                heredoc = None
+            continue
+        marker = re.search(r"<<-?'?(\w+)'?", line)
+        if marker:
+            heredoc = marker.group(1)
+        argv = []
+        for token in shlex.split(line, comments=True):
+            if SHELL_OPERATORS.match(token):
+                break
+            argv.append(token)
+        if argv:
+            commands.append(argv)
+    return commands
+
+
+def dmfdns_invocations(path: pathlib.Path) -> list[list[str]]:
+    found = []
+    for block in code_blocks(path, "sh"):
+        for argv in shell_commands(block):
+            if argv[:3] == ["sudo", "-u", "dmfdns"]:
+                argv = argv[3:]
+            if argv and argv[0] == "dmfdns":
+                found.append(argv[1:])
+    return found
+
+
+# What the shell substitutions in the runbooks stand for, so argparse can check the types.
+SUBSTITUTIONS = {"$(cat operator-2.pub)": "ab" * 32}
+
+
+def test_every_dmfdns_command_in_the_runbooks_parses_with_the_real_cli():
+    total = 0
+    for path in DOCS_WITH_COMMANDS:
+        for argv in dmfdns_invocations(path):
+            argv = [SUBSTITUTIONS.get(arg, arg) for arg in argv]
+            assert not any("$" in arg for arg in argv), f"{path.name}: {argv}: add to SUBSTITUTIONS"
+            try:
+                build_parser().parse_args(argv)
+            except (CommandError, SystemExit) as exc:
+                pytest.fail(f"{path.relative_to(ROOT)}: dmfdns {shlex.join(argv)}: {exc}")
+            total += 1
+    assert total >= 12
+
+
+def test_every_toml_snippet_in_the_runbooks_is_a_valid_config(tmp_path):
+    snippets = [(path, block) for path in DOCS_WITH_COMMANDS
+                for block in code_blocks(path, "toml")]
+    assert len(snippets) >= 4
+    for path, block in snippets:
+        try:
+            parse_config(block, base=tmp_path, cwd=tmp_path)
+        except ConfigError as exc:
+            pytest.fail(f"{path.relative_to(ROOT)}: {exc}\n{block}")
+
+
+def manifest_signing_script() -> tuple[list[str], str]:
+    """The ``python3 - ARGS <<'EOF'`` command of add-node.md: its arguments and script."""
+    (block,) = [b for b in code_blocks(RUNBOOKS / "add-node.md", "sh") if "python3 -" in b]
+    command, _, rest = block.partition("<<'EOF'\n")
+    script, _, _ = rest.partition("\nEOF\n")
+    argv = shell_commands(command)[0]
+    assert argv[:2] == ["python3", "-"]
+    return argv[2:], script
+
+
+def test_the_runbooks_manifest_signing_script_signs_what_a_node_verifies(tmp_path):
+    example_args, script = manifest_signing_script()
+    assert len(example_args) >= 5   # key file, base, seq, days, nodes...
+    operator = Signer(bytes(range(1, 33)))
+    key_file = tmp_path / "operator.key"
+    assert run_tool("dmfdns", "keygen", "--out", str(key_file)).returncode == 0
+    operator = Signer(parse_seed(key_file.read_bytes()))
+    result = run_tool("python3", "-", str(key_file), "mesh.test", "8", "365",
+                      "ns1=http://10.0.0.1:8053", "ns3=http://10.0.0.3:8053", input=script)
+    assert result.returncode == 0, result.stderr
+    manifest = cluster_manifest.decode(result.stdout.strip(), operator.public_key)
+    assert manifest is not None and manifest.seq == 8
+    assert manifest.cluster_name == "mesh.test"
+    assert [(n.node_id, n.http_endpoint) for n in manifest.nodes] == [
+        ("ns1", "http://10.0.0.1:8053"), ("ns3", "http://10.0.0.3:8053")]
+    assert 364 * 86400 < manifest.exp - reactor.seconds() <= 365 * 86400
+
+
+# --- Prometheus: promtool on the scrape config and the rules -------------------------------
+
+METRICS_TOKEN_PATH = "/etc/prometheus/dmfdns-metrics.token"
+
+
+@needs("promtool")
+def test_promtool_accepts_the_scrape_config_and_the_rules_it_loads(tmp_path):
+    """The scrape config as installed, its token file moved under tmp_path (promtool
+    checks that the file exists) and alerts.yml beside it as rule_files expects."""
+    token = tmp_path / "dmfdns-metrics.token"
+    token.write_text("scrape-token\n")
+    scrape = (PROMETHEUS / "scrape.yml").read_text()
+    assert METRICS_TOKEN_PATH in scrape
+    (tmp_path / "scrape.yml").write_text(scrape.replace(METRICS_TOKEN_PATH, str(token)))
+    shutil.copy(PROMETHEUS / "alerts.yml", tmp_path)
+    result = run_tool("promtool", "check", "config", "scrape.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+@needs("promtool")
+def test_promtool_accepts_the_alert_rules():
+    result = run_tool("promtool", "check", "rules", str(PROMETHEUS / "alerts.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = re.search(r"SUCCESS: (\d+) rules found", result.stdout + result.stderr)
+    assert found and int(found.group(1)) == len(alert_rules())
+
+
+@needs("promtool")
+def test_promtool_unit_tests_of_the_alerts_pass():
+    """ops/prometheus/alerts_test.yml: node down, map use 80 %/95 %, SERVFAIL rate,
+    store full versus other 5xx, sync staleness and full-set mismatch."""
+    test_file = PROMETHEUS / "alerts_test.yml"
+    tested = set(re.findall(r"alertname: (\w+)", test_file.read_text()))
+    assert len(tested) >= 8
+    assert tested <= {rule["alert"] for rule in alert_rules()}
+    result = run_tool("promtool", "test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+# --- two live nodes: what /metrics really exports ------------------------------------------
+
+SYNC_TOKEN = "ops-test-sync-token"
+OPERATOR = Signer(bytes(range(32)))
+OTHER_ZONE = """$ORIGIN other.test.
+$TTL 3600
+@       IN SOA  ns1.other.test. hostmaster.other.test. 1 3600 600 604800 60
+@       IN NS   ns1.other.test.
+ns1     IN A    127.0.0.1
+"""
+
+
+def node_config(directory: pathlib.Path, zones, cluster: dict):
+    directory.mkdir(parents=True, exist_ok=True)
+    cluster_lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in cluster.items())
+    text = f"""
+zones = {json.dumps([str(z) for z in zones])}
+[node]
+node_id = "{directory.name}"
+data_dir = "{(directory / 'data').as_posix()}"
+[store]
+map_size = "64MiB"
+[dns]
+listen = ["127.0.0.1:0"]
+[http]
+listen = ["127.0.0.1:0"]
+[cluster]
+{cluster_lines}"""
+    return parse_config(text, base=directory, cwd=directory)
+
+
+def http_port(node) -> int:
+    (listener,) = [l for l in node.listeners if l.kind == "http"]
+    return listener.bound.port
+
+
+def http_call(port, method, path, body=None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        connection.request(method, path, body=payload)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def dns_traffic(port: int) -> None:
+    """UDP and TCP answers, NXDOMAIN, REFUSED, a truncated answer, a dropped runt."""
+    for name, tcp in (("mesh.test", False), ("nothing.mesh.test", True),
+                      ("big.mesh.test", False), ("example.com", False)):
+        DNSRecord.question(name, "TXT").send("127.0.0.1", port, tcp=tcp, timeout=TIMEOUT)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"\x01", ("127.0.0.1", port))
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wanted_samples_present(text: str) -> bool:
+    """Every sync family the docs check labels on has a sample, and the runt was counted."""
+    return all(re.search(rf"^{name}\{{", text, re.M) for name in (
+        "dmfdns_sync_fullset_checks_total", "dmfdns_sync_records_rejected_total",
+        "dmfdns_sync_errors_total", "dmfdns_sync_records_pulled_total",
+        "dmfdns_dns_dropped_total"))
+
+
+def sleep(seconds: float):
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+@pytest.fixture(scope="module")
+def live_metrics(tmp_path_factory):
+    """The /metrics text of node "a", which syncs from node "b" (two zones, so some of
+    b's records are refused by a) and from a peer that is not listening, keeps a cluster
+    manifest keeper and publishes a heartbeat, after DNS and HTTP traffic of every kind."""
+    tmp = tmp_path_factory.mktemp("live")
+    mesh = defaults_dir() / "mesh.test.zone"
+    other = tmp / "other.test.zone"
+    other.write_text(OTHER_ZONE)
+    seed = tmp / "operator.key"
+    seed.write_text(bytes(range(32)).hex() + "\n")
+    nodes = []
+
+    def start(config):
+        node = make_service(config, reactor)
+        node.startService()
+        nodes.append(node)
+        return node
+
+    def scrape(port):
+        return pytest_twisted.blockon(threads.deferToThread(http_call, port, "GET",
+                                                            "/metrics"))
+
+    try:
+        b = start(node_config(tmp / "b", [mesh, other], {"sync_token": SYNC_TOKEN}))
+        b_port = http_port(b)
+        for name in ("x.mesh.test", "y.other.test"):
+            status, _ = pytest_twisted.blockon(threads.deferToThread(
+                http_call, b_port, "POST", f"/v1/records/{name}", {"value": "hello"}))
+            assert status == 201
+        a = start(node_config(tmp / "a", [mesh], {
+            "sync_token": SYNC_TOKEN, "sync_interval": "0.1s", "fullset_interval": "0.1s",
+            "peers": [f"http://127.0.0.1:{b_port}", f"http://127.0.0.1:{closed_port()}"],
+            "base": "mesh.test", "operator_key": OPERATOR.public_key.hex(),
+            "heartbeat_endpoint": "https://ns1.example.net", "heartbeat_key_file": str(seed),
+            "heartbeat_interval": "1s"}))
+        a_port = http_port(a)
+        for body in ({"value": "v" * 600}, {"value": "x", "ttl": -1}):
+            pytest_twisted.blockon(threads.deferToThread(
+                http_call, a_port, "POST", "/v1/records/big.mesh.test", body))
+        pytest_twisted.blockon(threads.deferToThread(
+            dns_traffic, a.dns_addresses("udp")[0].port))
+        for _ in range(100):
+            status, body = scrape(a_port)
+            assert status == 200
+            text = body.decode()
+            if wanted_samples_present(text):
+                break
+            pytest_twisted.blockon(sleep(0.1))
+        yield text
+    finally:
+        for node in nodes:
+            pytest_twisted.blockon(node.stopService())
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str                 # as written in PromQL: counters with their _total
+    type: str
+    labels: frozenset | None  # None: no sample to read them from
+    samples: frozenset        # the sample names it exposes (_bucket, _count, ...)
+    values: dict              # label -> the values seen
+
+
+SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
+
+
+def exported_families(text: str) -> dict[str, Family]:
+    """The families of an exposition by PromQL name; a counter's or histogram's
+    ``_created`` companion gauge is folded into it (docs/metrics.md says so once)."""
+    parsed = list(text_string_to_metric_families(text))
+    bases = {f.name for f in parsed if f.type in ("counter", "histogram")}
+    created = {f.name[:-8] for f in parsed if f.type == "gauge" and f.name[:-8] in bases}
+    families = {}
+    for f in parsed:
+        if f.type == "gauge" and f.name.endswith("_created") and f.name[:-8] in bases:
+            continue
+        assert f.type in SUFFIXES, f"{f.name}: unexpected type {f.type}"
+        values = {}
+        for sample in f.samples:
+            for label, value in sample.labels.items():
+                if label != "le":
+                    values.setdefault(label, set()).add(value)
+        labels = frozenset(values) if f.samples else None
+        name = f.name + ("_total" if f.type == "counter" else "")
+        samples = {f.name + s for s in SUFFIXES[f.type]}
+        if f.name in created:
+            samples.add(f.name + "_created")
+        families[name] = Family(name, f.type, labels, frozenset(samples), values)
+    return families
+
+
+def sample_names(families: dict) -> dict[str, Family]:
+    return {sample: family for family in families.values() for sample in family.samples}
+
+
+def test_the_live_nodes_export_every_family_with_samples(live_metrics):
+    """The fixture drives enough traffic that every family shows its labels, which is what
+    makes the label checks below complete (a new family needs traffic here too)."""
+    families = exported_families(live_metrics)
+    assert len(families) >= 40
+    assert [f.name for f in families.values() if f.labels is None] == []
+
+
+# --- docs/metrics.md ------------------------------------------------------------------------
+
+def documented_metrics() -> dict[str, tuple[str, frozenset]]:
+    """``{name: (type, labels)}`` from the tables of docs/metrics.md."""
+    rows = {}
+    for line in METRICS_DOC.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or not re.fullmatch(r"`dmfdns_\w+`", cells[0]):
+            continue
+        name = cells[0].strip("`")
+        assert name not in rows, f"{name} is documented twice"
+        labels = frozenset(re.findall(r"`(\w+)`", cells[2]))
+        assert labels or cells[2] == "–", f"{name}: labels cell {cells[2]!r}"
+        rows[name] = (cells[1], labels)
+    return rows
+
+
+def test_docs_metrics_lists_exactly_the_live_families_with_type_and_labels(live_metrics):
+    families = exported_families(live_metrics)
+    documented = documented_metrics()
+    assert sorted(set(families) - set(documented)) == [], "exported but not documented"
+    assert sorted(set(documented) - set(families)) == [], "documented but not exported"
+    for name, (kind, labels) in documented.items():
+        assert kind == families[name].type, name
+        assert labels == families[name].labels, name
+
+
+def metric_names_in(text: str) -> list[str]:
+    """``dmfdns_…`` names in prose and PromQL/grep snippets; a name ending in ``_`` is a
+    prefix, and ``dmfdns_(a|b_)`` alternations are expanded. Paths are not names."""
+    names = []
+    for group in re.findall(r"(?<![/\w])dmfdns_\(([\w|]+)\)", text):
+        names += ["dmfdns_" + alternative for alternative in group.split("|")]
+    names += re.findall(r"(?<![/\w])dmfdns_[a-z0-9_]*[a-z0-9_](?![(\w])", text)
+    return names
+
+
+def test_every_metric_named_in_the_docs_and_runbooks_is_exported(live_metrics):
+    families = exported_families(live_metrics)
+    exported = set(families) | set(sample_names(families))
+    for path in [METRICS_DOC, OPS / "README.md", *sorted(RUNBOOKS.glob("*.md"))]:
+        for name in metric_names_in(path.read_text()):
+            if name.endswith("_"):
+                assert any(e.startswith(name) for e in exported), \
+                    f"{path.relative_to(ROOT)}: no exported metric starts with {name}"
+            else:
+                assert name in exported, f"{path.relative_to(ROOT)}: {name} is not exported"
+
+
+# --- alerts.yml against the live metrics ----------------------------------------------------
+
+def alert_rules() -> list[dict]:
+    """``{"alert", "expr", "annotations"}`` of each rule in alerts.yml: a reader for the
+    shapes that file uses (inline or folded ``expr``), so no YAML library is needed;
+    promtool checks the file's structure."""
+    rules, current, block = [], None, None
+    for line in (PROMETHEUS / "alerts.yml").read_text().splitlines():
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if block is not None:
+            if stripped and indent > block[1]:
+                current[block[0]] += " " + stripped
+                continue
+            block = None
+        if stripped.startswith("- alert:"):
+            current = {"alert": stripped.split(":", 1)[1].strip(), "expr": "",
+                       "annotations": ""}
+            rules.append(current)
+        elif current is not None and stripped.startswith("expr:"):
+            value = stripped.split(":", 1)[1].strip()
+            if value in (">-", ">", "|", "|-"):
+                block = ("expr", indent)
+            else:
+                current["expr"] = value
+        elif current is not None and re.match(r"(summary|description|runbook):", stripped):
+            value = stripped.split(":", 1)[1].strip()
+            current["annotations"] += " " + stripped
+            if value in (">-", ">", "|", "|-"):
+                block = ("annotations", indent)
+    return rules
+
+
+TARGET_LABELS = {"job", "instance"}
+SELECTOR = re.compile(r"\b(dmfdns_\w+)\{([^}]*)\}")
+MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def test_alerts_use_only_exported_metrics_and_their_labels(live_metrics):
+    families = exported_families(live_metrics)
+    by_sample = sample_names(families)
+    rules = alert_rules()
+    assert len(rules) >= 10
+    for rule in rules:
+        where = f"alert {rule['alert']}"
+        used = re.findall(r"\bdmfdns_\w+", rule["expr"])
+        assert used or re.search(r"\bup\{", rule["expr"]), where
+        for name in used:
+            assert name in by_sample, f"{where}: {name} is not exported"
+        known = TARGET_LABELS.union(*(by_sample[n].labels for n in used))
+        for name, matchers in SELECTOR.findall(rule["expr"]):
+            family = by_sample[name]
+            for label, op, value in MATCHER.findall(matchers):
+                assert label in family.labels | TARGET_LABELS, f"{where}: {name} has no {label}"
+                if label not in TARGET_LABELS and op in ("=", "=~"):
+                    check_label_value(where, family, label, value)
+        grouped = re.findall(r"\b(?:by|on|without|ignoring)\s*\(([^)]*)\)", rule["expr"])
+        templated = re.findall(r"\$labels\.(\w+)", rule["annotations"])
+        for label in [l.strip() for g in grouped for l in g.split(",")] + templated:
+            assert label in known, f"{where}: no metric in the rule has label {label!r}"
+
+
+def check_label_value(where: str, family: Family, label: str, pattern: str) -> None:
+    """A matched label value must be one the node can export: an rcode name dnslib knows,
+    an HTTP status, or (for other labels) a value the live nodes exported or the metric's
+    row in docs/metrics.md names."""
+    if label == "rcode":
+        allowed = set(RCODE.forward.values()) | {"BADVERS"}
+    elif label == "code":
+        assert re.fullmatch(r"[1-5][0-9.]{2}", pattern), f"{where}: code {pattern!r}"
+        return
+    else:
+        allowed = family.values[label] | documented_values(family.name)
+    for value in pattern.split("|"):
+        assert value in allowed, f"{where}: {family.name}{{{label}=\"{value}\"}} never exported"
+
+
+def documented_values(name: str) -> set[str]:
+    """The backticked words of the meaning cell of ``name``'s row in docs/metrics.md."""
+    for line in METRICS_DOC.read_text().splitlines():
+        if line.startswith(f"| `{name}` |"):
+            return set(re.findall(r"`(\w+)`", line.rsplit("|", 2)[1]))
+    return set()
+
+
+def test_every_alert_names_a_runbook_that_exists():
+    for rule in alert_rules():
+        (runbook,) = re.findall(r"runbook: (\S+)", rule["annotations"])
+        assert (ROOT / runbook).is_file(), f"alert {rule['alert']}: {runbook} is missing"
