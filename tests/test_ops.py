@@ -227,7 +227,8 @@ def dmfdns_invocations(path: pathlib.Path) -> list[list[str]]:
 
 
 # What the shell substitutions in the runbooks stand for, so argparse can check the types.
-SUBSTITUTIONS = {"$(cat operator-2.pub)": "ab" * 32}
+SUBSTITUTIONS = {"$(cat operator-2.pub)": "ab" * 32,
+                 "10:mesh.example:$(cat operator-2.pub)": "10:mesh.example:" + "ab" * 32}
 
 
 def test_every_dmfdns_command_in_the_runbooks_parses_with_the_real_cli():
@@ -255,31 +256,22 @@ def test_every_toml_snippet_in_the_runbooks_is_a_valid_config(tmp_path):
             pytest.fail(f"{path.relative_to(ROOT)}: {exc}\n{block}")
 
 
-def manifest_signing_script() -> tuple[list[str], str]:
-    """The ``python3 - ARGS <<'EOF'`` command of add-node.md: its arguments and script."""
-    (block,) = [b for b in code_blocks(RUNBOOKS / "add-node.md", "sh") if "python3 -" in b]
-    command, _, rest = block.partition("<<'EOF'\n")
-    script, _, _ = rest.partition("\nEOF\n")
-    argv = shell_commands(command)[0]
-    assert argv[:2] == ["python3", "-"]
-    return argv[2:], script
-
-
-def test_the_runbooks_manifest_signing_script_signs_what_a_node_verifies(tmp_path):
-    example_args, script = manifest_signing_script()
-    assert len(example_args) >= 5   # key file, base, seq, days, nodes...
-    operator = Signer(bytes(range(1, 33)))
-    key_file = tmp_path / "operator.key"
+def test_the_runbooks_manifest_sign_command_signs_what_a_node_verifies(tmp_path):
+    """add-node.md's `dmfdns manifest sign` as written, with the key and output files
+    moved under tmp_path: the manifest verifies with the key and lists the new node."""
+    (argv,) = [a for a in dmfdns_invocations(RUNBOOKS / "add-node.md")
+               if a[:2] == ["manifest", "sign"]]
+    key_file, out_file = tmp_path / "operator.key", tmp_path / "manifest.txt"
     assert run_tool("dmfdns", "keygen", "--out", str(key_file)).returncode == 0
-    operator = Signer(parse_seed(key_file.read_bytes()))
-    result = run_tool("python3", "-", str(key_file), "mesh.test", "8", "365",
-                      "ns1=http://10.0.0.1:8053", "ns3=http://10.0.0.3:8053", input=script)
+    argv = [str(key_file) if arg == "operator.key" else
+            str(out_file) if arg.startswith("manifest-") else arg for arg in argv]
+    result = run_tool("dmfdns", *argv)
     assert result.returncode == 0, result.stderr
-    manifest = cluster_manifest.decode(result.stdout.strip(), operator.public_key)
+    operator = Signer(parse_seed(key_file.read_bytes()))
+    manifest = cluster_manifest.decode(out_file.read_text().strip(), operator.public_key)
     assert manifest is not None and manifest.seq == 8
-    assert manifest.cluster_name == "mesh.test"
-    assert [(n.node_id, n.http_endpoint) for n in manifest.nodes] == [
-        ("ns1", "http://10.0.0.1:8053"), ("ns3", "http://10.0.0.3:8053")]
+    assert manifest.cluster_name == "mesh.example"
+    assert [n.node_id for n in manifest.nodes] == ["ns1", "ns2", "ns3"]
     assert 364 * 86400 < manifest.exp - reactor.seconds() <= 365 * 86400
 
 
@@ -336,9 +328,11 @@ ns1     IN A    127.0.0.1
 """
 
 
-def node_config(directory: pathlib.Path, zones, cluster: dict):
+def node_config(directory: pathlib.Path, zones, cluster: dict, http: dict = None):
     directory.mkdir(parents=True, exist_ok=True)
-    cluster_lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in cluster.items())
+    cluster_lines, http_lines = ("".join(f"{key} = {json.dumps(value)}\n"
+                                         for key, value in table.items())
+                                 for table in (cluster, http or {}))
     text = f"""
 zones = {json.dumps([str(z) for z in zones])}
 [node]
@@ -350,7 +344,7 @@ map_size = "64MiB"
 listen = ["127.0.0.1:0"]
 [http]
 listen = ["127.0.0.1:0"]
-[cluster]
+{http_lines}[cluster]
 {cluster_lines}"""
     return parse_config(text, base=directory, cwd=directory)
 
@@ -360,11 +354,11 @@ def http_port(node) -> int:
     return listener.bound.port
 
 
-def http_call(port, method, path, body=None):
+def http_call(port, method, path, body=None, headers=None):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     try:
         payload = json.dumps(body).encode() if body is not None else None
-        connection.request(method, path, body=payload)
+        connection.request(method, path, body=payload, headers=headers or {})
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -640,3 +634,52 @@ def test_every_alert_names_a_runbook_that_exists():
     for rule in alert_rules():
         (runbook,) = re.findall(r"runbook: (\S+)", rule["annotations"])
         assert (ROOT / runbook).is_file(), f"alert {rule['alert']}: {runbook} is missing"
+
+
+# --- the key rotation runbook on a live node ------------------------------------------------
+
+@pytest_twisted.inlineCallbacks
+def test_key_rotation_runbook_a_restarted_node_follows_the_new_key(tmp_path):
+    """rotate-operator-key.md step 2 and 3 on one node: restarted with the new key pinned
+    and the new manifest as manifest_file, it follows seq 9, counts the old manifest as
+    invalid once, keeps the old value at cluster.<base> beside the new one, and the
+    runbook's DELETE removes it."""
+    old, new = Signer(bytes([1]) * 32), Signer(bytes([2]) * 32)
+    nodes = [cluster_manifest.ClusterNode("a", "http://10.0.0.1:8053")]
+    expires = int(reactor.seconds()) + 30 * 86400
+    wires = {}
+    for seq, signer in ((8, old), (9, new)):
+        wires[seq] = cluster_manifest.sign(seq, expires, signer.public_key, "mesh.test",
+                                           nodes, signer)
+        (tmp_path / f"manifest-{seq}.txt").write_text(wires[seq] + "\n")
+        (tmp_path / f"operator-{seq}.pub").write_text(signer.public_key.hex() + "\n")
+
+    def config(seq):
+        return node_config(tmp_path / "a", [defaults_dir() / "mesh.test.zone"], {
+            "base": "mesh.test", "operator_key_file": str(tmp_path / f"operator-{seq}.pub"),
+            "manifest_file": str(tmp_path / f"manifest-{seq}.txt"),
+            "sync_token": SYNC_TOKEN}, {"auth_mode": "legacy", "operator_token": "op-token"})
+
+    node = make_service(config(8), reactor)
+    node.startService()
+    assert node.cluster.keeper.current[1].seq == 8
+    yield node.stopService()
+
+    node = make_service(config(9), reactor)
+    node.startService()
+    try:
+        port = http_port(node)
+        status, body = yield threads.deferToThread(http_call, port, "GET", "/metrics")
+        text = body.decode()
+        assert "dmfdns_cluster_manifest_seq 9.0" in text
+        assert 'dmfdns_cluster_manifest_rejected_total{reason="invalid"} 1.0' in text
+        stored = {v.value for v in node.store.get("cluster.mesh.test", reactor.seconds())}
+        assert stored == {wires[8], wires[9]}
+        status, _ = yield threads.deferToThread(
+            http_call, port, "DELETE", "/v1/records/cluster.mesh.test", {"value": wires[8]},
+            {"Authorization": "Bearer op-token"})
+        assert status == 204
+        stored = {v.value for v in node.store.get("cluster.mesh.test", reactor.seconds())}
+        assert stored == {wires[9]}
+    finally:
+        yield node.stopService()
