@@ -266,6 +266,89 @@ def test_a_subtree_of_many_expired_names_counts_until_swept(store):
     assert not store.has_descendants("ent.mesh.test", T0 + 20)
 
 
+# names with a label prefix (one parent)
+
+H16 = "0123456789abcdef"
+
+
+def put_names(store, *names, expiry=T0 + 60):
+    for name in names:
+        store.put(name, "v", expiry=expiry, now=T0)
+
+
+def test_names_with_prefix_lists_the_children_whose_label_starts_with_it(store):
+    put_names(store, f"id-{H16}.mesh.test", "id-0123456789ab0000.mesh.test",
+              "id-0123456789ac0000.mesh.test", "id-01.mesh.test", "xid-0123456789ab.mesh.test",
+              "prekeys.id-0123456789ab.mesh.test")
+    assert store.names_with_prefix("mesh.test", "id-0123456789ab", now=T0 + 1, limit=10) == [
+        "id-0123456789ab0000.mesh.test", f"id-{H16}.mesh.test"]
+    assert store.names_with_prefix("mesh.test", "id-", now=T0 + 1, limit=10) == [
+        "id-01.mesh.test", "id-0123456789ab0000.mesh.test", f"id-{H16}.mesh.test",
+        "id-0123456789ac0000.mesh.test"]
+
+
+def test_names_with_prefix_stays_within_one_parent(store):
+    put_names(store, f"id-{H16}.mesh.test", f"id-{H16}.other.test", f"id-{H16}.sub.mesh.test",
+              f"x.id-{H16}.mesh.test", f"y.z.id-{H16}0.mesh.test", "id-0123.mesh.test.x")
+    assert store.names_with_prefix("mesh.test", "id-0123", now=T0 + 1, limit=10) == [
+        f"id-{H16}.mesh.test"]
+    assert store.names_with_prefix("sub.mesh.test", "id", now=T0 + 1, limit=10) == [
+        f"id-{H16}.sub.mesh.test"]
+    # Children that hold nothing themselves (empty non-terminals: y, sub) are not listed.
+    assert store.names_with_prefix("mesh.test", "y", now=T0 + 1, limit=10) == []
+    assert store.names_with_prefix("mesh.test", "", now=T0 + 1, limit=10) == [
+        f"id-{H16}.mesh.test"]
+
+
+def test_names_with_prefix_lists_the_parent_children_with_an_empty_prefix(store):
+    put_names(store, "b.mesh.test", "a.mesh.test", "mesh.test", "c.a.mesh.test")
+    assert store.names_with_prefix("mesh.test", "", now=T0 + 1, limit=10) == [
+        "a.mesh.test", "b.mesh.test"]
+
+
+def test_names_with_prefix_leaves_out_expired_deleted_and_tombstoned_names(store):
+    put_names(store, "id-a1.mesh.test", expiry=T0 + 10)
+    put_names(store, "id-a2.mesh.test", "id-a3.mesh.test", "id-a4.mesh.test")
+    store.delete("id-a3.mesh.test", now=T0 + 1)
+    store.put("id-a4.mesh.test", "w", expiry=T0 + 60, now=T0)
+    store.delete("id-a4.mesh.test", "v", now=T0 + 1)
+    assert store.names_with_prefix("mesh.test", "id-a", now=T0 + 20, limit=10) == [
+        "id-a2.mesh.test", "id-a4.mesh.test"]
+
+
+def test_names_with_prefix_is_bounded_by_limit_in_label_order(store):
+    put_names(store, *(f"id-{i:02d}.mesh.test" for i in range(30)))
+    assert store.names_with_prefix("mesh.test", "id-", now=T0 + 1, limit=3) == [
+        "id-00.mesh.test", "id-01.mesh.test", "id-02.mesh.test"]
+    assert len(store.names_with_prefix("mesh.test", "id-", now=T0 + 1, limit=1000)) == 30
+    assert store.names_with_prefix("mesh.test", "id-1", now=T0 + 1, limit=20) == [
+        f"id-{i}.mesh.test" for i in range(10, 20)]
+
+
+def test_names_below_a_child_neither_match_nor_use_up_the_limit(store):
+    # Many names below one child must not crowd out the children after it (the scan jumps
+    # over the subtree).
+    put_names(store, *(f"n{i}.id-0a.mesh.test" for i in range(50)), "id-0b.mesh.test")
+    assert store.names_with_prefix("mesh.test", "id-0", now=T0 + 1, limit=1) == [
+        "id-0b.mesh.test"]
+
+
+def test_names_with_prefix_canonicalises_parent_and_prefix(store):
+    put_names(store, f"id-{H16}.mesh.test")
+    assert store.names_with_prefix("Mesh.TEST.", "ID-0123", now=T0 + 1, limit=5) == [
+        f"id-{H16}.mesh.test"]
+
+
+@pytest.mark.parametrize("parent, prefix, limit", [
+    ("a..b", "id", 5), (None, "id", 5), ("mesh.test", "id.x", 5), ("mesh.test", "é", 5),
+    ("mesh.test", None, 5), ("mesh.test", "x" * 64, 5), ("mesh.test", "id", 0),
+    ("mesh.test", "id", 1001), ("mesh.test", "id", True), ("mesh.test", "id", 2.0),
+])
+def test_names_with_prefix_refuses_bad_arguments(store, parent, prefix, limit):
+    with pytest.raises(StoreError):
+        store.names_with_prefix(parent, prefix, now=T0, limit=limit)
+
+
 # the change log
 
 def test_the_log_lists_every_change_once_in_commit_order(store):

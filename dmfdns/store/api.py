@@ -173,3 +173,19 @@ class RecordStore(Protocol):
 
     def reap_stale_readers(self) -> int:
         """Clear reader slots left by crashed processes (LMDB); the number cleared."""
+
+    # Added for admission (a prekey is verified by the identity stored beside it).
+
+    def names_with_prefix(self, parent: str, label_prefix: str, *, now: float,
+                          limit: int) -> list[str]:
+        """The names exactly one label below ``parent`` whose leftmost label starts with
+        ``label_prefix`` and that hold a live value at ``now``: canonical text, at most
+        ``limit`` (1..1000) of them, in ascending byte order of that label.
+
+        "Starts with" is a byte prefix of the lowercased label (``"id-0123"`` matches
+        ``id-0123456789abcdef.<parent>``); deeper names (``x.id-0123....<parent>``) and
+        ``parent`` itself never match; an empty prefix lists every child. One ordered
+        range scan from ``reversed_key(parent) + "." + label_prefix`` on the name table,
+        stepping over each child's own subtree, so it reads about one key per child it
+        meets (expired, unswept children are read and skipped). A ``parent`` that is not
+        a name or a prefix that cannot start a label raises StoreError."""

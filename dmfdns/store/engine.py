@@ -12,7 +12,7 @@ import struct
 from contextlib import AbstractContextManager
 from typing import Iterable
 
-from ..dns.names import reversed_key
+from ..dns.names import from_reversed_key, reversed_key
 from . import inputs
 from .api import ApplyResult, Change, ChangesPage, Cursor, StoreError, Value
 from .batch import GENERATION, META_PREFIX, Batch, Tables, meta_int, to_change
@@ -149,6 +149,30 @@ class TableStore:
             return page(tables.log_after(after), lambda p: self._logged(tables, p),
                         after=after, limit=limit, now_ms=now_ms,
                         horizon_ms=self.horizon_ms, tombstones=tombstones)
+
+    def names_with_prefix(self, parent: str, label_prefix: str, *, now: float,
+                          limit: int) -> list[str]:
+        below = inputs.owner(parent).key + b"."
+        start = below + inputs.label_prefix(label_prefix)
+        limit, now_ms = inputs.names_limit(limit), inputs.now_ms(now)
+        found = []
+        with self._reading() as tables:
+            seek = start
+            while len(found) < limit:
+                hit = tables.blob_at_or_after(seek)
+                if hit is None or not hit[0].startswith(start):
+                    break
+                key, blob = hit
+                dot = key.find(b".", len(below))
+                if dot != -1:
+                    # A name below a child: jump past that child's subtree ("/" is the
+                    # byte after ".").
+                    seek = key[:dot] + b"/"
+                    continue
+                if has_live_entry(blob, now_ms):
+                    found.append(from_reversed_key(key))
+                seek = key + b"\x00"     # the next key (keys never hold 0x00)
+        return found
 
     def generation(self) -> int:
         with self._reading() as tables:

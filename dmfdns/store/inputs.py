@@ -7,6 +7,7 @@ is safe to show to a client.
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -18,6 +19,8 @@ from .merge import Entry
 MAX_VALUE_BYTES = 65_000   # a TXT RDATA (value + one length byte per 255) fits a u16
 MAX_ORIGIN_BYTES = 255
 MAX_FUTURE_MS = 60_000     # the reference's bound on a peer's timestamps
+MAX_NAMES_LIMIT = 1000     # most names one ``names_with_prefix`` call returns
+_LABEL_PREFIX = re.compile(r"[a-z0-9_-]{0,63}")
 _MAX_EXPIRY = MAX_TS_MS / 1000
 
 
@@ -62,6 +65,22 @@ def owner_key(name) -> bytes:
     if key is None:
         raise StoreError(f"invalid record name: {str(name)[:80]!r}")
     return key
+
+
+def label_prefix(text) -> bytes:
+    """The start of a leftmost label, lowercased (RFC 4343): at most 63 letters, digits,
+    ``-`` or ``_``; empty matches every label."""
+    lowered = text.lower() if isinstance(text, str) and text.isascii() else None
+    if lowered is None or not _LABEL_PREFIX.fullmatch(lowered):
+        raise StoreError(f"invalid label prefix: {str(text)[:80]!r}")
+    return lowered.encode("ascii")
+
+
+def names_limit(limit) -> int:
+    if (isinstance(limit, bool) or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_NAMES_LIMIT):
+        raise StoreError(f"invalid name limit: {limit!r} (1..{MAX_NAMES_LIMIT})")
+    return limit
 
 
 def fast_now_ms(now) -> int:

@@ -61,6 +61,12 @@ class _LmdbTables:
         else:
             self._txn.put(rkey, blob, db=self._names)
 
+    def blob_at_or_after(self, rkey):
+        scan = self._txn.cursor(self._names)
+        if not scan.set_range(rkey):
+            return None
+        return scan.key(), scan.value()
+
     def log_add(self, position):
         self._txn.put(layout.log_key(position), b"", db=self._log)
 

@@ -55,6 +55,13 @@ class _MemoryTables:
                 insort(self.blob_keys, rkey)
             self.blobs[rkey] = blob
 
+    def blob_at_or_after(self, rkey):
+        index = bisect_left(self.blob_keys, rkey)
+        if index == len(self.blob_keys):
+            return None
+        key = self.blob_keys[index]
+        return key, self.blobs[key]
+
     def log_add(self, position):
         insort(self.log, position)
 
