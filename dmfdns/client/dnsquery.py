@@ -122,7 +122,8 @@ class _UdpExchange(protocol.DatagramProtocol):
         # The epoll reactor closes a connected UDP socket on an ICMP error (port
         # unreachable) instead of calling connectionRefused; either way there is no answer.
         if not self.done.called:
-            self.done.errback(QueryFailed(f"{self.server}: port unreachable"))
+            self.done.errback(QueryFailed(f"{self.server}: socket closed before an answer "
+                                          "(port unreachable?)"))
 
 
 class _TcpExchange(basic.Int16StringReceiver):

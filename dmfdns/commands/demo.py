@@ -60,7 +60,7 @@ def run_demo(args, ctx) -> int:
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         _say(out, f"1. starting {NODE_COUNT} nodes in {workdir}")
-        nodes = _start_nodes(workdir, out)
+        _start_nodes(workdir, out, nodes)
         _wait_ready(nodes)
         _say(out, "   all nodes answer /health")
         outcome = runner.run(ctx.get_reactor(), lambda reactor: _conversation(reactor, nodes,
@@ -140,8 +140,10 @@ def _toml(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _start_nodes(workdir: pathlib.Path, out) -> list:
-    taken, nodes = set(), []
+def _start_nodes(workdir: pathlib.Path, out, nodes: list) -> None:
+    """Start the nodes, adding each to ``nodes`` as soon as it exists (so a signal at any
+    point leaves every started process in the list the cleanup walks)."""
+    taken = set()
     for index in range(1, NODE_COUNT + 1):
         name = f"demo{index}"
         home = workdir / name
@@ -149,20 +151,31 @@ def _start_nodes(workdir: pathlib.Path, out) -> list:
         dns_port, http_port = free_port(taken), free_port(taken)
         config = home / "node.toml"
         config.write_text(node_config(name, home / "data", dns_port, http_port))
-        log = open(home / "node.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "dmfdns", "serve", "--config",
-                                    str(config)], cwd=home, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT,
-                                   preexec_fn=_die_with_parent)
-        log.close()
-        nodes.append(_Node(name, dns_port, http_port, process))
+        with open(home / "node.log", "wb") as log, _signals_held():
+            process = subprocess.Popen([sys.executable, "-m", "dmfdns", "serve", "--config",
+                                        str(config)], cwd=home, stdin=subprocess.DEVNULL,
+                                       stdout=log, stderr=subprocess.STDOUT,
+                                       preexec_fn=_child_setup)
+            nodes.append(_Node(name, dns_port, http_port, process))
         _say(out, f"   {name}: DNS 127.0.0.1:{dns_port}, HTTP 127.0.0.1:{http_port}, "
                   f"pid {process.pid}")
-    return nodes
 
 
-def _die_with_parent() -> None:
-    """In the child: ask Linux for SIGTERM when the demo process dies (best effort)."""
+@contextlib.contextmanager
+def _signals_held():
+    """SIGTERM/SIGINT wait until a started process is on the list (then they act)."""
+    held = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
+def _child_setup() -> None:
+    """In the node process: take signals again, and ask Linux for SIGTERM when the demo
+    process dies (best effort; other systems rely on the demo's own cleanup)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 

@@ -358,20 +358,25 @@ def test_the_demo_runs_from_anywhere_and_leaves_nothing_behind(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ci
-def test_sigterm_stops_the_demo_and_its_nodes(tmp_path):
+@pytest.mark.parametrize("when", ["3. publishing", "5. alice sends", "pid"])
+def test_sigterm_stops_the_demo_and_its_nodes(tmp_path, when):
+    """SIGTERM while the nodes start, and inside the client's reactor."""
     process = subprocess.Popen([sys.executable, "-m", "dmfdns", "demo"], cwd=tmp_path,
                                env=_demo_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     pids, lines = [], []
     deadline = time.monotonic() + 60
-    while len(pids) < 3 and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         line = process.stdout.readline()
         lines.append(line)
         pids += [int(p) for p in re.findall(r"pid (\d+)", line)]
-    assert len(pids) == 3, lines
+        if len(pids) == 3 and when in line or not line:
+            break
+    assert len(pids) == 3 and when in lines[-1], lines
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode != 0 and "interrupted" in err and "Traceback" not in err
+    assert "delivery verified" not in out
     assert not any(_alive(pid) for pid in pids)
     workdir = re.search(r"nodes in (\S+)", lines[0]).group(1)
     assert not os.path.exists(workdir)
