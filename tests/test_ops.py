@@ -13,7 +13,6 @@ import shlex
 import shutil
 import socket
 import subprocess
-import tomllib
 from dataclasses import dataclass
 
 import pytest
@@ -236,7 +235,8 @@ def test_every_dmfdns_command_in_the_runbooks_parses_with_the_real_cli():
     for path in DOCS_WITH_COMMANDS:
         for argv in dmfdns_invocations(path):
             argv = [SUBSTITUTIONS.get(arg, arg) for arg in argv]
-            assert not any("$" in arg for arg in argv), f"{path.name}: {argv}: add to SUBSTITUTIONS"
+            unknown = [arg for arg in argv if "$" in arg]
+            assert not unknown, f"{path.name}: add {unknown} to SUBSTITUTIONS"
             try:
                 build_parser().parse_args(argv)
             except (CommandError, SystemExit) as exc:
@@ -488,6 +488,7 @@ def sample_names(families: dict) -> dict[str, Family]:
     return {sample: family for family in families.values() for sample in family.samples}
 
 
+@pytest.mark.integration
 def test_the_live_nodes_export_every_family_with_samples(live_metrics):
     """The fixture drives enough traffic that every family shows its labels, which is what
     makes the label checks below complete (a new family needs traffic here too)."""
@@ -513,6 +514,7 @@ def documented_metrics() -> dict[str, tuple[str, frozenset]]:
     return rows
 
 
+@pytest.mark.integration
 def test_docs_metrics_lists_exactly_the_live_families_with_type_and_labels(live_metrics):
     families = exported_families(live_metrics)
     documented = documented_metrics()
@@ -533,6 +535,7 @@ def metric_names_in(text: str) -> list[str]:
     return names
 
 
+@pytest.mark.integration
 def test_every_metric_named_in_the_docs_and_runbooks_is_exported(live_metrics):
     families = exported_families(live_metrics)
     exported = set(families) | set(sample_names(families))
@@ -583,6 +586,7 @@ SELECTOR = re.compile(r"\b(dmfdns_\w+)\{([^}]*)\}")
 MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
 
 
+@pytest.mark.integration
 def test_alerts_use_only_exported_metrics_and_their_labels(live_metrics):
     families = exported_families(live_metrics)
     by_sample = sample_names(families)
@@ -638,6 +642,7 @@ def test_every_alert_names_a_runbook_that_exists():
 
 # --- the key rotation runbook on a live node ------------------------------------------------
 
+@pytest.mark.integration
 @pytest_twisted.inlineCallbacks
 def test_key_rotation_runbook_a_restarted_node_follows_the_new_key(tmp_path):
     """rotate-operator-key.md step 2 and 3 on one node: restarted with the new key pinned
