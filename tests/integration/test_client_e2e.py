@@ -358,7 +358,7 @@ def test_the_demo_runs_from_anywhere_and_leaves_nothing_behind(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ci
-@pytest.mark.parametrize("when", ["3. publishing", "5. alice sends", "pid"])
+@pytest.mark.parametrize("when", ["2. creating users", "pid"])
 def test_sigterm_stops_the_demo_and_its_nodes(tmp_path, when):
     """SIGTERM while the nodes start, and inside the client's reactor."""
     process = subprocess.Popen([sys.executable, "-m", "dmfdns", "demo"], cwd=tmp_path,
