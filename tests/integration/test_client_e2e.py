@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 # --- nodes ------------------------------------------------------------------------------
 
-def _config(tmp_path, name, dns="127.0.0.1:0", http="127.0.0.1:0"):
+def _config(tmp_path, name, dns="127.0.0.1:0", http="127.0.0.1:0", extra=""):
     zone = (defaults_dir() / "mesh.test.zone").as_posix()
     text = f"""
 zones = ["{zone}"]
@@ -47,18 +47,18 @@ map_size = "64MiB"
 listen = ["{dns}"]
 [http]
 listen = ["{http}"]
-"""
+{extra}"""
     return parse_config(text, base=tmp_path, cwd=tmp_path)
 
 
 class Cluster:
     """Three nodes; each can be stopped and started again on the same ports and data."""
 
-    def __init__(self, tmp_path, count=3):
+    def __init__(self, tmp_path, count=3, extra=""):
         self.tmp_path, self.names = tmp_path, [f"n{i}" for i in range(1, count + 1)]
-        self.nodes, self.ports = {}, {}
+        self.nodes, self.ports, self.extra = {}, {}, extra
         for name in self.names:
-            node = make_service(_config(tmp_path, name), reactor)
+            node = make_service(_config(tmp_path, name, extra=extra), reactor)
             node.startService()
             self.nodes[name] = node
             (http,) = [listener for listener in node.listeners if listener.kind == "http"]
@@ -74,7 +74,7 @@ class Cluster:
     def start(self, name):
         dns, http = self.ports[name]
         node = make_service(_config(self.tmp_path, name, f"127.0.0.1:{dns}",
-                                    f"127.0.0.1:{http}"), reactor)
+                                    f"127.0.0.1:{http}", self.extra), reactor)
         node.startService()
         self.nodes[name] = node
 
@@ -221,6 +221,48 @@ async def test_a_message_survives_losing_n_minus_k_chunks_but_not_one_more(clust
         assert [m.body for m in report.delivered] == [text]
     finally:
         await _finish(nets)
+
+
+# --- discovery -------------------------------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_a_pinned_cluster_manifest_brings_the_node_list(tmp_path):
+    from dmfdns.client import app
+    from dmfdns.client.writer import HttpNode, WriteError
+    from dmfdns.proto import cluster_manifest
+    from dmfdns.proto.signing import Signer, sha256
+    operator, stranger = Signer(sha256(b"e2e operator")), Signer(sha256(b"e2e stranger"))
+    cluster = Cluster(tmp_path, extra=f"""[cluster]
+base = "mesh.test"
+operator_key = "{operator.public_key.hex()}"
+""")
+    try:
+        nodes = [cluster_manifest.ClusterNode(e.node_id, e.http, e.dns)
+                 for e in cluster.endpoints()]
+
+        async def post(signer, seq):
+            wire = cluster_manifest.sign(seq, _now() + 3600, signer.public_key, "mesh.test",
+                                         nodes, signer)
+            node = HttpNode(reactor, cluster.endpoints()[0].http)
+            try:
+                await node.publish("cluster.mesh.test", wire, 3600)
+            finally:
+                await node.close()
+        await post(operator, 5)
+        alice = make_user("alice", nodes=cluster.endpoints()[:1], cluster_base="mesh.test",
+                          cluster_operator=operator.public_key)
+        net = await app.connect(reactor, alice[0], _now())
+        await net.finish()
+        assert [n.http for n in alice[0].nodes] == [e.http for e in cluster.endpoints()]
+        assert alice[0].cluster_seq == 5 and any("seq 5" in note for note in net.notes)
+        with pytest.raises(WriteError, match="HTTP 400"):   # not signed by the pinned key
+            await post(stranger, 9)
+        alice[0].nodes = alice[0].nodes[:1]
+        net = await app.connect(reactor, alice[0], _now())    # seq 5 again: not newer
+        await net.finish()
+        assert len(alice[0].nodes) == 1 and alice[0].cluster_seq == 5
+    finally:
+        await cluster.close()
 
 
 # --- the resolver pool in front of real nodes -------------------------------------------
