@@ -1,5 +1,6 @@
 """Send and receive over an in-memory mesh: sealing, chunking, prekeys, loss, pins, replay."""
 
+import pytest
 import pytest_twisted
 
 from dmfdns.client import identity_ops, parts, prekeys, receive, send
@@ -322,3 +323,13 @@ async def test_a_sender_never_uses_one_prekey_twice():
     # Once the prekeys' lifetime is over the sender forgets them.
     await _send(mesh, alice, to_bob, b"later", now=NOW + 86401)
     assert alice[1].spent_prekeys == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_walk_where_nothing_can_be_read_is_an_error():
+    from dmfdns.client.resolver import ReadError
+    mesh, alice, bob, to_bob = _pair()
+    rid = sha256(bob[1].keys.x25519_public)
+    mesh.unreadable.update(owners.slot(n, rid, "mesh.test") for n in range(10))
+    with pytest.raises(ReadError):
+        await _recv(mesh, bob)

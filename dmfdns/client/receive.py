@@ -148,12 +148,15 @@ async def _walk(net, profile, state, report):
             for slot in range(owners.SLOT_COUNT):
                 targets.append((zone, mailbox))
                 reads.append(net.reader.read(owners.slot(slot, mailbox.recipient_id, zone)))
-    results = []
+    results, failures = [], []
     for (zone, mailbox), outcome in zip(targets, await _settle(reads)):
         if isinstance(outcome, Exception):
             report.drop("read failed")
+            failures.append(outcome)
             continue
         results.append((zone, mailbox, outcome))
+    if failures and not results:
+        raise failures[0]      # nothing could be read: an error, not "no new messages"
     return results
 
 

@@ -106,7 +106,10 @@ def _text(body: bytes) -> str:
 # --- send -------------------------------------------------------------------------------
 
 def send_message(args, ctx) -> int:
-    text = sys.stdin.read() if args.text == "-" else args.text
+    text = args.text
+    if text == "-":
+        text = sys.stdin.read()
+        text = text[:-1] if text.endswith("\n") else text   # the newline ending the input
     session = open_session()
     contact = session.state.contact(args.address.strip().rstrip("."))
     if contact is None:
