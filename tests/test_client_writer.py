@@ -6,7 +6,6 @@ from urllib.parse import unquote
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
 from twisted.web import resource, server
 
 from dmfdns.client.writer import FanoutWriter, HttpNode, WriteError, quorum

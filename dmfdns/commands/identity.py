@@ -9,7 +9,8 @@ import argparse
 import re
 
 from .. import config
-from ..client import app, discovery, identity_ops, rotation, runner, session as client_session
+from ..client import app, discovery, identity_ops, network, rotation, runner
+from ..client import session as client_session
 from ..client import state as client_state
 from ..client.dnsquery import parse_server
 from ..proto import dnsname, revocation
@@ -201,8 +202,6 @@ def _dns_name_or_fail(text, option):
 
 
 def _discover_into(ctx, profile, domain, key) -> None:
-    from ..client import network
-
     async def job(reactor):
         net = network.build(reactor, profile)
         try:

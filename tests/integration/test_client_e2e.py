@@ -6,7 +6,6 @@ The nodes here do not sync with each other: a record is on a node only if the fa
 writer put it there, which is exactly what the one-node-down cases check.
 """
 
-import json
 import os
 import re
 import signal
