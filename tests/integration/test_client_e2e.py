@@ -364,6 +364,53 @@ async def test_the_cli_from_init_to_recv(cluster, tmp_path):
     assert down.returncode == 1 and "only 1 of 3 nodes" in down.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.ci
+@pytest_twisted.ensureDeferred
+async def test_the_cli_intro_queue_rotation_block_and_revocation(cluster, tmp_path):
+    nodes = [f"--node=http://127.0.0.1:{http},127.0.0.1:{dns}"
+             for dns, http in cluster.ports.values()]
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+
+    async def cli(home, *args, code=0, **kw):
+        result = await threads.deferToThread(_cli, home, *args, **kw)
+        assert "Traceback" not in result.stderr
+        assert result.returncode == code, (args, result.stdout, result.stderr)
+        return result
+
+    for home, name in ((alice, "alice"), (bob, "bob")):
+        await cli(home, "identity", "init", name, *nodes)
+        await cli(home, "identity", "publish")
+    await cli(alice, "identity", "fetch", "bob@mesh.test", "--add")
+    await cli(alice, "send", "bob@mesh.test", "we have not met")
+    got = await cli(bob, "recv")       # bob has pinned nobody: the intro queue
+    assert "intro from alice@mesh.test" in got.stdout and "we have not met" not in got.stdout
+    listed = await cli(bob, "intro", "list")
+    assert "1. [" in listed.stdout and "from alice@mesh.test" in listed.stdout
+    accepted = await cli(bob, "intro", "accept", "1")
+    assert "pinned alice@mesh.test" in accepted.stdout and "we have not met" in accepted.stdout
+    assert (await cli(bob, "intro", "list")).stdout == ""
+    old_fingerprint = re.search(r"fingerprint: (\w+)", (await cli(alice, "identity",
+                                                                     "show")).stdout).group(1)
+    rotated = await cli(alice, "identity", "rotate")
+    assert old_fingerprint not in rotated.stdout
+    await cli(alice, "send", "bob@mesh.test", "signed by my new key")
+    got = await cli(bob, "recv")
+    assert "alice@mesh.test: signed by my new key" in got.stdout
+    assert "alice@mesh.test rotated its key" in got.stderr
+    await cli(bob, "contacts", "block", "alice@mesh.test")
+    await cli(alice, "send", "bob@mesh.test", "blocked?")
+    got = await cli(bob, "recv")
+    assert "blocked?" not in got.stdout and "[blocked]" in (await cli(bob, "contacts",
+                                                                      "list")).stdout
+    await cli(bob, "contacts", "unblock", "alice@mesh.test")
+    await cli(alice, "identity", "revoke", "--reason", "lost")
+    refused = await cli(alice, "send", "bob@mesh.test", "after revoking", code=1)
+    assert "revoked" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    got = await cli(bob, "recv")
+    assert "alice@mesh.test revoked its key" in got.stderr
+
+
 # --- dmfdns demo ------------------------------------------------------------------------
 
 def _alive(pid: int) -> bool:
