@@ -15,7 +15,7 @@ and the capability header; whether the answer carries it back tells a dmfdns pee
 import json
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from twisted.internet import defer, protocol
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, _HTTP11ClientFactory
@@ -113,7 +113,13 @@ class _QuietFactory(_HTTP11ClientFactory):
 
 
 class AgentTransport:
-    """HTTP/1.1 with persistent connections; ``timeout`` bounds each whole exchange."""
+    """HTTP/1.1 with persistent connections; ``timeout`` bounds each whole exchange.
+
+    A peer that answers HTTP/1.0 (the reference node's ``http.server``) closes the connection
+    after each response (RFC 9112 section 9.3), but Twisted's pool keeps it, and a POST sent
+    on it before the close is noticed fails unanswered (only idempotent methods are retried).
+    Such a peer's origin is remembered and gets a fresh connection per request.
+    """
 
     def __init__(self, reactor, *, timeout: float, max_bytes: int):
         self._reactor = reactor
@@ -124,6 +130,10 @@ class AgentTransport:
         self._pool.cachedConnectionTimeout = 30
         self._pool._factory = _QuietFactory
         self._agent = Agent(reactor, connectTimeout=timeout, pool=self._pool)
+        one_shot_pool = HTTPConnectionPool(reactor, persistent=False)
+        one_shot_pool._factory = _QuietFactory
+        self._one_shot_agent = Agent(reactor, connectTimeout=timeout, pool=one_shot_pool)
+        self._http10_origins: set[str] = set()
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -132,15 +142,23 @@ class AgentTransport:
                                for k, v in headers.items()})
         producer = None if body is None else _Bytes(body)
         self.bytes_sent += len(body or b"")
+        origin = _origin(url)
+        agent = self._one_shot_agent if origin in self._http10_origins else self._agent
         try:
-            sent = self._agent.request(method.encode("ascii"), url.encode("ascii"),
-                                       raw_headers, producer)
+            sent = agent.request(method.encode("ascii"), url.encode("ascii"),
+                                 raw_headers, producer)
         except Exception as exc:   # a malformed URL from a manifest
             return defer.fail(PeerError(UNREACHABLE, str(exc)))
+        sent.addCallback(self._note_version, origin)
         sent.addCallback(self._read)
         sent.addTimeout(self.timeout, self._reactor)
         sent.addErrback(self._classify)
         return sent
+
+    def _note_version(self, response, origin: str):
+        if tuple(response.version[1:]) < (1, 1):
+            self._http10_origins.add(origin)
+        return response
 
     def _read(self, response):
         if response.length is not UNKNOWN_LENGTH and response.length > self.max_bytes:
@@ -167,6 +185,12 @@ class AgentTransport:
 
     def close(self):
         return self._pool.closeCachedConnections()
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url`` (the unit of connection reuse), lowercased."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 # --- the sync calls -----------------------------------------------------------------------
