@@ -34,6 +34,7 @@ from .http.site import OpenBindRefused, check_bind, make_site
 from .http.tokens import TokenFile
 from .metrics import NodeMetrics
 from .store.api import StoreError
+from .store.identities import identity_lookup
 from .store.lmdb_store import LmdbStore
 from . import __version__
 from .config import read_manifest_wire, read_sync_token
@@ -421,7 +422,8 @@ def add_metrics_and_http(node: Node, secrets: HttpSecrets) -> None:
         rate_burst=http.rate_burst, trusted_proxies=http.trusted_proxies,
         max_body_bytes=http.max_body_bytes, max_connections=http.max_connections,
         idle_timeout=http.idle_timeout, metrics_tokens=metrics_tokens,
-        operator_key=secrets.operator_key, cluster_base=config.cluster.base or None)
+        operator_key=secrets.operator_key, cluster_base=config.cluster.base or None,
+        lookup_identities=identity_lookup(node.store, reactor.seconds))
     node.http.readiness.require("store", lambda: node.readiness()["store"])
     node.http.readiness.require("listeners", lambda: node.readiness()["listeners"])
     for address in http.listen:

@@ -333,6 +333,20 @@ def test_names_below_a_child_neither_match_nor_use_up_the_limit(store):
         "id-0b.mesh.test"]
 
 
+def test_names_with_prefix_reads_one_key_per_child_not_per_descendant(monkeypatch):
+    # The documented cost bound, observed on MemoryStore's tables (the scan is shared).
+    store = MemoryStore()
+    for child in ("id-0a", "id-0b", "id-0c"):
+        put_names(store, child + ".mesh.test", *(f"n{i}.{child}.mesh.test" for i in range(40)))
+    seeks = []
+    original = type(store._tables).blob_at_or_after
+    monkeypatch.setattr(type(store._tables), "blob_at_or_after",
+                        lambda tables, key: seeks.append(key) or original(tables, key))
+    assert store.names_with_prefix("mesh.test", "id-0", now=T0 + 1, limit=10) == [
+        "id-0a.mesh.test", "id-0b.mesh.test", "id-0c.mesh.test"]
+    assert len(seeks) <= 2 * 3 + 1
+
+
 def test_names_with_prefix_canonicalises_parent_and_prefix(store):
     put_names(store, f"id-{H16}.mesh.test")
     assert store.names_with_prefix("Mesh.TEST.", "ID-0123", now=T0 + 1, limit=5) == [

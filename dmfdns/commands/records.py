@@ -5,8 +5,9 @@ the data directory's lock (``dmfdns.node.NodeLock``) and refuse while a running 
 it — write through the node's HTTP API then. ``list`` opens the store read-only and works
 at any time. Every value written passes the same admission as an HTTP write
 (``dmfdns.proto.admission``, DESIGN.md §6): names canonical and inside a served zone, the
-reference's caps, and v=dmp1 records that parse and verify at their owner names — so
-nothing enters the store that a peer would refuse in sync.
+reference's caps, and v=dmp1 records that parse and verify at their owner names (a prekey
+against the identity stored, or imported earlier, for its name hash) — so nothing enters
+the store that a peer would refuse in sync.
 """
 
 import argparse
@@ -23,6 +24,7 @@ from ..node import NodeLock, NodeLocked, load_zones, open_store
 from ..proto import admission
 from ..store.api import Cursor, StoreError
 from ..store.changelog import STABLE_HORIZON_MS
+from ..store.identities import identity_values, pending_identity_values
 from . import CommandError
 from .serve import load
 
@@ -125,11 +127,18 @@ class _Admission:
         stored = [entry.value for entry in self.store.get(name, self.now)]
         return stored + [v for v in self.pending.get(name, []) if v not in stored]
 
+    def identities(self, hash12: str, parent: str) -> list[str]:
+        """The identities that may sign ``prekeys.id-<hash12>.<parent>``: stored ones and
+        those admitted earlier in this command (an import may carry both)."""
+        return (identity_values(self.store, hash12, parent, now=self.now)
+                + pending_identity_values(self.pending, hash12, parent))
+
     def admit(self, name: str, value: str, ttl: int, where: str = ""):
         result = admission.admit(
             name, value, ttl, zones=self.target.origins, now=self.now,
             lookup_values=self.values, operator_key=self.target.operator_key,
-            cluster_base=self.target.config.cluster.base or None)
+            cluster_base=self.target.config.cluster.base or None,
+            lookup_identities=self.identities)
         if isinstance(result, admission.Refusal):
             where = where or f"{canonical(name) or name}: "
             raise CommandError(f"{where}refused: {result.message}")

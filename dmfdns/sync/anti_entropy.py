@@ -19,8 +19,9 @@ What the reference does differently, and why this does not:
   diffed, which also repairs anything a cursor walk could miss.
 
 Admission runs against the store as it was before a batch, so within one batch the RRset
-cap counts only what was stored before, and a prekey whose identity arrives in the same
-batch is checked structurally (the same as when the identity is unknown).
+cap counts only what was stored before. Prekeys are checked last in a batch, against the
+stored identities and those admitted earlier in the same batch, so a node that backfills a
+user's identity and prekeys together still verifies the prekeys.
 """
 
 import hashlib
@@ -32,10 +33,11 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..dns import names
-from ..proto import admission
+from ..proto import admission, prefixes
 from ..proto.admission import Limits, Refusal
 from ..store.api import Change, Cursor, StoreError
 from ..store.changelog import format_cursor, parse_cursor
+from ..store.identities import pending_identity_values
 from . import wire
 from .peer_client import PeerError
 
@@ -92,7 +94,10 @@ class PeerState:
 
 class SyncAdmission:
     """The write admission of the HTTP path applied to a pulled value. A tombstone only
-    needs a name in a served zone and a value within the caps: it removes, never adds."""
+    needs a name in a served zone and a value within the caps: it removes, never adds.
+
+    ``lookup_identities`` (``dmfdns.store.identities.identity_lookup``) finds the stored
+    identities that verify a prekey; identities admitted since ``begin_batch`` count too."""
 
     def __init__(self, store, *, zones, limits: Limits = Limits(),
                  operator_key: bytes | None = None, cluster_base: str | None = None,
@@ -103,6 +108,11 @@ class SyncAdmission:
         self.operator_key = operator_key
         self.cluster_base = cluster_base
         self.lookup_identities = lookup_identities
+        self._batch: dict[str, list[str]] = {}
+
+    def begin_batch(self) -> None:
+        """Forget the values admitted in the previous batch (they are stored by now)."""
+        self._batch = {}
 
     def check(self, name: str, value: str, ttl: int, now: float, deleted: bool) -> str | None:
         """None when the value may be stored, else a refusal reason."""
@@ -116,8 +126,16 @@ class SyncAdmission:
             name, value, ttl, zones=self.zones, now=now, limits=self.limits,
             lookup_values=lambda owner: [v.value for v in self.store.get(owner, now)],
             operator_key=self.operator_key, cluster_base=self.cluster_base,
-            lookup_identities=self.lookup_identities)
-        return result.reason if isinstance(result, Refusal) else None
+            lookup_identities=self._identities if self.lookup_identities else None)
+        if isinstance(result, Refusal):
+            return result.reason
+        if result.record_type == prefixes.IDENTITY:
+            self._batch.setdefault(result.name, []).append(result.value)
+        return None
+
+    def _identities(self, hash12: str, parent: str) -> list[str]:
+        return (list(self.lookup_identities(hash12, parent))
+                + pending_identity_values(self._batch, hash12, parent))
 
 
 class AntiEntropy:
@@ -298,7 +316,8 @@ class AntiEntropy:
             state.count(state.rejected, reason)
         now = self.clock.seconds()
         changes, got = [], set()
-        for record in records:
+        self.checker.begin_batch()
+        for record in _prekeys_last(records):
             change = self._checked(state, record, batch, advertised, got, extended, now)
             if change is not None:
                 changes.append(change)
@@ -394,6 +413,12 @@ class AntiEntropy:
             if listing.get("has_more") is not True or not entries:
                 return
             after = (entries[-1].name, entries[-1].value_hash)
+
+
+def _prekeys_last(records: list) -> list:
+    """``records`` with the prekeys moved to the end (otherwise in order), so the identity
+    that signs them is admitted first when it comes in the same batch."""
+    return sorted(records, key=lambda r: admission.classify(r.name).kind == admission.PREKEYS)
 
 
 def _ms(seconds: float) -> int:

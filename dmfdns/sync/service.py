@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from ..proto.admission import Limits
 from ..proto.signing import Signer
+from ..store.identities import identity_lookup
 from .anti_entropy import AntiEntropy, Budget, Peer, SyncAdmission
 from .fullset import FullSetIndex
 from .gossip import ManifestKeeper
@@ -76,7 +77,8 @@ class ClusterSync(service.MultiService):
                                          on_change=lambda manifest: self._follow_peers())
         checker = SyncAdmission(store, zones=settings.zones, limits=settings.limits,
                                 operator_key=settings.operator_key,
-                                cluster_base=settings.base)
+                                cluster_base=settings.base,
+                                lookup_identities=identity_lookup(store, clock.seconds))
         self.anti_entropy = AntiEntropy(
             store, clock, client_for=self._client, checker=checker, budget=settings.budget,
             index=self.index, fullset_interval=settings.fullset_interval, on_write=on_write,
