@@ -100,9 +100,9 @@ def _say(out, text: str) -> None:
 # --- nodes ------------------------------------------------------------------------------
 
 class _Node:
-    def __init__(self, name, dns_port, http_port, process):
-        self.name, self.dns_port, self.http_port, self.process = (name, dns_port, http_port,
-                                                                  process)
+    def __init__(self, name, home, dns_port, http_port, process):
+        self.name, self.home, self.process = name, home, process
+        self.dns_port, self.http_port = dns_port, http_port
 
     @property
     def endpoint(self) -> client_state.NodeEndpoint:
@@ -156,7 +156,7 @@ def _start_nodes(workdir: pathlib.Path, out, nodes: list) -> None:
                                         str(config)], cwd=home, stdin=subprocess.DEVNULL,
                                        stdout=log, stderr=subprocess.STDOUT,
                                        preexec_fn=_child_setup)
-            nodes.append(_Node(name, dns_port, http_port, process))
+            nodes.append(_Node(name, home, dns_port, http_port, process))
         _say(out, f"   {name}: DNS 127.0.0.1:{dns_port}, HTTP 127.0.0.1:{http_port}, "
                   f"pid {process.pid}")
 
@@ -185,13 +185,22 @@ def _wait_ready(nodes) -> None:
     for node in nodes:
         while True:
             if node.process.poll() is not None:
-                raise _DemoFailed(f"{node.name} exited with status {node.process.returncode}")
+                raise _DemoFailed(f"{node.name} exited with status {node.process.returncode}"
+                                  f": {_last_log_line(node)}")
             if _healthy(node.http_port):
                 break
             if time.monotonic() > deadline:
                 raise _DemoFailed(f"{node.name} did not become healthy within "
                                   f"{START_TIMEOUT:g} s")
             time.sleep(0.1)
+
+
+def _last_log_line(node) -> str:
+    try:
+        lines = (node.home / "node.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "empty log"
 
 
 def _healthy(port: int) -> bool:
