@@ -26,6 +26,10 @@ _RCODE_ITEM = re.compile(r"([A-Z]+) (\d+) \(")
 _VERBOSE_LINE = re.compile(r"^> ([A-Z]+) (\S+) (\S+) ([\d.]+)$")
 
 
+class DnsperfError(Exception):
+    """dnsperf failed or overran its time; the message says where its output is."""
+
+
 @dataclass
 class Result:
     sent: int = 0
@@ -67,13 +71,18 @@ def run(argv, *, seconds, output_path, expected_rcodes=None) -> Result:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             proc.wait(timeout=seconds + 30)
-        except BaseException:
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise DnsperfError(f"dnsperf ran over {seconds + 30} s; see {output_path}") \
+                from None
+        except BaseException:      # Ctrl-C: never leave dnsperf behind
             proc.kill()
             proc.wait(timeout=10)
             raise
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"dnsperf exited {proc.returncode}; see {output_path}")
+        raise DnsperfError(f"dnsperf exited {proc.returncode}; see {output_path}")
     with open(output_path, encoding="utf-8", errors="replace") as out:
         result = parse(out, expected_rcodes)
     result.client_cpu_s = round((after.ru_utime + after.ru_stime)

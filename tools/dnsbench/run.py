@@ -115,10 +115,14 @@ def wait_ready(server: Server, probe_name, cpu) -> None:
         raise BenchError(f"{server.label} did not answer on 127.0.0.1:{server.port} within "
                          f"{READY_TIMEOUT:.0f} s; its log ends:\n{server.proc.log_tail()}")
     server.proc.pin_all_threads(cpu)
+    check_pinned(server, cpu)
+
+
+def check_pinned(server: Server, cpu) -> None:
     allowed = server.proc.thread_cpus()
     if allowed != {str(cpu)}:
-        raise BenchError(f"{server.label}: threads allowed on CPUs {sorted(allowed)} after "
-                         f"re-pinning to {cpu}")
+        raise BenchError(f"{server.label}: threads allowed on CPUs {sorted(allowed)}, "
+                         f"not only on CPU {cpu}")
 
 
 def expected_counts(line_rcodes, sent) -> dict:
@@ -138,8 +142,11 @@ def measure(server: Server, work: Workload, *, seconds, cpu, max_qps=None, verbo
                            clients=clients, outstanding=outstanding, max_qps=max_qps,
                            verbose=verbose, cpu=cpu)
     cpus_before, server_before = procs.cpu_times(), server.proc.cpu_seconds()
-    result = dnsperf.run(argv, seconds=seconds, output_path=log_path,
-                         expected_rcodes=work.name_rcodes if verbose else None)
+    try:
+        result = dnsperf.run(argv, seconds=seconds, output_path=log_path,
+                             expected_rcodes=work.name_rcodes if verbose else None)
+    except dnsperf.DnsperfError as err:
+        raise BenchError(f"against {server.label}: {err}") from None
     server_cpu = server.proc.cpu_seconds() - server_before
     busy = procs.busy_percent(cpus_before, procs.cpu_times())
     if not server.proc.alive():
