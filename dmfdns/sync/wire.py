@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from ..dns.names import canonical
+from ..proto import prefixes
 from ..store.api import Change, ChangesPage, Cursor
 from ..store.changelog import format_cursor, parse_cursor
 
@@ -79,9 +80,16 @@ def _version_fields(change: Change) -> dict:
 
 
 def digest_body(page: ChangesPage, cursor: Cursor, now: float, extended: bool) -> dict:
-    """The digest answer; ``next_cursor`` echoes ``cursor`` when nothing was scanned."""
+    """The digest answer; ``next_cursor`` echoes ``cursor`` when nothing was scanned.
+
+    A ``dnsmesh`` peer refuses every heartbeat value in sync, and a refused entry pins its
+    cursor, so nothing more than a page beyond it ever replicates (dmp-node.md section 3,
+    "Stall bug"): its digest leaves heartbeats out. ``next_cursor`` still passes them.
+    """
     next_cursor = page.next_cursor if page.changes or page.next_cursor != cursor else cursor
-    return {"records": [change_entry(c, now, extended) for c in page.changes],
+    changes = page.changes if extended else [
+        c for c in page.changes if not c.value.startswith(prefixes.HEARTBEAT)]
+    return {"records": [change_entry(c, now, extended) for c in changes],
             "has_more": page.has_more, "next_cursor": format_cursor(next_cursor)}
 
 
