@@ -23,9 +23,12 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from dmfdns.proto import chunk, codec, identity, owners, prekey, slot_manifest
+from dmfdns.proto import chunk, codec, heartbeat, identity, owners, prekey, slot_manifest
 from dmfdns.proto.keys import UserKeys
 from dmfdns.proto.signing import sha256
+from dmfdns.store.api import Change, ChangesPage, Cursor
+from dmfdns.store.changelog import format_cursor
+from dmfdns.sync import wire
 from dmfdns.sync.peer_client import AgentTransport
 from cluster_procs import TOKEN, NodeProc, http_get, wait_until
 from dnsmesh_support import (ZONE, DnsmeshUser, ReferenceNode, get_values, post_record,
@@ -205,6 +208,67 @@ def test_dnsmesh_users_on_either_node_message_each_other_across_the_cluster(mixe
         return lambda: printed_messages(user.run("recv").stdout) == [text]
     wait_until(reads(bob, "from the dnsmesh node to the dmfdns node"), CONVERGE, step=1.0)
     wait_until(reads(alice, "and back again"), CONVERGE, step=1.0)
+
+
+# --- heartbeats and a dnsmesh peer ----------------------------------------------------------
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.ci
+def test_a_dmfdns_node_publishing_heartbeats_does_not_stall_its_dnsmesh_peer(tmp_path):
+    """The reference refuses heartbeats in sync and its cursor stops at a refused entry, so
+    records more than one digest page (1000) after dmfdns's heartbeat would never reach it;
+    dmfdns leaves heartbeats out of the digest a reference peer reads."""
+    reference_bin()
+    reference = ReferenceNode(tmp_path, sync_token=TOKEN, sync_interval=0.5)
+    ours = NodeProc(tmp_path, "dmfdns", cluster=f'peers = ["{reference.url}"]\n'
+                    'heartbeat_endpoint = "http://n1.mesh.test:8401"\n'
+                    'heartbeat_key_file = "heartbeat.key"')
+    (ours.dir / "heartbeat.key").write_text(sha256(b"heartbeat operator").hex() + "\n")
+    reference.peers = [ours.url]
+    ours.write_config()
+    try:
+        reference.start()
+        reference.wait_ready()
+        ours.start()
+        ours.wait_ready()
+        heartbeat_owner = owners.heartbeat(ZONE)
+        wait_until(lambda: get_values(ours.url, heartbeat_owner), CONVERGE)
+        count = 1100
+        for i in range(count):
+            ours.post(f"after-heartbeat-{i}.{ZONE}", f"value {i}")
+        wait_until(lambda: _reference_count(reference) == count, CONVERGE, step=0.5)
+        assert get_values(reference.url, heartbeat_owner) == set()
+        assert get_values(reference.url, f"after-heartbeat-{count - 1}.{ZONE}") == \
+            {f"value {count - 1}"}
+    finally:
+        ours.kill()
+        reference.kill()
+
+
+def _reference_count(reference: ReferenceNode) -> int:
+    status, data = http_get(reference.url + "/stats")
+    assert status == 200
+    return json.loads(data)["records"]
+
+
+def test_the_reference_shaped_digest_leaves_heartbeats_out_and_passes_them():
+    """Pure: the digest a peer without the capability header reads (dmfdns.sync.wire)."""
+    signer = _keys("operator").signer
+    beat = heartbeat.sign("http://n1.mesh.test:8401", signer.public_key, "dmfdns-0.1.0", 0,
+                          ZONE, 1_800_000_000, 1_800_000_600, signer)
+    changes = tuple(Change(ts_ms=1_800_000_000_000 + i, name=name, value_hash=sha256(
+        value.encode()).hex(), value=value, expiry=1_800_003_600.0)
+        for i, (name, value) in enumerate([("a.mesh.test", "one"),
+                                           (owners.heartbeat(ZONE), beat),
+                                           ("b.mesh.test", "two")]))
+    last = Cursor(changes[-1].ts_ms, changes[-1].name, changes[-1].value_hash)
+    page = ChangesPage(changes, False, last)
+    for_reference = wire.digest_body(page, Cursor(), 1_800_000_000.0, extended=False)
+    assert [e["name"] for e in for_reference["records"]] == ["a.mesh.test", "b.mesh.test"]
+    assert for_reference["next_cursor"] == format_cursor(last)
+    for_dmfdns = wire.digest_body(page, Cursor(), 1_800_000_000.0, extended=True)
+    assert len(for_dmfdns["records"]) == 3
 
 
 # --- the transport, without the reference ---------------------------------------------------
