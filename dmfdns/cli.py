@@ -28,6 +28,10 @@ COMMAND_MODULES = [keys_commands, record_commands, serve_commands, zone_commands
                    messaging_commands, demo_commands, cluster_commands]
 
 
+DESCRIPTION = ("dmfdns: authoritative DNS server and HTTP sync node for the DNS Mesh Protocol "
+               "(v=dmp1), and its user-side client.")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.print_usage(sys.stderr)
@@ -35,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dmfdns", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="dmfdns", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"dmfdns {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
