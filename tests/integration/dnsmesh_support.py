@@ -70,10 +70,12 @@ def txt_values(port: int, name: str, *, timeout: float = 3.0) -> tuple[str, list
 class ReferenceNode:
     """``python -m dmp.server`` from the reference venv, configured only by environment
     variables (dmp-node.md section 7): its SQLite file under ``root``, DNS and HTTP on free
-    loopback ports, open write mode, no heartbeat, and the given sync peers and token."""
+    loopback ports, open write mode, no heartbeat, the given sync peers and token, and
+    ``extra_env`` on top. Without peers it reads them from ``cluster_file`` (absent unless
+    a test writes it)."""
 
     def __init__(self, root: pathlib.Path, *, sync_token: str, peers=(),
-                 sync_interval: float = 1.0):
+                 sync_interval: float = 1.0, extra_env=None):
         self.dir = root / "dnsmesh-node"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dns_port, self.http_port = free_dns_port(), free_port()
@@ -81,14 +83,15 @@ class ReferenceNode:
         self.sync_token = sync_token
         self.peers = list(peers)
         self.sync_interval = sync_interval
+        self.extra_env = dict(extra_env or {})
         self.log = self.dir / "node.log"
+        self.cluster_file = self.dir / "cluster.json"
         self.process = None
 
     def environ(self) -> dict:
-        return clean_environ(
+        settings = dict(
             DMP_DB_PATH=self.dir / "dmp.db",
-            # A path that never exists: peers come from DMP_SYNC_PEERS only.
-            DMP_CLUSTER_FILE=self.dir / "cluster.json",
+            DMP_CLUSTER_FILE=self.cluster_file,
             DMP_DNS_HOST="127.0.0.1", DMP_DNS_PORT=self.dns_port,
             DMP_HTTP_HOST="127.0.0.1", DMP_HTTP_PORT=self.http_port,
             DMP_SERVED_ZONE=ZONE, DMP_AUTH_MODE="open",
@@ -97,12 +100,14 @@ class ReferenceNode:
             DMP_HTTP_RATE=10000, DMP_HTTP_BURST=100000,
             DMP_DNS_RATE=10000, DMP_DNS_BURST=100000,
             DMP_HEARTBEAT_PUBLIC_SEED_URLS_DISABLED=1, DMP_LOG_LEVEL="INFO")
+        settings.update(self.extra_env)
+        return clean_environ(**settings)
 
     def start(self) -> None:
-        log = open(self.log, "ab")
-        self.process = subprocess.Popen([str(reference_python()), "-m", "dmp.server"],
-                                        cwd=self.dir, env=self.environ(),
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([str(reference_python()), "-m", "dmp.server"],
+                                            cwd=self.dir, env=self.environ(),
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout

@@ -23,14 +23,16 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from dmfdns.proto import chunk, codec, heartbeat, identity, owners, prekey, slot_manifest
+from dmfdns.proto import (chunk, cluster_manifest, codec, heartbeat, identity, owners, prekey,
+                          slot_manifest)
+from dmfdns.proto.cluster_manifest import ClusterNode
 from dmfdns.proto.keys import UserKeys
 from dmfdns.proto.signing import sha256
 from dmfdns.store.api import Change, ChangesPage, Cursor
 from dmfdns.store.changelog import format_cursor
 from dmfdns.sync import wire
 from dmfdns.sync.peer_client import AgentTransport
-from cluster_procs import TOKEN, NodeProc, http_get, wait_until
+from cluster_procs import OPERATOR, TOKEN, NodeProc, http_get, wait_until
 from dnsmesh_support import (ZONE, DnsmeshUser, ReferenceNode, get_values, post_record,
                              printed_messages, reference_bin, txt_values)
 
@@ -208,6 +210,61 @@ def test_dnsmesh_users_on_either_node_message_each_other_across_the_cluster(mixe
         return lambda: printed_messages(user.run("recv").stdout) == [text]
     wait_until(reads(bob, "from the dnsmesh node to the dmfdns node"), CONVERGE, step=1.0)
     wait_until(reads(alice, "and back again"), CONVERGE, step=1.0)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.ci
+def test_one_signed_manifest_for_both_nodes_and_newer_ones_gossiped_both_ways(tmp_path):
+    """Peers from the operator's signed manifest, as DESIGN.md section 6 deploys a cluster,
+    pinned on both nodes (the reference: ``DMP_CLUSTER_FILE`` holding the wire,
+    ``DMP_NODE_ID``, ``DMP_SYNC_OPERATOR_SPK``, ``DMP_CLUSTER_BASE_DOMAIN``). Records
+    converge; a newer manifest written to either node is taken up by the other."""
+    reference_bin()
+    reference = ReferenceNode(tmp_path, sync_token=TOKEN, extra_env={
+        "DMP_NODE_ID": "reference", "DMP_SYNC_OPERATOR_SPK": OPERATOR.public_key.hex(),
+        "DMP_CLUSTER_BASE_DOMAIN": ZONE})
+    ours = NodeProc(tmp_path, "dmfdns", cluster=f'base = "{ZONE}"\n'
+                    f'operator_key = "{OPERATOR.public_key.hex()}"\n'
+                    'manifest_file = "manifest.wire"')
+
+    def signed(seq: int) -> str:
+        nodes = [ClusterNode("dmfdns", ours.url, f"127.0.0.1:{ours.dns_port}"),
+                 ClusterNode("reference", reference.url, f"127.0.0.1:{reference.dns_port}")]
+        return cluster_manifest.sign(seq, int(time.time()) + 30 * 86400, OPERATOR.public_key,
+                                     ZONE, nodes, OPERATOR)
+    (ours.dir / "manifest.wire").write_text(signed(1) + "\n")
+    reference.cluster_file.write_text(signed(1))
+    ours.write_config()
+    try:
+        reference.start()
+        reference.wait_ready()
+        ours.start()
+        ours.wait_ready()
+        ours.post(f"written-to-dmfdns.{ZONE}", "one")
+        post_record(reference.url, f"written-to-reference.{ZONE}", "two")
+        expected = {f"written-to-dmfdns.{ZONE}": {"one"}, f"written-to-reference.{ZONE}": {"two"}}
+        wait_until(lambda: _holds_exactly(ours.url, expected)
+                   and _holds_exactly(reference.url, expected), CONVERGE)
+
+        post_record(reference.url, owners.cluster(ZONE), signed(2), ttl=86400)
+        wait_until(lambda: ours.metric("dmfdns_cluster_manifest_seq") == 2, CONVERGE)
+        ours.post(owners.cluster(ZONE), signed(3), ttl=86400)
+        wait_until(lambda: _manifest_seq(reference) == 3, CONVERGE)
+        assert _manifest_seq(ours) == 3
+
+        ours.post(f"after-seq-3.{ZONE}", "three")
+        wait_until(lambda: get_values(reference.url, f"after-seq-3.{ZONE}") == {"three"},
+                   CONVERGE)
+    finally:
+        ours.kill()
+        reference.kill()
+
+
+def _manifest_seq(node) -> int:
+    """The seq of the manifest a node's ``/v1/sync/cluster-manifest`` serves (0: none)."""
+    status, data = http_get(node.url + "/v1/sync/cluster-manifest", token=TOKEN)
+    return json.loads(data)["seq"] if status == 200 else 0
 
 
 # --- heartbeats and a dnsmesh peer ----------------------------------------------------------
