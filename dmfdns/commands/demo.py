@@ -1,15 +1,19 @@
 """``dmfdns demo``: a three-node cluster on loopback and one message through it, end to end.
 
-No input, any working directory. The demo writes three node configurations into a fresh
-temporary directory, picks free loopback ports (never 5353/8053 nor the dev cluster's
-5401-5403/8401-8403), starts each node as ``python -m dmfdns serve --config ...``, creates
-two users, publishes their identities and one user's prekeys, lets each pin the other, sends
-a message and receives it. It exits 0 only once the text arrived intact from a verified
-sender and the prekey it used was burned.
+No input, any working directory. The demo makes a fresh operator key and sync token,
+picks free loopback ports (never 5353/8053 nor the dev cluster's 5401-5403/8401-8403),
+signs a cluster manifest listing the three nodes (id, HTTP and DNS endpoint) and writes
+each node a configuration whose ``[cluster]`` section pins that key, names the manifest and
+carries the token and a short sync interval (docs/cluster.md). It starts each node as
+``python -m dmfdns serve --config ...`` and waits until every one answers ``/health`` and
+serves manifest seq 1 on ``/v1/sync/cluster-manifest``.
 
-The nodes do not sync with each other here; the users' fan-out writer writes every record to
-all three nodes and the union reader reads them back, which is what makes the cluster work
-without anti-entropy.
+The conversation then leans on anti-entropy alone: both users write through demo1 only,
+alice reads through demo2 and bob through demo3. The demo waits (bounded) until demo2 and
+demo3 serve over DNS every record demo1 acknowledged, and prints how long that took; bob
+receives through demo3, which no client ever wrote to. Without cluster sync the demo fails
+at the first wait. It exits 0 only once the text arrived intact from a verified sender and
+the prekey it used was burned.
 
 Every node is stopped and the temporary directory removed on success, on failure and on
 SIGINT/SIGTERM; on Linux the nodes also get SIGTERM if the demo process dies outright.
@@ -17,6 +21,9 @@ SIGINT/SIGTERM; on Linux the nodes also get SIGTERM if the demo process dies out
 
 import contextlib
 import ctypes
+import dataclasses
+import json
+import os
 import pathlib
 import secrets
 import shutil
@@ -29,15 +36,25 @@ import time
 import urllib.error
 import urllib.request
 
+from twisted.internet import defer, task
+
 from ..client import app, identity_ops, network, prekeys, receive, runner, send
 from ..client import state as client_state
 from ..config import defaults_dir
+from ..proto import cluster_manifest, owners
 from ..proto.keys import UserKeys, passphrase_to_x25519
+from ..proto.signing import Signer
 from . import CommandError
 
 RESERVED_PORTS = {5353, 8053, 5401, 5402, 5403, 8401, 8402, 8403}
 NODE_COUNT = 3
+CLUSTER_BASE = "mesh.test"
+MANIFEST_SEQ = 1
+MANIFEST_LIFETIME = 86400
+SYNC_INTERVAL = "0.5s"
 START_TIMEOUT = 30.0
+REPLICATION_TIMEOUT = 20.0
+POLL_STEP = 0.1
 STOP_TIMEOUT = 5.0
 MESSAGE = "Hello Bob! This message crossed a three-node dmfdns cluster."
 _PR_SET_PDEATHSIG = 1
@@ -45,6 +62,10 @@ _PR_SET_PDEATHSIG = 1
 
 class _Stop(Exception):
     """SIGTERM or SIGINT arrived while the demo was not inside the reactor."""
+
+
+class _DemoFailed(Exception):
+    pass
 
 
 def register(sub) -> None:
@@ -59,13 +80,19 @@ def run_demo(args, ctx) -> int:
     nodes = []
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        _say(out, f"1. starting {NODE_COUNT} nodes in {workdir}")
-        _start_nodes(workdir, out, nodes)
-        _wait_ready(nodes)
-        _say(out, "   all nodes answer /health")
+        _say(out, f"1. starting a {NODE_COUNT}-node cluster in {workdir}")
+        planned = plan_nodes(workdir)
+        cluster = new_cluster(workdir, planned, int(ctx.now))
+        _say(out, f"   operator key {cluster.operator.public_key.hex()[:16]}... signed "
+                  f"manifest seq {MANIFEST_SEQ} for {CLUSTER_BASE}: "
+                  f"{', '.join(n.name for n in planned)}")
+        _start_nodes(planned, cluster, out, nodes)
+        _wait_ready(nodes, cluster)
+        _say(out, f"   all nodes answer /health and hold manifest seq {MANIFEST_SEQ}; each "
+                  f"pulls from the other two every {SYNC_INTERVAL}")
         outcome = runner.run(ctx.get_reactor(), lambda reactor: _conversation(reactor, nodes,
                                                                               workdir, out))
-        _say(out, f"7. delivery verified: {outcome}")
+        _say(out, f"9. delivery verified: {outcome}")
         return 0
     except (_Stop, runner.Interrupted):
         print("dmfdns: demo interrupted; stopping the nodes", file=ctx.stderr)
@@ -84,10 +111,6 @@ def run_demo(args, ctx) -> int:
         _say(out, "   nodes stopped, temporary files removed")
 
 
-class _DemoFailed(Exception):
-    pass
-
-
 def _raise_stop(signum, frame):
     raise _Stop()
 
@@ -97,17 +120,37 @@ def _say(out, text: str) -> None:
     out.flush()
 
 
-# --- nodes ------------------------------------------------------------------------------
+# --- the cluster: key, token, manifest, configurations ----------------------------------
 
 class _Node:
-    def __init__(self, name, home, dns_port, http_port, process):
+    """One planned node; ``process`` is set once it has been started."""
+
+    def __init__(self, name, home, dns_port, http_port, process=None):
         self.name, self.home, self.process = name, home, process
         self.dns_port, self.http_port = dns_port, http_port
 
     @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dns_endpoint(self) -> str:
+        return f"127.0.0.1:{self.dns_port}"
+
+    @property
     def endpoint(self) -> client_state.NodeEndpoint:
-        return client_state.NodeEndpoint(f"http://127.0.0.1:{self.http_port}",
-                                         f"127.0.0.1:{self.dns_port}", self.name)
+        return client_state.NodeEndpoint(self.http_url, self.dns_endpoint, self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoCluster:
+    """What the nodes share: the operator key that signed the manifest, the manifest file
+    they adopt at start, and the bearer token of their sync calls."""
+
+    operator: Signer
+    sync_token: str
+    manifest_wire: str
+    manifest_file: pathlib.Path
 
 
 def free_port(taken: set) -> int:
@@ -128,37 +171,63 @@ def free_port(taken: set) -> int:
     raise _DemoFailed("no free loopback port")
 
 
-def node_config(name: str, data_dir: pathlib.Path, dns_port: int, http_port: int) -> str:
+def plan_nodes(workdir: pathlib.Path) -> list:
+    """Names, directories and ports of every node: the manifest lists them all before the
+    first one starts."""
+    taken, planned = set(), []
+    for index in range(1, NODE_COUNT + 1):
+        home = workdir / f"demo{index}"
+        home.mkdir()
+        planned.append(_Node(home.name, home, free_port(taken), free_port(taken)))
+    return planned
+
+
+def new_cluster(workdir: pathlib.Path, nodes, now: int) -> DemoCluster:
+    """A fresh operator key and sync token, and the manifest (seq 1, one day) it signs."""
+    operator = Signer(os.urandom(32))
+    members = [cluster_manifest.ClusterNode(n.name, n.http_url, n.dns_endpoint) for n in nodes]
+    wire = cluster_manifest.sign(MANIFEST_SEQ, now + MANIFEST_LIFETIME, operator.public_key,
+                                 CLUSTER_BASE, members, operator)
+    manifest_file = workdir / "cluster-manifest.wire"
+    manifest_file.write_text(wire + "\n", encoding="ascii")
+    return DemoCluster(operator, secrets.token_hex(24), wire, manifest_file)
+
+
+def node_config(node: _Node, data_dir: pathlib.Path, cluster: DemoCluster) -> str:
+    """The node's TOML: the packaged mesh.test zone, its ports, and the cluster it is in."""
     zone = defaults_dir() / "mesh.test.zone"
-    return (f"zones = [{_toml(str(zone))}]\n\n[node]\nnode_id = {_toml(name)}\n"
+    return (f"zones = [{_toml(str(zone))}]\n\n[node]\nnode_id = {_toml(node.name)}\n"
             f"data_dir = {_toml(str(data_dir))}\n\n[store]\nmap_size = \"64MiB\"\n\n"
-            f"[dns]\nlisten = [\"127.0.0.1:{dns_port}\"]\n\n"
-            f"[http]\nlisten = [\"127.0.0.1:{http_port}\"]\n")
+            f"[dns]\nlisten = [\"{node.dns_endpoint}\"]\n\n"
+            f"[http]\nlisten = [\"127.0.0.1:{node.http_port}\"]\n\n"
+            f"[cluster]\nbase = {_toml(CLUSTER_BASE)}\n"
+            f"operator_key = \"{cluster.operator.public_key.hex()}\"\n"
+            f"manifest_file = {_toml(str(cluster.manifest_file))}\n"
+            f"sync_token = {_toml(cluster.sync_token)}\n"
+            f"sync_interval = \"{SYNC_INTERVAL}\"\nfullset_interval = \"5s\"\n"
+            f"peer_timeout = \"2s\"\ntick_budget = \"2s\"\n")
 
 
 def _toml(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _start_nodes(workdir: pathlib.Path, out, nodes: list) -> None:
+# --- node processes ---------------------------------------------------------------------
+
+def _start_nodes(planned, cluster: DemoCluster, out, nodes: list) -> None:
     """Start the nodes, adding each to ``nodes`` as soon as it exists (so a signal at any
     point leaves every started process in the list the cleanup walks)."""
-    taken = set()
-    for index in range(1, NODE_COUNT + 1):
-        name = f"demo{index}"
-        home = workdir / name
-        home.mkdir()
-        dns_port, http_port = free_port(taken), free_port(taken)
-        config = home / "node.toml"
-        config.write_text(node_config(name, home / "data", dns_port, http_port))
-        with open(home / "node.log", "wb") as log, _signals_held():
-            process = subprocess.Popen([sys.executable, "-m", "dmfdns", "serve", "--config",
-                                        str(config)], cwd=home, stdin=subprocess.DEVNULL,
-                                       stdout=log, stderr=subprocess.STDOUT,
-                                       preexec_fn=_child_setup)
-            nodes.append(_Node(name, home, dns_port, http_port, process))
-        _say(out, f"   {name}: DNS 127.0.0.1:{dns_port}, HTTP 127.0.0.1:{http_port}, "
-                  f"pid {process.pid}")
+    for node in planned:
+        config = node.home / "node.toml"
+        config.write_text(node_config(node, node.home / "data", cluster))
+        with open(node.home / "node.log", "wb") as log, _signals_held():
+            node.process = subprocess.Popen(
+                [sys.executable, "-m", "dmfdns", "serve", "--config", str(config)],
+                cwd=node.home, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, preexec_fn=_child_setup)
+            nodes.append(node)
+        _say(out, f"   {node.name}: DNS {node.dns_endpoint}, HTTP 127.0.0.1:{node.http_port}, "
+                  f"pid {node.process.pid}")
 
 
 @contextlib.contextmanager
@@ -180,18 +249,22 @@ def _child_setup() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _wait_ready(nodes) -> None:
+def _wait_ready(nodes, cluster: DemoCluster) -> None:
+    """Every node healthy and serving the demo's manifest, within START_TIMEOUT."""
     deadline = time.monotonic() + START_TIMEOUT
     for node in nodes:
         while True:
             if node.process.poll() is not None:
                 raise _DemoFailed(f"{node.name} exited with status {node.process.returncode}"
                                   f": {_last_log_line(node)}")
-            if _healthy(node.http_port):
+            healthy = _healthy(node.http_port)
+            if healthy and _manifest_seq(node, cluster.sync_token) == MANIFEST_SEQ:
                 break
             if time.monotonic() > deadline:
-                raise _DemoFailed(f"{node.name} did not become healthy within "
-                                  f"{START_TIMEOUT:g} s")
+                what = ("did not serve the cluster manifest" if healthy
+                        else "did not become healthy")
+                raise _DemoFailed(f"{node.name} {what} within {START_TIMEOUT:g} s: "
+                                  f"{_last_log_line(node)}")
             time.sleep(0.1)
 
 
@@ -211,6 +284,19 @@ def _healthy(port: int) -> bool:
         return False
 
 
+def _manifest_seq(node: _Node, token: str) -> int | None:
+    """The seq of the manifest the node has adopted (its sync endpoint), or None."""
+    request = urllib.request.Request(f"{node.http_url}/v1/sync/cluster-manifest",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=1) as reply:
+            body = json.loads(reply.read()) if reply.status == 200 else {}
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+    seq = body.get("seq") if isinstance(body, dict) else None
+    return seq if isinstance(seq, int) else None
+
+
 def _stop_nodes(nodes) -> None:
     for node in nodes:
         if node.process.poll() is None:
@@ -224,6 +310,62 @@ def _stop_nodes(nodes) -> None:
             node.process.wait()
 
 
+# --- replication ------------------------------------------------------------------------
+
+async def wait_replicated(clock, source, replicas, names, *, timeout=None, step=POLL_STEP):
+    """``(records, {node name: seconds})``: how long until each replica served over DNS
+    every value that ``source`` serves at ``names``.
+
+    ``source`` and each replica are ``(node, reader)``. The clock starts before ``source``
+    is read, right after the writes were acknowledged, so the seconds are what anti-entropy
+    took (digest, pull, the store's 1 s stable horizon and the sync interval).
+    """
+    timeout = REPLICATION_TIMEOUT if timeout is None else timeout
+    started = clock.seconds()
+    source_node, source_reader = source
+    expected = {name: set(await source_reader.read(name)) for name in names}
+    for name, values in expected.items():
+        if not values:
+            raise _DemoFailed(f"{source_node.name} does not serve {name}, which it "
+                              "acknowledged")
+    records = sum(len(values) for values in expected.values())
+    took, waiting = {}, list(replicas)
+    while True:
+        behind = []
+        for node, reader in waiting:
+            missing = await _missing(reader, expected)
+            if missing:
+                behind.append((node, reader, missing))
+            else:
+                took[node.name] = clock.seconds() - started
+        if not behind:
+            return records, {node.name: took[node.name] for node, _ in replicas}
+        if clock.seconds() - started >= timeout:
+            node, _, missing = behind[0]
+            raise _DemoFailed(f"{node.name} still lacks {missing} of the {records} records "
+                              f"written to {source_node.name} after {timeout:g} s; is cluster "
+                              f"sync running? ({node.name}'s log: {_last_log_line(node)})")
+        waiting = [(node, reader) for node, reader, _ in behind]
+        await task.deferLater(clock, step, lambda: None)
+
+
+async def _missing(reader, expected: dict) -> int:
+    """How many of the expected values ``reader`` does not serve (a failed read: all)."""
+    outcomes = await defer.DeferredList([reader.read(name) for name in expected],
+                                        consumeErrors=True)
+    missing = 0
+    for values, (ok, served) in zip(expected.values(), outcomes):
+        missing += len(values - set(served)) if ok else len(values)
+    return missing
+
+
+def message_names(sent, sender_spk: bytes, recipient_id: bytes, zone: str) -> list[str]:
+    """Every owner name one sent message occupies: its chunks and its slot manifest."""
+    msg_key = owners.message_key(sent.msg_id, recipient_id, sender_spk)
+    return ([owners.chunk(i, msg_key, zone) for i in range(sent.total_chunks)]
+            + [sent.manifest_owner])
+
+
 # --- the conversation -------------------------------------------------------------------
 
 def _make_user(workdir, name, nodes):
@@ -231,9 +373,9 @@ def _make_user(workdir, name, nodes):
     kdf_salt = client_state.new_salt()
     keys = UserKeys.from_x25519_private(passphrase_to_x25519(passphrase, kdf_salt))
     profile = client_state.Profile(
-        username=name, zone="mesh.test", kdf_salt=kdf_salt, state_salt=client_state.new_salt(),
-        x25519_public=keys.x25519_public, ed25519_public=keys.ed25519_public,
-        nodes=[n.endpoint for n in nodes])
+        username=name, zone=CLUSTER_BASE, kdf_salt=kdf_salt,
+        state_salt=client_state.new_salt(), x25519_public=keys.x25519_public,
+        ed25519_public=keys.ed25519_public, nodes=[n.endpoint for n in nodes])
     state = client_state.Secrets(x25519_private=keys.x25519_private)
     home = client_state.UserDir(workdir / f"user-{name}")
     key = client_state.state_key(passphrase, profile.state_salt)
@@ -246,42 +388,73 @@ async def _conversation(reactor, nodes, workdir, out) -> str:
     users = {name: _make_user(workdir, name, nodes) for name in ("alice", "bob")}
     loaded = {name: (home.load_profile(), home.load_state(key))
               for name, (home, key) in users.items()}
-    nets = {name: network.build(reactor, profile) for name, (profile, _) in loaded.items()}
+    # One single-node network per node: the demo chooses which node each step touches.
+    template = loaded["alice"][0]
+    links = {node.name: network.build(reactor, dataclasses.replace(template,
+                                                                   nodes=[node.endpoint]))
+             for node in nodes}
     try:
-        return await _exchange(reactor, loaded, nets, out)
+        return await _exchange(reactor, nodes, loaded, links, out)
     finally:
         for name, (home, key) in users.items():
             home.save_state(loaded[name][1], key)
-        for net in nets.values():
+        for net in links.values():
             await net.finish()
 
 
-async def _exchange(reactor, loaded, nets, out) -> str:
+async def _exchange(reactor, nodes, loaded, links, out) -> str:
     now = int(reactor.seconds())
+    entry, alice_node, bob_node = nodes
     (alice_profile, alice), (bob_profile, bob) = loaded["alice"], loaded["bob"]
-    _say(out, "3. publishing both identities and a pool of 5 prekeys for bob, to every node")
+    writer = links[entry.name].writer
+    nets = {"alice": network.Network(links[alice_node.name].reader, writer),
+            "bob": network.Network(links[bob_node.name].reader, writer)}
+    source = (entry, links[entry.name].reader)
+    _say(out, f"   both write through {entry.name} only; alice reads through "
+              f"{alice_node.name}, bob through {bob_node.name}")
+    _say(out, f"3. publishing both identities and a pool of 5 prekeys for bob, through "
+              f"{entry.name} only")
+    names = []
     for name, (profile, state) in loaded.items():
-        owner = await identity_ops.publish_identity(nets[name], profile, state.keys, now)
-        _say(out, f"   {profile.address} -> {owner}")
+        names.append(await identity_ops.publish_identity(nets[name], profile, state.keys, now))
+        _say(out, f"   {profile.address} -> {names[-1]}")
     await prekeys.refresh(nets["bob"], bob_profile, bob, 5, now)
-    await nets["bob"].writer.drain()
-    await nets["alice"].writer.drain()
-    _say(out, "4. each user fetches and pins the other")
-    for me, other in (("alice", "bob@mesh.test"), ("bob", "alice@mesh.test")):
+    names.append(prekeys.pool_owner(bob_profile.username, bob_profile.zone))
+    await writer.drain()
+    _say(out, f"4. anti-entropy: waiting until {alice_node.name} and {bob_node.name} serve "
+              "them over DNS")
+    records, took = await wait_replicated(
+        reactor, source, [(node, links[node.name].reader) for node in (alice_node, bob_node)],
+        names)
+    for node_name, seconds in took.items():
+        _say(out, f"   {node_name} serves all {records} records after {seconds:.1f} s "
+                  "(no client writes to it)")
+    _say(out, "5. each user fetches and pins the other")
+    for me, other, node in (("alice", "bob@mesh.test", alice_node),
+                            ("bob", "alice@mesh.test", bob_node)):
         found = await identity_ops.find_identity(nets[me], other, now)
         if found is None:
-            raise _DemoFailed(f"{me} could not find {other}")
+            raise _DemoFailed(f"{me} could not find {other} through {node.name}")
         identity_ops.pin(loaded[me][1], found, now)
-        _say(out, f"   {me} pinned {other}, fingerprint {found.fingerprint}")
-    _say(out, f"5. alice sends: {MESSAGE!r}")
-    [sent] = await send.send_text(nets["alice"], alice_profile, alice,
-                                  alice.contact("bob@mesh.test"), MESSAGE.encode(), now)
-    await nets["alice"].writer.drain()
+        _say(out, f"   {me} pinned {other} read from {node.name}, fingerprint "
+                  f"{found.fingerprint}")
+    _say(out, f"6. alice sends through {entry.name}: {MESSAGE!r}")
+    contact = alice.contact("bob@mesh.test")
+    [sent] = await send.send_text(nets["alice"], alice_profile, alice, contact,
+                                  MESSAGE.encode(), now)
+    await writer.drain()
     _say(out, f"   {sent.total_chunks} chunks ({sent.data_chunks} needed) and the manifest "
               f"at {sent.manifest_owner}, sealed to bob's prekey {sent.prekey_id}")
-    _say(out, "6. bob walks his mailbox slots on the three nodes")
+    _say(out, f"7. anti-entropy: waiting until {bob_node.name} serves the message")
+    names = message_names(sent, alice.keys.ed25519_public, send.recipient_id(contact),
+                          alice_profile.zone)
+    records, took = await wait_replicated(reactor, source,
+                                          [(bob_node, links[bob_node.name].reader)], names)
+    _say(out, f"   {bob_node.name} serves all {records} records after "
+              f"{took[bob_node.name]:.1f} s (no client writes to it)")
+    _say(out, f"8. bob walks his mailbox slots through {bob_node.name}")
     report = await receive.receive(nets["bob"], bob_profile, bob, int(reactor.seconds()))
-    await nets["bob"].writer.drain()
+    await writer.drain()
     return _check(report, sent, bob, out)
 
 
