@@ -2,8 +2,9 @@
 under ``tmp_path``, real DNS and HTTP over loopback; the CLI and ``dmfdns demo`` as
 subprocesses.
 
-The nodes here do not sync with each other: a record is on a node only if the fan-out
-writer put it there, which is exactly what the one-node-down cases check.
+The nodes started here do not sync with each other: a record is on a node only if the
+fan-out writer put it there, which is exactly what the one-node-down cases check. The
+demo's nodes do sync, and its tests check that records reach nodes no client wrote to.
 """
 
 import os
@@ -432,6 +433,11 @@ def _demo_env():
     return {k: v for k, v in os.environ.items() if not k.startswith("DMFDNS_")}
 
 
+DEMO_PORTS_TO_AVOID = {5353, 8053, 5401, 5402, 5403, 8401, 8402, 8403}
+REPLICATED = re.compile(r"^   (demo\d) serves all (\d+) records after ([\d.]+) s "
+                        r"\(no client writes to it\)$", re.M)
+
+
 @pytest.mark.slow
 @pytest.mark.ci
 def test_the_demo_runs_from_anywhere_and_leaves_nothing_behind(tmp_path):
@@ -442,16 +448,67 @@ def test_the_demo_runs_from_anywhere_and_leaves_nothing_behind(tmp_path):
     pids = [int(p) for p in re.findall(r"pid (\d+)", result.stdout)]
     ports = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", result.stdout)}
     assert len(pids) == 3 and not any(_alive(pid) for pid in pids)
-    assert not ports & {5353, 8053, 5401, 5402, 5403, 8401, 8402, 8403}
-    workdir = re.search(r"nodes in (\S+)", result.stdout).group(1)
+    assert len(ports) == 6 and not ports & DEMO_PORTS_TO_AVOID
+    workdir = re.search(r"cluster in (\S+)", result.stdout).group(1)
     assert not os.path.exists(workdir) and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
 @pytest.mark.ci
-@pytest.mark.parametrize("when", ["2. creating users", "pid"])
+def test_the_demo_delivers_through_nodes_that_only_anti_entropy_fed(tmp_path):
+    """Every client write goes to demo1; the identities, prekeys and the message are read
+    from demo2 and demo3, which hold them only because the cluster synced them."""
+    result = subprocess.run([sys.executable, "-m", "dmfdns", "demo"], cwd=tmp_path,
+                            env=_demo_env(), capture_output=True, text=True, timeout=120)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "signed manifest seq 1 for mesh.test: demo1, demo2, demo3" in out
+    assert "all nodes answer /health and hold manifest seq 1" in out
+    assert "both write through demo1 only; alice reads through demo2, bob through demo3" in out
+    replicated = REPLICATED.findall(out)
+    # 2 identities + 5 prekeys on demo2 and demo3, then the message's chunks + manifest
+    assert [(node, int(count)) for node, count, _ in replicated[:2]] == [("demo2", 7),
+                                                                         ("demo3", 7)]
+    assert len(replicated) == 3 and replicated[2][0] == "demo3" and int(replicated[2][1]) >= 2
+    assert all(0 < float(seconds) <= 20 for _, _, seconds in replicated)
+    assert "alice pinned bob@mesh.test read from demo2" in out
+    assert "bob pinned alice@mesh.test read from demo3" in out
+    assert "8. bob walks his mailbox slots through demo3" in out
+    assert "from alice@mesh.test" in out and "delivery verified" in out
+
+
+NO_SYNC_DEMO = """
+import sys
+from dmfdns.commands import demo
+demo.SYNC_INTERVAL = "3600s"      # one tick at start, before anything is written
+demo.REPLICATION_TIMEOUT = 2.0
+from dmfdns.__main__ import main
+sys.exit(main(["demo"]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_without_anti_entropy_the_demo_fails_clearly_and_cleans_up(tmp_path):
+    result = subprocess.run([sys.executable, "-c", NO_SYNC_DEMO], cwd=tmp_path,
+                            env=_demo_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("dmfdns: demo failed: demo2 still lacks 7 of the 7 records "
+                           "written to demo1 after 2 s; is cluster sync running?")
+    assert "delivery verified" not in result.stdout
+    pids = [int(p) for p in re.findall(r"pid (\d+)", result.stdout)]
+    assert len(pids) == 3 and not any(_alive(pid) for pid in pids)
+    workdir = re.search(r"cluster in (\S+)", result.stdout).group(1)
+    assert not os.path.exists(workdir) and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+@pytest.mark.parametrize("when", ["2. creating users", "pid", "4. anti-entropy"])
 def test_sigterm_stops_the_demo_and_its_nodes(tmp_path, when):
-    """SIGTERM while the nodes start, and inside the client's reactor."""
+    """SIGTERM while the nodes start, inside the client's reactor, and while it waits for
+    anti-entropy."""
     process = subprocess.Popen([sys.executable, "-m", "dmfdns", "demo"], cwd=tmp_path,
                                env=_demo_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -469,5 +526,5 @@ def test_sigterm_stops_the_demo_and_its_nodes(tmp_path, when):
     assert process.returncode != 0 and "interrupted" in err and "Traceback" not in err
     assert "delivery verified" not in out
     assert not any(_alive(pid) for pid in pids)
-    workdir = re.search(r"nodes in (\S+)", lines[0]).group(1)
+    workdir = re.search(r"cluster in (\S+)", lines[0]).group(1)
     assert not os.path.exists(workdir)
