@@ -14,7 +14,8 @@ then one 64-byte signature.
 from dataclasses import dataclass
 
 from . import b64, dnsname, prefixes
-from .signing import PUBLIC_KEY_LEN, SIGNATURE_LEN, Signer, split_signatures, verify
+from .binreader import Reader
+from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
 
 MAX_ENTRIES = 16
 MAX_NAME = 64  # bytes, for the user domain and every cluster base domain (without a final dot)
@@ -26,7 +27,6 @@ MAX_LIFETIME = 5 * 365 * 86400
 _MAGIC = prefixes.MAGIC_BOOTSTRAP
 _SIGNER_AT = len(_MAGIC) + 16
 _HEADER = _SIGNER_AT + PUBLIC_KEY_LEN
-_MIN_BLOB = len(_MAGIC) + SIGNATURE_LEN
 
 
 @dataclass(frozen=True)
@@ -126,12 +126,10 @@ def decode(wire, signer_key: bytes | None = None) -> Bootstrap | None:
     ``signer_key`` is the pinned zone operator key; None verifies against the key the record
     carries (for inspection only: that proves integrity, not authority). No time rules.
     """
-    if not isinstance(wire, str) or len(wire) > prefixes.MAX_SIGNED_WIRE:
+    parts = split_signed_value(wire, prefixes.BOOTSTRAP, prefixes.MAX_SIGNED_WIRE)
+    if parts is None:
         return None
-    blob = b64.decode_after_prefix(wire, prefixes.BOOTSTRAP)
-    if blob is None or len(blob) < _MIN_BLOB:
-        return None
-    body, (signature,) = split_signatures(blob)
+    body, (signature,) = parts
     key = body[_SIGNER_AT:_HEADER] if signer_key is None else signer_key
     if not verify(key, signature, body):
         return None
@@ -142,55 +140,42 @@ def decode(wire, signer_key: bytes | None = None) -> Bootstrap | None:
 
 
 def _parse_body(body: bytes) -> Bootstrap | None:
-    if len(body) <= _HEADER or body[:len(_MAGIC)] != _MAGIC:
+    reader = Reader(body)
+    if reader.take(len(_MAGIC)) != _MAGIC:
         return None
-    seq = int.from_bytes(body[len(_MAGIC):len(_MAGIC) + 8], "big")
-    exp = int.from_bytes(body[len(_MAGIC) + 8:_SIGNER_AT], "big")
-    domain = _read_name(body, _HEADER)
-    if domain is None or len(body) <= domain[1]:
-        return None
-    user_domain, offset = domain
-    count = body[offset]
-    offset += 1
-    if not 1 <= count <= MAX_ENTRIES:
+    seq, exp, signer_spk = reader.u64(), reader.u64(), reader.take(PUBLIC_KEY_LEN)
+    user_domain = _read_name(reader)
+    count = reader.u8()
+    if user_domain is None or count is None or not 1 <= count <= MAX_ENTRIES:
         return None
     entries = []
     for _ in range(count):
-        entry = _read_entry(body, offset)
+        entry = _read_entry(reader)
         if entry is None:
             return None
-        entries.append(entry[0])
-        offset = entry[1]
-    if offset != len(body) or _has_duplicates(entries):
+        entries.append(entry)
+    if not reader.done or _has_duplicates(entries):
         return None
     entries.sort(key=lambda entry: entry.priority)
-    return Bootstrap(seq, exp, body[_SIGNER_AT:_HEADER], user_domain, tuple(entries))
+    return Bootstrap(seq, exp, signer_spk, user_domain, tuple(entries))
 
 
-def _read_name(body: bytes, offset: int) -> tuple[str, int] | None:
-    """A length-prefixed DNS name at ``offset`` (one trailing dot allowed, then dropped)."""
-    if len(body) <= offset:
-        return None
-    length = body[offset]
-    raw = body[offset + 1: offset + 1 + length]
-    if len(raw) != length or not raw.isascii():
-        return None
-    name = dnsname.normalize(raw.decode("ascii"))
+def _read_name(reader: Reader) -> str | None:
+    """A length-prefixed DNS name (one trailing dot allowed, then dropped)."""
+    text = reader.prefixed_text(1, "ascii")
+    name = None if text is None else dnsname.normalize(text)
     if name is None or len(name) > MAX_NAME:
         return None
-    return name, offset + 1 + length
+    return name
 
 
-def _read_entry(body: bytes, offset: int) -> tuple[BootstrapEntry, int] | None:
-    base = _read_name(body, offset + 2)  # also proves the two priority bytes are there
-    if base is None:
+def _read_entry(reader: Reader) -> BootstrapEntry | None:
+    priority = reader.u16()
+    name = _read_name(reader)
+    operator_spk = reader.take(PUBLIC_KEY_LEN)
+    if name is None or operator_spk is None:
         return None
-    priority = int.from_bytes(body[offset: offset + 2], "big")
-    name, offset = base
-    operator_spk = body[offset: offset + PUBLIC_KEY_LEN]
-    if len(operator_spk) != PUBLIC_KEY_LEN:
-        return None
-    return BootstrapEntry(priority, name, operator_spk), offset + PUBLIC_KEY_LEN
+    return BootstrapEntry(priority, name, operator_spk)
 
 
 # -- policy ------------------------------------------------------------------------------------

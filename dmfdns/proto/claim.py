@@ -14,8 +14,9 @@ character-string (255 bytes), which caps the domain at 43 bytes.
 from dataclasses import dataclass
 
 from . import b64, prefixes
+from .binreader import Reader
 from .owners import SLOT_COUNT
-from .signing import PUBLIC_KEY_LEN, SIGNATURE_LEN, Signer, split_signatures, verify
+from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
 
 MSG_ID_LEN = 16
 MAX_DOMAIN = 43  # bytes: 15 + 4 * ceil((137 + 43) / 3) = 255
@@ -24,8 +25,6 @@ MAX_FUTURE_SKEW = 300  # ts may lie at most this far ahead; a past ts is fine, e
 MAX_LIFETIME = 30 * 86400
 
 _MAGIC = prefixes.MAGIC_CLAIM
-_DOMAIN_AT = len(_MAGIC) + MSG_ID_LEN + PUBLIC_KEY_LEN
-_MIN_BLOB = len(_MAGIC) + SIGNATURE_LEN
 
 
 @dataclass(frozen=True)
@@ -88,12 +87,10 @@ def sign(msg_id: bytes, sender_spk: bytes, sender_mailbox_domain: str, slot: int
 
 def decode(wire) -> Claim | None:
     """The claim in ``wire`` if well formed and signed by its sender; no time rules."""
-    if not isinstance(wire, str) or len(wire) > prefixes.MAX_CLAIM_WIRE:
+    parts = split_signed_value(wire, prefixes.CLAIM, prefixes.MAX_CLAIM_WIRE)
+    if parts is None:
         return None
-    blob = b64.decode_after_prefix(wire, prefixes.CLAIM)
-    if blob is None or len(blob) < _MIN_BLOB:
-        return None
-    body, (signature,) = split_signatures(blob)
+    body, (signature,) = parts
     record = _parse_body(body)
     if record is None or not verify(record.sender_spk, signature, body):
         return None
@@ -101,21 +98,15 @@ def decode(wire) -> Claim | None:
 
 
 def _parse_body(body: bytes) -> Claim | None:
-    if body[:len(_MAGIC)] != _MAGIC or len(body) <= _DOMAIN_AT:
+    reader = Reader(body)
+    if reader.take(len(_MAGIC)) != _MAGIC:
         return None
-    length = body[_DOMAIN_AT]
-    start = _DOMAIN_AT + 1
-    tail = start + length  # slot u8, ts u64, exp u64 follow the domain
-    if not 1 <= length <= MAX_DOMAIN or len(body) != tail + 17:
+    msg_id, sender_spk = reader.take(MSG_ID_LEN), reader.take(PUBLIC_KEY_LEN)
+    domain = reader.prefixed_text(1, "utf-8")
+    slot, ts, exp = reader.u8(), reader.u64(), reader.u64()
+    if not reader.done:
         return None
-    try:
-        domain = body[start:tail].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    record = Claim(body[len(_MAGIC):len(_MAGIC) + MSG_ID_LEN],
-                   body[len(_MAGIC) + MSG_ID_LEN:_DOMAIN_AT], domain, body[tail],
-                   int.from_bytes(body[tail + 1:tail + 9], "big"),
-                   int.from_bytes(body[tail + 9:], "big"))
+    record = Claim(msg_id, sender_spk, domain, slot, ts, exp)
     if _field_problem(record.msg_id, record.sender_mailbox_domain, record.slot, record.ts,
                       record.exp):
         return None

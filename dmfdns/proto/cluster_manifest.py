@@ -15,7 +15,8 @@ import struct
 from dataclasses import dataclass
 
 from . import b64, dnsname, prefixes
-from .signing import PUBLIC_KEY_LEN, Signer, split_signatures, verify
+from .binreader import Reader
+from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
 
 MAX_NAME = 64
 MAX_NODES = 32
@@ -26,7 +27,7 @@ MAX_U64 = 2**64 - 1
 MAX_AHEAD = 5 * 365 * 86400  # exp may lie at most 5 years after now (section 1.5)
 MAX_WIRE = prefixes.MAX_SIGNED_WIRE
 _FIXED = struct.Struct(">7sQQ32s")  # magic, seq, exp, operator_spk
-MIN_BLOB = len(prefixes.MAGIC_CLUSTER) + 64
+_KEY_AT = _FIXED.size - PUBLIC_KEY_LEN
 
 
 @dataclass(frozen=True)
@@ -85,51 +86,15 @@ def _encode_node(node: ClusterNode) -> bytes:
             + struct.pack(">H", len(http)) + http + struct.pack(">H", len(dns)) + dns)
 
 
-class _Reader:
-    """Reads fields off a body; every read returns None once the body runs out."""
-
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-
-    def take(self, count: int) -> bytes | None:
-        if count < 0 or self.pos + count > len(self.data):
-            return None
-        self.pos += count
-        return self.data[self.pos - count:self.pos]
-
-    def u8(self) -> int | None:
-        raw = self.take(1)
-        return None if raw is None else raw[0]
-
-    def u16(self) -> int | None:
-        raw = self.take(2)
-        return None if raw is None else struct.unpack(">H", raw)[0]
-
-    def text(self, count: int | None, encoding: str) -> str | None:
-        raw = None if count is None else self.take(count)
-        if raw is None:
-            return None
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            return None
-
-    @property
-    def done(self) -> bool:
-        return self.pos == len(self.data)
-
-
 def decode(wire, operator_key: bytes | None = None) -> ClusterManifest | None:
     """Verify against ``operator_key`` (None: the embedded key), then parse; no time rules."""
-    if not isinstance(wire, str) or len(wire) > MAX_WIRE:
-        return None
     if operator_key is not None and not isinstance(operator_key, (bytes, bytearray)):
         return None
-    blob = b64.decode_after_prefix(wire, prefixes.CLUSTER)
-    if blob is None or len(blob) < MIN_BLOB:
+    parts = split_signed_value(wire, prefixes.CLUSTER, MAX_WIRE)
+    if parts is None:
         return None
-    body, (signature,) = split_signatures(blob)
-    key = body[23:55] if operator_key is None else bytes(operator_key)
+    body, (signature,) = parts
+    key = body[_KEY_AT:_FIXED.size] if operator_key is None else bytes(operator_key)
     if not verify(key, signature, body):
         return None
     record = _parse_body(body)
@@ -139,13 +104,10 @@ def decode(wire, operator_key: bytes | None = None) -> ClusterManifest | None:
 
 
 def _parse_body(body: bytes) -> ClusterManifest | None:
-    if len(body) < _FIXED.size:
+    reader = Reader(body)
+    if reader.take(len(prefixes.MAGIC_CLUSTER)) != prefixes.MAGIC_CLUSTER:
         return None
-    magic, seq, exp, spk = _FIXED.unpack_from(body)
-    if magic != prefixes.MAGIC_CLUSTER:
-        return None
-    reader = _Reader(body)
-    reader.take(_FIXED.size)
+    seq, exp, spk = reader.u64(), reader.u64(), reader.take(PUBLIC_KEY_LEN)
     name = _read_name(reader)
     count = reader.u8()
     if name is None or count is None or count > MAX_NODES:
@@ -161,9 +123,8 @@ def _parse_body(body: bytes) -> ClusterManifest | None:
     return ClusterManifest(seq, exp, spk, name, tuple(nodes))
 
 
-def _read_name(reader: _Reader) -> str | None:
-    length = reader.u8()
-    raw = None if length is None else reader.take(length)
+def _read_name(reader: Reader) -> str | None:
+    raw = reader.prefixed(1)
     if raw is None or not 1 <= len(raw) <= MAX_NAME + 1:
         return None
     if len(raw) == MAX_NAME + 1 and not raw.endswith(b"."):
@@ -175,7 +136,7 @@ def _read_name(reader: _Reader) -> str | None:
     return dnsname.normalize(text)
 
 
-def _read_node(reader: _Reader) -> ClusterNode | None:
+def _read_node(reader: Reader) -> ClusterNode | None:
     id_len = reader.u8()
     if id_len is None or not 1 <= id_len <= MAX_NODE_ID:
         return None

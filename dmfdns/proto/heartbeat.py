@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from . import b64, dnsname, prefixes
-from .signing import PUBLIC_KEY_LEN, SIGNATURE_LEN, Signer, split_signatures, verify
+from .binreader import Reader
+from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
 
 CAP_CLAIM_PROVIDER = 1 << 0  # the node hosts claim records under its zone; other bits reserved
 MAX_ENDPOINT = 255
@@ -34,7 +35,6 @@ LOCALHOST_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-l
 
 _MAGIC = prefixes.MAGIC_HEARTBEAT
 _LEGACY_MAGIC = prefixes.MAGIC_HEARTBEAT_LEGACY
-_MIN_BLOB = len(_MAGIC) + SIGNATURE_LEN
 # A last label like "1", "0x7f" or "0177" turns a "host name" into an IPv4 address for
 # inet_aton-style resolvers ("127.1", "2130706433"); no real top-level domain looks like that.
 _NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
@@ -164,12 +164,10 @@ def decode(wire) -> Heartbeat | None:
 
     No time rules.
     """
-    if not isinstance(wire, str) or len(wire) > prefixes.MAX_SIGNED_WIRE:
+    parts = split_signed_value(wire, prefixes.HEARTBEAT, prefixes.MAX_SIGNED_WIRE)
+    if parts is None:
         return None
-    blob = b64.decode_after_prefix(wire, prefixes.HEARTBEAT)
-    if blob is None or len(blob) < _MIN_BLOB:
-        return None
-    body, (signature,) = split_signatures(blob)
+    body, (signature,) = parts
     record = _parse_body(body)
     if record is None or not verify(record.operator_spk, signature, body):
         return None
@@ -177,32 +175,23 @@ def decode(wire) -> Heartbeat | None:
 
 
 def _parse_body(body: bytes) -> Heartbeat | None:
-    magic = body[:len(_MAGIC)]
+    reader = Reader(body)
+    magic = reader.take(len(_MAGIC))
     if magic not in (_MAGIC, _LEGACY_MAGIC):
         return None
-    # Offsets advance by the declared sizes even past the end of the body (slicing never
-    # raises): every field lies inside the body exactly when the last one ends at its end.
-    endpoint, at = _prefixed(body, len(_MAGIC), 2)
-    operator_spk, at = body[at:at + PUBLIC_KEY_LEN], at + PUBLIC_KEY_LEN
-    version, at = _prefixed(body, at, 1)
-    capabilities, at = int.from_bytes(body[at:at + 2], "big"), at + 2
-    zone, at = _prefixed(body, at, 1) if magic == _MAGIC else (b"", at)
-    ts, exp = int.from_bytes(body[at:at + 8], "big"), int.from_bytes(body[at + 8:at + 16], "big")
-    if at + 16 != len(body) or not (endpoint.isascii() and version.isascii() and zone.isascii()):
+    endpoint = reader.prefixed_text(2, "ascii")
+    operator_spk = reader.take(PUBLIC_KEY_LEN)
+    version = reader.prefixed_text(1, "ascii")
+    capabilities = reader.u16()
+    zone = reader.prefixed_text(1, "ascii") if magic == _MAGIC else ""
+    ts, exp = reader.u64(), reader.u64()
+    if not reader.done:
         return None
-    record = Heartbeat(endpoint.decode("ascii"), operator_spk, version.decode("ascii"),
-                       capabilities, zone.decode("ascii"), ts, exp)
+    record = Heartbeat(endpoint, operator_spk, version, capabilities, zone, ts, exp)
     if _field_problem(record.endpoint, record.version, record.capabilities,
                       record.claim_provider_zone, record.ts, record.exp):
         return None
     return record
-
-
-def _prefixed(body: bytes, at: int, width: int) -> tuple[bytes, int]:
-    """The field behind a ``width``-byte big-endian length at ``at``, and the offset after it."""
-    length = int.from_bytes(body[at:at + width], "big")
-    start = at + width
-    return body[start:start + length], start + length
 
 
 def time_problem(record: Heartbeat, now: int) -> str | None:

@@ -12,8 +12,9 @@ ts u64``, then one 64-byte signature by ``revoked_spk``.
 from dataclasses import dataclass
 
 from . import b64, prefixes
-from .rotation import U64_LIMIT, decode_subject, encode_subject, same_subject
-from .signing import PUBLIC_KEY_LEN, SIGNATURE_LEN, Signer, split_signatures, verify
+from .binreader import Reader
+from .rotation import U64_LIMIT, encode_subject, read_subject, same_subject
+from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
 
 REASON_COMPROMISE = 1
 REASON_ROUTINE = 2
@@ -25,8 +26,6 @@ REASON_CODES = (REASON_COMPROMISE, REASON_ROUTINE, REASON_LOST_KEY, REASON_OTHER
 MAX_FUTURE_SKEW = 300
 
 _MAGIC = prefixes.MAGIC_REVOCATION
-_TAIL = PUBLIC_KEY_LEN + 1 + 8
-_MIN_BLOB = len(_MAGIC) + SIGNATURE_LEN
 
 
 @dataclass(frozen=True)
@@ -54,12 +53,10 @@ def sign(subject_type: int, subject: str, revoked_spk: bytes, reason_code: int, 
 
 def decode(wire) -> Revocation | None:
     """The revocation in ``wire`` if it is well formed and self-signed; no time rules."""
-    if not isinstance(wire, str) or len(wire) > prefixes.MAX_SIGNED_WIRE:
+    parts = split_signed_value(wire, prefixes.REVOCATION, prefixes.MAX_SIGNED_WIRE)
+    if parts is None:
         return None
-    blob = b64.decode_after_prefix(wire, prefixes.REVOCATION)
-    if blob is None or len(blob) < _MIN_BLOB:
-        return None
-    body, (signature,) = split_signatures(blob)
+    body, (signature,) = parts
     record = _parse_body(body)
     if record is None or not verify(record.revoked_spk, signature, body):
         return None
@@ -67,20 +64,14 @@ def decode(wire) -> Revocation | None:
 
 
 def _parse_body(body: bytes) -> Revocation | None:
-    if body[:len(_MAGIC)] != _MAGIC:
+    reader = Reader(body)
+    if reader.take(len(_MAGIC)) != _MAGIC:
         return None
-    subject = decode_subject(body, len(_MAGIC))
-    if subject is None:
+    subject = read_subject(reader)
+    revoked_spk, reason_code, ts = reader.take(PUBLIC_KEY_LEN), reader.u8(), reader.u64()
+    if subject is None or not reader.done or reason_code not in REASON_CODES:
         return None
-    subject_type, text, offset = subject
-    if len(body) - offset != _TAIL:
-        return None
-    revoked_spk = body[offset: offset + PUBLIC_KEY_LEN]
-    reason_code = body[offset + PUBLIC_KEY_LEN]
-    if reason_code not in REASON_CODES:
-        return None
-    ts = int.from_bytes(body[offset + PUBLIC_KEY_LEN + 1:], "big")
-    return Revocation(subject_type, text, revoked_spk, reason_code, ts)
+    return Revocation(*subject, revoked_spk, reason_code, ts)
 
 
 def time_problem(record: Revocation, now: int, max_age: int | None = None) -> str | None:

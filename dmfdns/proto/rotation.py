@@ -12,7 +12,8 @@ seq u64 | ts u64 | exp u64``, then ``sig_old 64 | sig_new 64``.
 from dataclasses import dataclass
 
 from . import b64, dnsname, prefixes
-from .signing import PUBLIC_KEY_LEN, SIGNATURE_LEN, Signer, split_signatures, verify
+from .binreader import Reader
+from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
 
 SUBJECT_USER = 1  # a user identity, "user@host"
 SUBJECT_CLUSTER = 2  # a cluster operator key, named by the cluster base domain
@@ -28,8 +29,6 @@ U64_LIMIT = 1 << 64
 MAX_LIFETIME = 5 * 365 * 86400
 
 _MAGIC = prefixes.MAGIC_ROTATION
-_TAIL = 2 * PUBLIC_KEY_LEN + 3 * 8
-_MIN_BLOB = len(_MAGIC) + 2 * SIGNATURE_LEN
 
 
 @dataclass(frozen=True)
@@ -108,21 +107,12 @@ def encode_subject(subject_type: int, subject: str) -> bytes:
     return bytes([subject_type, len(raw)]) + raw
 
 
-def decode_subject(body: bytes, offset: int) -> tuple[int, str, int] | None:
-    """(subject_type, subject, offset after it) read at ``offset``, or None if invalid."""
-    if len(body) < offset + 2:
+def read_subject(reader: Reader) -> tuple[int, str] | None:
+    """(subject_type, subject) read off ``reader``, or None if missing or invalid."""
+    subject_type, subject = reader.u8(), reader.prefixed_text(1, "utf-8")
+    if subject is None or subject_problem(subject_type, subject):
         return None
-    subject_type, length = body[offset], body[offset + 1]
-    raw = body[offset + 2: offset + 2 + length]
-    if len(raw) != length:
-        return None
-    try:
-        subject = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if subject_problem(subject_type, subject):
-        return None
-    return subject_type, subject, offset + 2 + length
+    return subject_type, subject
 
 
 # -- the record --------------------------------------------------------------------------------
@@ -148,12 +138,10 @@ def sign(subject_type: int, subject: str, old_spk: bytes, new_spk: bytes, seq: i
 
 def decode(wire) -> Rotation | None:
     """The rotation in ``wire`` if it is well formed and both signatures verify; no time rules."""
-    if not isinstance(wire, str) or len(wire) > prefixes.MAX_SIGNED_WIRE:
+    parts = split_signed_value(wire, prefixes.ROTATION, prefixes.MAX_SIGNED_WIRE, 2)
+    if parts is None:
         return None
-    blob = b64.decode_after_prefix(wire, prefixes.ROTATION)
-    if blob is None or len(blob) < _MIN_BLOB:
-        return None
-    body, (sig_old, sig_new) = split_signatures(blob, 2)
+    body, (sig_old, sig_new) = parts
     record = _parse_body(body)
     if record is None:
         return None
@@ -163,21 +151,15 @@ def decode(wire) -> Rotation | None:
 
 
 def _parse_body(body: bytes) -> Rotation | None:
-    if body[:len(_MAGIC)] != _MAGIC:
+    reader = Reader(body)
+    if reader.take(len(_MAGIC)) != _MAGIC:
         return None
-    subject = decode_subject(body, len(_MAGIC))
-    if subject is None:
+    subject = read_subject(reader)
+    old_spk, new_spk = reader.take(PUBLIC_KEY_LEN), reader.take(PUBLIC_KEY_LEN)
+    seq, ts, exp = reader.u64(), reader.u64(), reader.u64()
+    if subject is None or not reader.done or old_spk == new_spk:
         return None
-    subject_type, text, offset = subject
-    if len(body) - offset != _TAIL:
-        return None
-    old_spk = body[offset: offset + PUBLIC_KEY_LEN]
-    new_spk = body[offset + PUBLIC_KEY_LEN: offset + 2 * PUBLIC_KEY_LEN]
-    if old_spk == new_spk:
-        return None
-    seq, ts, exp = (int.from_bytes(body[o: o + 8], "big")
-                    for o in range(offset + 2 * PUBLIC_KEY_LEN, len(body), 8))
-    return Rotation(subject_type, text, old_spk, new_spk, seq, ts, exp)
+    return Rotation(*subject, old_spk, new_spk, seq, ts, exp)
 
 
 def time_problem(record: Rotation, now: int) -> str | None:

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from . import b64
+
 SIGNATURE_LEN = 64
 PUBLIC_KEY_LEN = 32
 SEED_LEN = 32
@@ -78,6 +80,19 @@ def split_signatures(blob: bytes, count: int = 1) -> tuple[bytes, list[bytes]] |
     sigs = [blob[len(body) + i * SIGNATURE_LEN: len(body) + (i + 1) * SIGNATURE_LEN]
             for i in range(count)]
     return body, sigs
+
+
+def split_signed_value(wire, prefix: str, max_wire: int,
+                       count: int = 1) -> tuple[bytes, list[bytes]] | None:
+    """(body, [sig, ...]) of the TXT value ``prefix + base64(body || sig...)``, or None.
+
+    A value longer than ``max_wire`` characters is refused before it is decoded, so a huge
+    value costs nothing; a blob too short for its signatures is None.
+    """
+    if not isinstance(wire, str) or len(wire) > max_wire:
+        return None
+    blob = b64.decode_after_prefix(wire, prefix)
+    return None if blob is None else split_signatures(blob, count)
 
 
 def sha256(data: bytes) -> bytes:
