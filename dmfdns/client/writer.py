@@ -17,11 +17,11 @@ import json
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from twisted.internet import defer, protocol
-from twisted.web.client import Agent, HTTPConnectionPool, PotentialDataLoss, ResponseDone
+from twisted.internet import defer
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
-from zope.interface import implementer
+
+from ..http.outbound import BodyCutShort, BodyTooLarge, BytesBody, read_capped
 
 DEFAULT_TIMEOUT = 5.0
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -35,54 +35,6 @@ class WriteError(Exception):
 def quorum(count: int) -> int:
     """A strict majority of ``count`` nodes."""
     return count // 2 + 1
-
-
-@implementer(IBodyProducer)
-class _BytesBody:
-    """A request body already in memory (no cooperator, no global reactor)."""
-
-    def __init__(self, data: bytes):
-        self.data, self.length = data, len(data)
-
-    def startProducing(self, consumer):
-        consumer.write(self.data)
-        return defer.succeed(None)
-
-    def pauseProducing(self):
-        pass
-
-    def resumeProducing(self):
-        pass
-
-    def stopProducing(self):
-        pass
-
-
-class _CappedBody(protocol.Protocol):
-    """Collects a response body, giving up beyond ``limit`` bytes."""
-
-    def __init__(self, done: defer.Deferred, limit: int):
-        self.done, self.limit, self.data = done, limit, bytearray()
-
-    def dataReceived(self, data):
-        self.data += data
-        if len(self.data) > self.limit and not self.done.called:
-            self.done.errback(WriteError(f"response larger than {self.limit} bytes"))
-            self.transport.stopProducing()
-
-    def connectionLost(self, reason=protocol.connectionDone):
-        if self.done.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(bytes(self.data))
-        else:
-            self.done.errback(WriteError(f"response cut short: {reason.getErrorMessage()}"))
-
-
-def read_body(response, limit: int = MAX_RESPONSE_BYTES) -> defer.Deferred:
-    done = defer.Deferred()
-    response.deliverBody(_CappedBody(done, limit))
-    return done
 
 
 def error_text(body: bytes) -> str:
@@ -150,7 +102,8 @@ class HttpNode:
         except Exception as exc:  # connection refused, DNS, TLS: all "node unreachable"
             if expired:
                 yield self._fail(f"{self.base_url}: no answer within {self.timeout:g} s")
-            detail = str(exc) if isinstance(exc, WriteError) else _describe(exc)
+            detail = (str(exc) if isinstance(exc, (WriteError, BodyTooLarge, BodyCutShort))
+                      else _describe(exc))
             yield self._fail(f"{self.base_url}: {detail}")
         finally:
             if deadline.active():
@@ -162,8 +115,8 @@ class HttpNode:
 
     @defer.inlineCallbacks
     def _exchange(self, method, url, headers, payload):
-        response = yield self.agent.request(method, url, headers, _BytesBody(payload))
-        text = yield read_body(response, self.max_response)
+        response = yield self.agent.request(method, url, headers, BytesBody(payload))
+        text = yield read_capped(response, self.max_response, close_delimited=True)
         return response.code, text
 
     def _fail(self, message: str):

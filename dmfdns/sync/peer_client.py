@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
-from twisted.internet import defer, protocol
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, _HTTP11ClientFactory
+from twisted.internet import defer
+from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer, UNKNOWN_LENGTH
-from zope.interface import implementer
 
+from ..http.outbound import BodyCutShort, BodyTooLarge, BytesBody, read_capped
 from ..store.api import Cursor
 from ..store.changelog import format_cursor
 from . import wire
@@ -58,56 +57,6 @@ class HttpTransport(Protocol):
 
 # --- twisted.web implementation -----------------------------------------------------------
 
-@implementer(IBodyProducer)
-class _Bytes:
-    """A request body known in full (no cooperator, so it works on any reactor)."""
-
-    def __init__(self, data: bytes):
-        self._data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer):
-        consumer.write(self._data)
-        return defer.succeed(None)
-
-    def pauseProducing(self):
-        pass
-
-    def resumeProducing(self):
-        pass
-
-    def stopProducing(self):
-        pass
-
-
-class _BoundedBody(protocol.Protocol):
-    """Collects a response body up to ``limit`` bytes; more aborts the connection."""
-
-    def __init__(self, limit: int, done: defer.Deferred):
-        self.limit, self.done = limit, done
-        self.parts, self.size = [], 0
-
-    def dataReceived(self, data: bytes):
-        self.size += len(data)
-        if self.size > self.limit:
-            self.transport.stopProducing()
-            self._fail(PeerError(TOO_LARGE, f"body over {self.limit} bytes"))
-            return
-        self.parts.append(data)
-
-    def connectionLost(self, reason=protocol.connectionDone):
-        if self.done.called:
-            return
-        if reason.check(ResponseDone):
-            self.done.callback(b"".join(self.parts))
-        else:
-            self._fail(PeerError(UNREACHABLE, f"body cut short: {reason.getErrorMessage()}"))
-
-    def _fail(self, error: PeerError) -> None:
-        if not self.done.called:
-            self.done.errback(error)
-
-
 class _QuietFactory(_HTTP11ClientFactory):
     noisy = False      # no "Starting factory" log line per connection to a peer
 
@@ -140,7 +89,7 @@ class AgentTransport:
     def request(self, method: str, url: str, headers: dict, body: bytes | None):
         raw_headers = Headers({k.encode("latin-1"): [v.encode("latin-1")]
                                for k, v in headers.items()})
-        producer = None if body is None else _Bytes(body)
+        producer = None if body is None else BytesBody(body)
         self.bytes_sent += len(body or b"")
         origin = _origin(url)
         agent = self._one_shot_agent if origin in self._http10_origins else self._agent
@@ -161,24 +110,20 @@ class AgentTransport:
         return response
 
     def _read(self, response):
-        if response.length is not UNKNOWN_LENGTH and response.length > self.max_bytes:
-            response.deliverBody(protocol.Protocol())   # discard; the pool drops it
-            raise PeerError(TOO_LARGE, f"declared {response.length} bytes")
-        done = defer.Deferred(lambda _: reader.transport.stopProducing())
-        reader = _BoundedBody(self.max_bytes, done)
-        response.deliverBody(reader)
         headers = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
                    for k, v in response.headers.getAllRawHeaders()}
 
         def finish(body: bytes) -> HttpResponse:
             self.bytes_received += len(body)
             return HttpResponse(response.code, headers, body)
-        return done.addCallback(finish)
+        return read_capped(response, self.max_bytes).addCallback(finish)
 
     @staticmethod
     def _classify(failure):
-        if failure.check(PeerError):
-            return failure
+        if failure.check(BodyTooLarge):
+            raise PeerError(TOO_LARGE, failure.getErrorMessage())
+        if failure.check(BodyCutShort):
+            raise PeerError(UNREACHABLE, failure.getErrorMessage())
         if failure.check(defer.TimeoutError, defer.CancelledError):
             raise PeerError(TIMEOUT, "no complete answer in time")
         raise PeerError(UNREACHABLE, failure.getErrorMessage())
