@@ -220,6 +220,29 @@ def test_dnsmesh_users_on_either_node_message_each_other_across_the_cluster(mixe
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.ci
+def test_a_delete_holds_on_dmfdns_against_the_older_reference_copy_until_rewritten(mixed):
+    """A ``dnsmesh`` node knows no deletes (DESIGN.md section 3): it keeps serving the value
+    until it expires, and its older copy does not undo the delete on dmfdns; a write of the
+    value to the reference after the delete is newer, and brings it back."""
+    ours, reference = mixed
+    name = f"deleted.{ZONE}"
+    ours.post(name, "gone soon")
+    wait_until(lambda: get_values(reference.url, name) == {"gone soon"}, CONVERGE)
+    assert ours.delete(name, "gone soon") == 204
+    pages = ours.metric("dmfdns_sync_digest_pages_total", peer=reference.url)
+    wait_until(lambda: ours.metric("dmfdns_sync_digest_pages_total", peer=reference.url)
+               >= pages + 3, CONVERGE)
+    assert get_values(ours.url, name) == set()
+    assert txt_values(ours.dns_port, name)[0] == "NXDOMAIN"
+    assert get_values(reference.url, name) == {"gone soon"}
+
+    post_record(reference.url, name, "gone soon")
+    wait_until(lambda: get_values(ours.url, name) == {"gone soon"}, CONVERGE)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.ci
 def test_one_signed_manifest_for_both_nodes_and_newer_ones_gossiped_both_ways(tmp_path):
     """Peers from the operator's signed manifest, as DESIGN.md section 6 deploys a cluster,
     pinned on both nodes (the reference: ``DMP_CLUSTER_FILE`` holding the wire,
