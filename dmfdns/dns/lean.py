@@ -20,8 +20,16 @@ RRset's TTL, the blob's own rdlength and rdata) and our OPT when the query had o
 negative answer carries the zone SOA (serial + store generation, TTL min(SOA TTL, MINIMUM))
 with its names compressed exactly as dnslib's encoder does, so that tests/test_dns_lean.py
 can hold every byte to the dnslib path.
+
+The store is read by the name's reversed-label key, built here from the wire labels
+(``packed_txt_at``, ``descendants_live_until``), so the name is checked once, by one
+regular expression with the rule of ``names.canonical``; a name that fails it goes the slow
+way, as before. Each answer also says until when it stays byte-identical (``until_ms``,
+the last ``round(now * 1000)`` at which it does, provided the store does not change): the
+answer cache in the responder keeps it that long.
 """
 
+import re
 import struct
 
 from .zone import above_apexes
@@ -35,6 +43,9 @@ _MIN_UDP = 512
 _TXT = 16
 _DECLINED_TYPES = frozenset({41, 251, 252, 255})       # OPT, IXFR, AXFR, ANY
 _SERIAL = struct.Struct(">I").pack
+_LABEL = rb"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"          # as names.canonical
+_CANONICAL = re.compile(_LABEL + rb"(?:\." + _LABEL + rb")*").fullmatch
+FOREVER_MS = 2**63 - 1          # an answer exact until the store changes
 
 
 class _ZoneInfo:
@@ -66,7 +77,7 @@ class LeanPath:
         self._payload = struct.pack(">H", edns_payload)
 
     def answer(self, query: bytes, now: float, max_udp: int | None):
-        """``(response, qtype)``, or None to leave the query to the dnslib path."""
+        """``(response, qtype, until_ms)``, or None to leave the query to the dnslib path."""
         query = bytes(query)                           # no copy when it already is bytes
         size = len(query)
         if size < 17 or query[2] & 0xF8:               # QR=0 and opcode QUERY only
@@ -104,8 +115,8 @@ class LeanPath:
                 return None
             limit = 65535 if max_udp is None else min(max_udp, _MIN_UDP)
         raw = b".".join(labels).lower()
-        if raw.count(b".") != len(labels) - 1 or not raw.isascii():
-            return None
+        if raw.count(b".") != len(labels) - 1 or not _CANONICAL(raw):
+            return None          # not a name the store can hold: the slow path decides
         name = raw.decode()
         if name in self._static:
             return None
@@ -115,44 +126,59 @@ class LeanPath:
         else:
             return None
         try:
-            response = self._respond(query, labels, qend, qtype, name, info, now, has_opt)
-        except Exception:       # a name the store refuses, or a store failure: slow path
+            answered = self._respond(query, labels, qend, qtype, name, info, now, has_opt)
+        except Exception:       # a store failure: the slow path answers SERVFAIL
             return None
-        if response is None or len(response) > limit:
+        if len(answered[0]) > limit:
             return None
-        return response, qtype
+        return answered[0], qtype, answered[1]
 
     def _respond(self, query, labels, qend, qtype, name, info, now, has_opt):
+        """``(response, until_ms)``."""
         now_ms = round(now * 1000)        # the store's rounding (changelog.to_ms)
-        blob = self._store.packed_txt(name)
-        records, ttl_ms = [], self._ttl * 1000
+        key = b".".join(reversed(labels)).lower()       # names.reversed_key, from the wire
+        blob = self._store.packed_txt_at(key)
+        records, soonest = [], FOREVER_MS
         if blob:
             offset, end = 0, len(blob)
             while offset < end:
                 expiry_ms, length = _ENTRY(blob, offset)
                 stop = offset + 10 + length
                 if expiry_ms > now_ms:
-                    if expiry_ms - now_ms < ttl_ms:
-                        ttl_ms = expiry_ms - now_ms
+                    if expiry_ms < soonest:
+                        soonest = expiry_ms
                     records.append(blob[offset + 8:stop])
                 offset = stop
         opt = (_OPT_HEAD + self._payload + b"\x00\x00" + bytes((query[qend + 7] & 0x80, 0))
                + b"\x00\x00") if has_opt else b""
         arcount = b"\x00\x01" if has_opt else b"\x00\x00"
         if records and qtype == _TXT:
-            head = _RR_HEAD + (ttl_ms // 1000).to_bytes(4, "big")
+            # Served TTL = min(configured, remaining lifetime). It stays the same, and every
+            # value stays live, while now_ms <= soonest - ttl * 1000 (and < soonest).
+            ttl = min(self._ttl * 1000, soonest - now_ms) // 1000
+            head = _RR_HEAD + ttl.to_bytes(4, "big")
             return b"".join((query[:2], bytes((0x84 | (query[2] & 0x01), query[3] & 0x10)),
                              b"\x00\x01", len(records).to_bytes(2, "big"), b"\x00\x00",
-                             arcount, query[12:qend], head, head.join(records), opt))
-        exists = (bool(records) or info.zone.has_descendants(name)
-                  or name in self._above_apexes or self._store.has_descendants(name, now))
-        rcode = 0 if exists else 3                      # NODATA (RFC 8020) or NXDOMAIN
+                             arcount, query[12:qend], head, head.join(records),
+                             opt)), soonest - max(ttl * 1000, 1)
+        rcode, until_ms = self._negative(records, soonest, name, key, info, now_ms)
         apex = 12 + sum(len(label) + 1 for label in labels[:len(labels) - info.depth])
         rdata = self._soa_rdata(labels, info, qend + 12)
         return b"".join((query[:2], bytes((0x84 | (query[2] & 0x01), (query[3] & 0x10) | rcode)),
                          b"\x00\x01\x00\x00\x00\x01", arcount, query[12:qend],
                          (0xC000 | apex).to_bytes(2, "big"), info.soa_head,
-                         len(rdata).to_bytes(2, "big"), rdata, opt))
+                         len(rdata).to_bytes(2, "big"), rdata, opt)), until_ms
+
+    def _negative(self, records, soonest, name, key, info, now_ms):
+        """``(rcode, until_ms)``: NODATA for a name that exists (RFC 8020: values of other
+        types, static data below it, a zone below it, live stored names below it), else
+        NXDOMAIN. Expired values never come back, so NXDOMAIN holds until a write."""
+        if records:
+            return 0, soonest - 1
+        if info.zone.has_descendants(name) or name in self._above_apexes:
+            return 0, FOREVER_MS
+        until_ms = self._store.descendants_live_until(key, now_ms)
+        return (3, FOREVER_MS) if until_ms is None else (0, until_ms)
 
     def _soa_rdata(self, labels, info, offset):
         """SOA RDATA at ``offset`` with MNAME and RNAME compressed as dnslib does: against

@@ -90,7 +90,7 @@ class Responder:
         """The response to ``query``, or None when nothing must be sent (runts, QR=1)."""
         lean = self._lean(query, now, max_udp)
         if lean is not None:
-            response, qtype = lean
+            response, qtype, _ = lean
             counters = self.counters
             counters.count_query(proto, qtype)
             counters.count_response(proto, response[3] & 0xF, len(response))

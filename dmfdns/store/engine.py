@@ -5,11 +5,19 @@ MemoryStore and LmdbStore differ only in their tables and transactions: each pro
 durably on a clean exit, discarded on an exception) and ``_reading()`` (a short read
 snapshot). Everything else, from checks to merge to paging, lives here, so the contract
 suite exercises one algorithm over two storage layers. The DNS hot-path reads
-(``packed_txt``, ``has_descendants``) are each store's own, written for speed.
+(``packed_txt``, ``has_descendants`` and their by-key forms ``packed_txt_at``,
+``descendants_live_until``) are each store's own, written for speed.
+
+``generation()`` is read on every DNS answer (the SOA serial, the answer cache's validity),
+so a handle that makes the writes keeps it in memory: it is noted from the write
+transaction after each commit. That is exact because the node is the single writer of its
+store (``dmfdns.node.NodeLock``; LMDB refuses a second handle in one process). A read-only
+LMDB handle (a DNS worker process) sees another process's commits, so it reads the counter
+from the store every time.
 """
 
 import struct
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Iterable
 
 from ..dns.names import from_reversed_key, reversed_key
@@ -21,6 +29,9 @@ from .changelog import MAX_PAGE, STABLE_HORIZON_MS, page
 ENT_PROBE = 8
 """How many descendants ``has_descendants`` checks for a live value before it answers
 True anyway (a subtree of expired, unswept names counts as existing until swept)."""
+
+FOREVER_MS = 2**63 - 1
+"""``descendants_live_until`` when the answer holds until the next write."""
 
 _EXPIRY = struct.Struct(">QH")
 
@@ -37,23 +48,67 @@ def has_live_entry(blob, now_ms: int) -> bool:
     return False
 
 
+def live_until(blob, now_ms: int) -> int | None:
+    """The last millisecond at which some entry of ``blob`` that is live at ``now_ms`` is
+    still live (its expiry minus one), or None if no entry is live at ``now_ms``. Entries
+    never come back to life as time goes on, so None stays true until the blob changes."""
+    last, offset, end = None, 0, len(blob)
+    while offset < end:
+        expiry_ms, length = _EXPIRY.unpack_from(blob, offset)
+        if expiry_ms > now_ms and (last is None or expiry_ms - 1 > last):
+            last = expiry_ms - 1
+        offset += _EXPIRY.size + length
+    return last
+
+
+def probe_descendants(blobs, now_ms: int) -> int | None:
+    """``descendants_live_until`` over the blobs of the names below one name, in key order.
+
+    None when ``has_descendants`` is False: fewer than ``ENT_PROBE`` names below, none live
+    (it stays False as time goes on, until a write). Otherwise the last millisecond through
+    which it stays True for certain: the first live blob's last live moment, or FOREVER_MS
+    when the first ``ENT_PROBE`` are all expired (they count until swept, and the sweep is
+    a write)."""
+    for probe, blob in enumerate(blobs, 1):
+        last = live_until(blob, now_ms)
+        if last is not None:
+            return last
+        if probe == ENT_PROBE:
+            return FOREVER_MS
+    return None
+
+
 class TableStore:
     """The shared half of MemoryStore and LmdbStore."""
 
     node_id: str
     horizon_ms: int
+    _keeps_generation = True
+    """False for a handle whose store another process writes (read-only LMDB)."""
 
     def __init__(self, node_id: str, horizon_ms: int):
         self.node_id = inputs.origin(node_id)
         if isinstance(horizon_ms, bool) or not isinstance(horizon_ms, int) or horizon_ms < 0:
             raise StoreError(f"invalid horizon_ms: {horizon_ms!r}")
         self.horizon_ms = horizon_ms
+        self._generation: int | None = None     # the committed generation, once known
 
     def _writing(self) -> AbstractContextManager[Tables]:
         raise NotImplementedError
 
     def _reading(self) -> AbstractContextManager[Tables]:
         raise NotImplementedError
+
+    @contextmanager
+    def _write(self):
+        """``_writing()``, noting the generation it committed. While a write is under way,
+        or after one failed, the generation is unknown and read from the store again."""
+        self._generation = None
+        with self._writing() as tables:
+            yield tables
+            generation = meta_int(tables, GENERATION)
+        if self._keeps_generation:
+            self._generation = generation
 
     # writes
 
@@ -63,7 +118,7 @@ class TableStore:
     def put_many(self, items: Iterable[tuple[str, str, float]], *, now: float) -> int:
         now_ms = inputs.now_ms(now)
         checked = [inputs.item(*self._triple(item)) for item in items]
-        with self._writing() as tables:
+        with self._write() as tables:
             batch = Batch(tables, now_ms, self.node_id)
             changed = sum(batch.put(item) for item in checked)
             batch.finish()
@@ -73,7 +128,7 @@ class TableStore:
         now_ms = inputs.now_ms(now)
         owner = inputs.owner(name)
         vhash = None if value is None else inputs.item(name, value, 0).value_hash
-        with self._writing() as tables:
+        with self._write() as tables:
             batch = Batch(tables, now_ms, self.node_id)
             removed = batch.delete(owner, vhash)
             batch.finish()
@@ -82,7 +137,7 @@ class TableStore:
     def apply_remote(self, change: Change, now: float) -> bool:
         now_ms = inputs.now_ms(now)
         owner, vhash, entry = inputs.remote(change, now_ms)
-        with self._writing() as tables:
+        with self._write() as tables:
             batch = Batch(tables, now_ms, self.node_id)
             changed = batch.apply(owner, vhash, entry)
             batch.finish()
@@ -98,7 +153,7 @@ class TableStore:
                 rejected.append((change, str(error)))
         if not accepted:
             return ApplyResult(0, tuple(rejected))
-        with self._writing() as tables:
+        with self._write() as tables:
             batch = Batch(tables, now_ms, self.node_id)
             changed = sum(batch.apply(*checked) for checked in accepted)
             batch.finish()
@@ -108,7 +163,7 @@ class TableStore:
         now_ms = inputs.now_ms(now)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise StoreError(f"invalid sweep limit: {limit!r}")
-        with self._writing() as tables:
+        with self._write() as tables:
             batch = Batch(tables, now_ms, self.node_id)
             removed = batch.sweep(limit)
             batch.finish()
@@ -120,7 +175,7 @@ class TableStore:
             raise StoreError(f"meta keys starting with {META_PREFIX!r} belong to the store")
         if not isinstance(value, (bytes, bytearray)):
             raise StoreError("meta values are bytes")
-        with self._writing() as tables:
+        with self._write() as tables:
             tables.set_meta(key, bytes(value))
 
     # reads
@@ -175,8 +230,13 @@ class TableStore:
         return found
 
     def generation(self) -> int:
-        with self._reading() as tables:
-            return meta_int(tables, GENERATION)
+        known = self._generation
+        if known is None:
+            with self._reading() as tables:
+                known = meta_int(tables, GENERATION)
+            if self._keeps_generation:
+                self._generation = known
+        return known
 
     def meta_get(self, key: str) -> bytes | None:
         self._check_meta_key(key)

@@ -19,7 +19,7 @@ from . import inputs, layout
 from .api import Cursor, StoreError, StoreFull, StoreStats
 from .batch import SCHEMA, VALUES, meta_int
 from .changelog import STABLE_HORIZON_MS
-from .engine import ENT_PROBE, TableStore, has_live_entry
+from .engine import TableStore, probe_descendants
 
 SCHEMA_VERSION = b"1"
 _DATABASES = (b"records", b"names", b"log", b"expiry", b"meta")
@@ -128,6 +128,7 @@ class LmdbStore(TableStore):
             raise StoreError("LmdbStore needs an explicit map_size in bytes")
         self._path = os.fspath(path)
         self._readonly = readonly
+        self._keeps_generation = not readonly    # a writer elsewhere bumps it
         try:
             self._env = lmdb.open(self._path, map_size=0 if readonly else map_size,
                                   readonly=readonly, create=not readonly, subdir=True,
@@ -211,7 +212,14 @@ class LmdbStore(TableStore):
     # the DNS hot path: one short read transaction each
 
     def packed_txt(self, name: str) -> bytes | None:
-        key = inputs.owner_key(name)
+        return self.packed_txt_at(inputs.owner_key(name))
+
+    def has_descendants(self, name: str, now: float) -> bool:
+        key, now_ms = inputs.owner_key(name), inputs.fast_now_ms(now)
+        return self.descendants_live_until(key, now_ms) is not None
+
+    def packed_txt_at(self, key: bytes) -> bytes | None:
+        """``packed_txt`` by the name's reversed-label key, which the caller has checked."""
         txn = self._begin()
         try:
             return txn.get(key, db=self._dbs[1])
@@ -220,22 +228,21 @@ class LmdbStore(TableStore):
         finally:
             txn.abort()
 
-    def has_descendants(self, name: str, now: float) -> bool:
-        prefix = inputs.owner_key(name) + b"."
-        now_ms = inputs.fast_now_ms(now)
+    def descendants_live_until(self, key: bytes, now_ms: int) -> int | None:
+        """``has_descendants`` by key, with how long its answer holds (engine)."""
+        prefix = key + b"."
         txn = self._begin()
         try:
             scan = txn.cursor(self._dbs[1])
-            if not scan.set_range(prefix):
-                return False
-            for _ in range(ENT_PROBE):
-                if not scan.key().startswith(prefix):
-                    return False
-                if has_live_entry(scan.value(), now_ms):
-                    return True
-                if not scan.next():
-                    return False
-            return True
+
+            def below():
+                if not scan.set_range(prefix):
+                    return
+                while scan.key().startswith(prefix):
+                    yield scan.value()
+                    if not scan.next():
+                        return
+            return probe_descendants(below(), now_ms)
         except lmdb.Error as error:
             raise StoreError(f"store read failed: {error}") from None
         finally:
@@ -261,3 +268,4 @@ class LmdbStore(TableStore):
 
     def close(self) -> None:
         self._env.close()
+        self._generation = None

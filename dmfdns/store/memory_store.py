@@ -11,7 +11,7 @@ from typing import Iterator
 from . import inputs
 from .api import Cursor, StoreError, StoreStats
 from .batch import VALUES, meta_int
-from .engine import ENT_PROBE, TableStore, has_live_entry
+from .engine import TableStore, probe_descendants
 from .changelog import STABLE_HORIZON_MS
 from .merge import Entry
 
@@ -112,19 +112,28 @@ class MemoryStore(TableStore):
         return self._tables
 
     def packed_txt(self, name: str) -> bytes | None:
-        return self._open().blobs.get(inputs.owner_key(name))
+        return self.packed_txt_at(inputs.owner_key(name))
 
     def has_descendants(self, name: str, now: float) -> bool:
-        tables, now_ms = self._open(), inputs.fast_now_ms(now)
-        prefix = inputs.owner_key(name) + b"."
+        key, now_ms = inputs.owner_key(name), inputs.fast_now_ms(now)
+        return self.descendants_live_until(key, now_ms) is not None
+
+    def packed_txt_at(self, key: bytes) -> bytes | None:
+        """``packed_txt`` by the name's reversed-label key, which the caller has checked."""
+        return self._open().blobs.get(key)
+
+    def descendants_live_until(self, key: bytes, now_ms: int) -> int | None:
+        """``has_descendants`` by key, with how long its answer holds (engine)."""
+        tables, prefix = self._open(), key + b"."
         keys = tables.blob_keys
         index = bisect_left(keys, prefix)
-        for probe in range(ENT_PROBE):
-            if index + probe >= len(keys) or not keys[index + probe].startswith(prefix):
-                return False
-            if has_live_entry(tables.blobs[keys[index + probe]], now_ms):
-                return True
-        return True
+
+        def below():
+            for at in range(index, len(keys)):
+                if not keys[at].startswith(prefix):
+                    return
+                yield tables.blobs[keys[at]]
+        return probe_descendants(below(), now_ms)
 
     def stats(self) -> StoreStats:
         tables = self._open()
@@ -135,3 +144,4 @@ class MemoryStore(TableStore):
 
     def close(self) -> None:
         self._tables = None
+        self._generation = None
