@@ -5,7 +5,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ import pytest
 from dmfdns.cli import run
 from dmfdns.node import NodeLock
 from dmfdns.proto import owners
+
+from node_support import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ZONE = ROOT / "zones" / "mesh.test.zone"
@@ -236,21 +237,6 @@ def test_records_import_zone_file_txt_records(tmp_path):
 
 
 # --- dmfdns serve as a process -------------------------------------------------------------
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (checked, then released)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
-
 
 class Serve:
     """A ``dmfdns serve`` subprocess; always stopped by the fixture's finalizer."""

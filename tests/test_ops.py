@@ -5,7 +5,6 @@ config loader), and every metric they name is checked against what two live node
 syncing from the other, actually export on /metrics. Renaming a metric, a label, a CLI
 subcommand or a config key without updating ops/ fails here."""
 
-import http.client
 import json
 import pathlib
 import re
@@ -24,10 +23,11 @@ from twisted.internet import reactor, task, threads
 from dmfdns.cli import build_parser
 from dmfdns.commands import CommandError
 from dmfdns.config import ConfigError, defaults_dir, parse_config
-from dmfdns.node import make_service
 from dmfdns.proto import cluster_manifest
 from dmfdns.proto.keyfile import parse_seed
 from dmfdns.proto.signing import Signer
+
+from node_support import TIMEOUT, free_port, http_call, http_port, node_config, start_node
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OPS = ROOT / "ops"
@@ -39,7 +39,6 @@ PROMETHEUS = OPS / "prometheus"
 RUNBOOKS = OPS / "runbooks"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 SERVED_CONFIG = "/etc/dmfdns/dmfdns.toml"
-TIMEOUT = 10.0
 
 
 def run_tool(*argv, cwd=None, input=None):
@@ -328,41 +327,11 @@ ns1     IN A    127.0.0.1
 """
 
 
-def node_config(directory: pathlib.Path, zones, cluster: dict, http: dict = None):
+def config_in(directory: pathlib.Path, zones, cluster: dict, http: dict = None):
+    """A node named after ``directory``, keeping its data there."""
     directory.mkdir(parents=True, exist_ok=True)
-    cluster_lines, http_lines = ("".join(f"{key} = {json.dumps(value)}\n"
-                                         for key, value in table.items())
-                                 for table in (cluster, http or {}))
-    text = f"""
-zones = {json.dumps([str(z) for z in zones])}
-[node]
-node_id = "{directory.name}"
-data_dir = "{(directory / 'data').as_posix()}"
-[store]
-map_size = "64MiB"
-[dns]
-listen = ["127.0.0.1:0"]
-[http]
-listen = ["127.0.0.1:0"]
-{http_lines}[cluster]
-{cluster_lines}"""
-    return parse_config(text, base=directory, cwd=directory)
-
-
-def http_port(node) -> int:
-    (listener,) = [l for l in node.listeners if l.kind == "http"]
-    return listener.bound.port
-
-
-def http_call(port, method, path, body=None, headers=None):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
-    try:
-        payload = json.dumps(body).encode() if body is not None else None
-        connection.request(method, path, body=payload, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    return node_config(directory, directory / "data", node_id=directory.name, zones=zones,
+                       http_options=http, cluster=cluster)
 
 
 def dns_traffic(port: int) -> None:
@@ -372,12 +341,6 @@ def dns_traffic(port: int) -> None:
         DNSRecord.question(name, "TXT").send("127.0.0.1", port, tcp=tcp, timeout=TIMEOUT)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(b"\x01", ("127.0.0.1", port))
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wanted_samples_present(text: str) -> bool:
@@ -406,25 +369,23 @@ def live_metrics(tmp_path_factory):
     nodes = []
 
     def start(config):
-        node = make_service(config, reactor)
-        node.startService()
-        nodes.append(node)
-        return node
+        nodes.append(start_node(config))
+        return nodes[-1]
 
     def scrape(port):
         return pytest_twisted.blockon(threads.deferToThread(http_call, port, "GET",
                                                             "/metrics"))
 
     try:
-        b = start(node_config(tmp / "b", [mesh, other], {"sync_token": SYNC_TOKEN}))
+        b = start(config_in(tmp / "b", [mesh, other], {"sync_token": SYNC_TOKEN}))
         b_port = http_port(b)
         for name in ("x.mesh.test", "y.other.test"):
-            status, _ = pytest_twisted.blockon(threads.deferToThread(
+            status, _, _ = pytest_twisted.blockon(threads.deferToThread(
                 http_call, b_port, "POST", f"/v1/records/{name}", {"value": "hello"}))
             assert status == 201
-        a = start(node_config(tmp / "a", [mesh], {
+        a = start(config_in(tmp / "a", [mesh], {
             "sync_token": SYNC_TOKEN, "sync_interval": "0.1s", "fullset_interval": "0.1s",
-            "peers": [f"http://127.0.0.1:{b_port}", f"http://127.0.0.1:{closed_port()}"],
+            "peers": [f"http://127.0.0.1:{b_port}", f"http://127.0.0.1:{free_port()}"],
             "base": "mesh.test", "operator_key": OPERATOR.public_key.hex(),
             "heartbeat_endpoint": "https://ns1.example.net", "heartbeat_key_file": str(seed),
             "heartbeat_interval": "1s"}))
@@ -435,7 +396,7 @@ def live_metrics(tmp_path_factory):
         pytest_twisted.blockon(threads.deferToThread(
             dns_traffic, a.dns_addresses("udp")[0].port))
         for _ in range(100):
-            status, body = scrape(a_port)
+            status, _, body = scrape(a_port)
             assert status == 200
             text = body.decode()
             if wanted_samples_present(text):
@@ -660,27 +621,25 @@ def test_key_rotation_runbook_a_restarted_node_follows_the_new_key(tmp_path):
         (tmp_path / f"operator-{seq}.pub").write_text(signer.public_key.hex() + "\n")
 
     def config(seq):
-        return node_config(tmp_path / "a", [defaults_dir() / "mesh.test.zone"], {
+        return config_in(tmp_path / "a", [defaults_dir() / "mesh.test.zone"], {
             "base": "mesh.test", "operator_key_file": str(tmp_path / f"operator-{seq}.pub"),
             "manifest_file": str(tmp_path / f"manifest-{seq}.txt"),
             "sync_token": SYNC_TOKEN}, {"auth_mode": "legacy", "operator_token": "op-token"})
 
-    node = make_service(config(8), reactor)
-    node.startService()
+    node = start_node(config(8))
     assert node.cluster.keeper.current[1].seq == 8
     yield node.stopService()
 
-    node = make_service(config(9), reactor)
-    node.startService()
+    node = start_node(config(9))
     try:
         port = http_port(node)
-        status, body = yield threads.deferToThread(http_call, port, "GET", "/metrics")
+        status, _, body = yield threads.deferToThread(http_call, port, "GET", "/metrics")
         text = body.decode()
         assert "dmfdns_cluster_manifest_seq 9.0" in text
         assert 'dmfdns_cluster_manifest_rejected_total{reason="invalid"} 1.0' in text
         stored = {v.value for v in node.store.get("cluster.mesh.test", reactor.seconds())}
         assert stored == {wires[8], wires[9]}
-        status, _ = yield threads.deferToThread(
+        status, _, _ = yield threads.deferToThread(
             http_call, port, "DELETE", "/v1/records/cluster.mesh.test", {"value": wires[8]},
             {"Authorization": "Bearer op-token"})
         assert status == 204

@@ -20,6 +20,8 @@ import urllib.request
 
 from dmfdns.proto.signing import Signer
 
+from node_support import free_port
+
 TOKEN = "cluster-test-token"
 OPERATOR = Signer(hashlib.sha256(b"operator").digest())
 ZONE_OPERATOR = Signer(hashlib.sha256(b"zone operator").digest())
@@ -31,31 +33,13 @@ ns1     IN A    127.0.0.1
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_dns_port() -> int:
-    """A port free for both TCP and UDP."""
-    while True:
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-
-
 class NodeProc:
     def __init__(self, root: pathlib.Path, node_id: str, *, cluster: str):
         self.node_id = node_id
         self.dir = root / node_id
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "mesh.test.zone").write_text(ZONE)
-        self.dns_port, self.http_port = free_dns_port(), free_port()
+        self.dns_port, self.http_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.cluster = cluster
         self.process = None

@@ -20,7 +20,8 @@ import urllib.request
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from cluster_procs import free_dns_port, free_port, http_get
+from cluster_procs import http_get
+from node_support import free_port
 
 ZONE = "mesh.test"
 BIN_VARIABLE = "DMFDNS_DNSMESH_BIN"
@@ -78,7 +79,7 @@ class ReferenceNode:
                  sync_interval: float = 1.0, extra_env=None):
         self.dir = root / "dnsmesh-node"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.dns_port, self.http_port = free_dns_port(), free_port()
+        self.dns_port, self.http_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.sync_token = sync_token
         self.peers = list(peers)

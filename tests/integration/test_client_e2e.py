@@ -23,33 +23,15 @@ from dmfdns.client import identity_ops, network, prekeys, receive, send
 from dmfdns.client.dnsquery import DnsClient, Server
 from dmfdns.client.resolver import ResolverPool
 from dmfdns.client.state import NodeEndpoint
-from dmfdns.config import defaults_dir, parse_config
-from dmfdns.node import make_service
 from dmfdns.proto import owners
 
 from client_fakes import make_user
+from node_support import ANY_PORT, dns_port, http_port, node_config, start_node
 
 pytestmark = pytest.mark.integration
 
 
 # --- nodes ------------------------------------------------------------------------------
-
-def _config(tmp_path, name, dns="127.0.0.1:0", http="127.0.0.1:0", extra=""):
-    zone = (defaults_dir() / "mesh.test.zone").as_posix()
-    text = f"""
-zones = ["{zone}"]
-[node]
-node_id = "{name}"
-data_dir = "{(tmp_path / name).as_posix()}"
-[store]
-map_size = "64MiB"
-[dns]
-listen = ["{dns}"]
-[http]
-listen = ["{http}"]
-{extra}"""
-    return parse_config(text, base=tmp_path, cwd=tmp_path)
-
 
 class Cluster:
     """Three nodes; each can be stopped and started again on the same ports and data."""
@@ -58,11 +40,13 @@ class Cluster:
         self.tmp_path, self.names = tmp_path, [f"n{i}" for i in range(1, count + 1)]
         self.nodes, self.ports, self.extra = {}, {}, extra
         for name in self.names:
-            node = make_service(_config(tmp_path, name, extra=extra), reactor)
-            node.startService()
+            node = start_node(self._config(name))
             self.nodes[name] = node
-            (http,) = [listener for listener in node.listeners if listener.kind == "http"]
-            self.ports[name] = (node.dns_addresses("udp")[0].port, http.bound.port)
+            self.ports[name] = (dns_port(node), http_port(node))
+
+    def _config(self, name, dns=ANY_PORT, http=ANY_PORT):
+        return node_config(self.tmp_path, self.tmp_path / name, node_id=name, dns=dns,
+                           http=http, extra=self.extra)
 
     def endpoints(self):
         return [NodeEndpoint(f"http://127.0.0.1:{http}", f"127.0.0.1:{dns}", name)
@@ -73,10 +57,8 @@ class Cluster:
 
     def start(self, name):
         dns, http = self.ports[name]
-        node = make_service(_config(self.tmp_path, name, f"127.0.0.1:{dns}",
-                                    f"127.0.0.1:{http}", self.extra), reactor)
-        node.startService()
-        self.nodes[name] = node
+        self.nodes[name] = start_node(self._config(name, f"127.0.0.1:{dns}",
+                                                   f"127.0.0.1:{http}"))
 
     async def close(self):
         for name in list(self.nodes):

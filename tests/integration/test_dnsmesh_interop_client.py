@@ -19,10 +19,9 @@ from twisted.internet import reactor, threads
 
 from dmfdns.client import identity_ops, network, prekeys, receive, send
 from dmfdns.client.state import NodeEndpoint
-from dmfdns.config import defaults_dir, parse_config
-from dmfdns.node import make_service
 
 from client_fakes import make_user
+from node_support import dns_port, http_port, node_config, start_node
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
 
@@ -40,22 +39,8 @@ def dnsmesh_bin():
 
 @pytest.fixture
 def node(tmp_path):
-    zone = (defaults_dir() / "mesh.test.zone").as_posix()
-    config = parse_config(f"""
-zones = ["{zone}"]
-[node]
-data_dir = "{(tmp_path / 'node').as_posix()}"
-[store]
-map_size = "64MiB"
-[dns]
-listen = ["127.0.0.1:0"]
-[http]
-listen = ["127.0.0.1:0"]
-""", base=tmp_path, cwd=tmp_path)
-    started = make_service(config, reactor)
-    started.startService()
-    (http,) = [listener for listener in started.listeners if listener.kind == "http"]
-    yield started.dns_addresses("udp")[0].port, http.bound.port
+    started = start_node(node_config(tmp_path, tmp_path / "node"))
+    yield dns_port(started), http_port(started)
     pytest_twisted.blockon(started.stopService())
 
 

@@ -3,7 +3,6 @@ TCP) from the same process; /metrics through promtool; an idle-connection flood;
 ``dmfdns manifest publish`` against a site with a pinned operator key."""
 
 import hashlib
-import http.client
 import io
 import json
 import shutil
@@ -17,38 +16,16 @@ from prometheus_client import CollectorRegistry
 from twisted.internet import reactor, threads
 
 from dmfdns.cli import run
-from dmfdns.config import defaults_dir, parse_config
 from dmfdns.http.auth import WriteAuth
 from dmfdns.http.site import make_site
 from dmfdns.metrics import NodeMetrics
-from dmfdns.node import make_service
 from dmfdns.proto import cluster_manifest
 from dmfdns.proto.signing import Signer
 from dmfdns.store.memory_store import MemoryStore
 
+from node_support import TIMEOUT, dns_port, http_call, http_port, node_config, start_node
+
 pytestmark = pytest.mark.integration
-
-TIMEOUT = 10.0
-
-
-def node_config(tmp_path, cluster=None, **http):
-    zone = (defaults_dir() / "mesh.test.zone").as_posix()
-    extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in http.items())
-    if cluster:
-        extra += "[cluster]\n" + "".join(f"{key} = {json.dumps(value)}\n"
-                                         for key, value in cluster.items())
-    text = f"""
-zones = ["{zone}"]
-[node]
-data_dir = "{(tmp_path / 'data').as_posix()}"
-[store]
-map_size = "64MiB"
-[dns]
-listen = ["127.0.0.1:0"]
-[http]
-listen = ["127.0.0.1:0"]
-{extra}"""
-    return parse_config(text, base=tmp_path, cwd=tmp_path)
 
 
 @pytest.fixture
@@ -56,35 +33,13 @@ def running_node(tmp_path):
     nodes = []
 
     def start(cluster=None, **http):
-        node = make_service(node_config(tmp_path, cluster, **http), reactor)
-        node.startService()
-        nodes.append(node)
-        return node
+        nodes.append(start_node(node_config(tmp_path, tmp_path / "data", cluster=cluster,
+                                            http_options=http)))
+        return nodes[-1]
 
     yield start
     for node in nodes:
         pytest_twisted.blockon(node.stopService())
-
-
-def http_port(node) -> int:
-    (listener,) = [l for l in node.listeners if l.kind == "http"]
-    return listener.bound.port
-
-
-def dns_port(node) -> int:
-    return node.dns_addresses("udp")[0].port
-
-
-def http_call(port, method, path, body=None, headers=None):
-    """A blocking HTTP request (run in a thread while the reactor serves it)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
-    try:
-        payload = json.dumps(body).encode() if body is not None else None
-        connection.request(method, path, body=payload, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
 
 
 def dns_txt(port, name, *, tcp=False):

@@ -25,25 +25,12 @@ from dmfdns.config import ListenAddress, load_config
 from dmfdns.node import make_service
 from dmfdns.proto import owners
 
+from node_support import free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
 
 ZONE = "mesh.test"
 VECTORS = pathlib.Path(__file__).resolve().parent.parent / "vectors"
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (checked, then released)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
 
 
 @pytest.fixture
