@@ -22,6 +22,7 @@ LAYER_RULES = [
     (r"dmfdns\.(http|sync|client)\..+", 2),
     (r"dmfdns\.metrics$", 2),
     (r"dmfdns\.commands\..+", 3),
+    (r"dmfdns\.config_values$", 0),  # pure readers of config values (stdlib + proto)
     (r"dmfdns\.(node|config|cli|__main__)$", 3),
 ]
 
