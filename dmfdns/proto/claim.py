@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from . import b64, prefixes
 from .binreader import Reader
 from .owners import SLOT_COUNT
-from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
+from .signing import PUBLIC_KEY_LEN, Signer, decode_self_signed
 
 MSG_ID_LEN = 16
 MAX_DOMAIN = 43  # bytes: 15 + 4 * ceil((137 + 43) / 3) = 255
@@ -87,14 +87,8 @@ def sign(msg_id: bytes, sender_spk: bytes, sender_mailbox_domain: str, slot: int
 
 def decode(wire) -> Claim | None:
     """The claim in ``wire`` if well formed and signed by its sender; no time rules."""
-    parts = split_signed_value(wire, prefixes.CLAIM, prefixes.MAX_CLAIM_WIRE)
-    if parts is None:
-        return None
-    body, (signature,) = parts
-    record = _parse_body(body)
-    if record is None or not verify(record.sender_spk, signature, body):
-        return None
-    return record
+    return decode_self_signed(wire, prefixes.CLAIM, prefixes.MAX_CLAIM_WIRE, _parse_body,
+                              lambda record: (record.sender_spk,))
 
 
 def _parse_body(body: bytes) -> Claim | None:

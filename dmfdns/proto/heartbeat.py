@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from . import b64, dnsname, prefixes
 from .binreader import Reader
-from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
+from .signing import PUBLIC_KEY_LEN, Signer, decode_self_signed
 
 CAP_CLAIM_PROVIDER = 1 << 0  # the node hosts claim records under its zone; other bits reserved
 MAX_ENDPOINT = 255
@@ -164,14 +164,8 @@ def decode(wire) -> Heartbeat | None:
 
     No time rules.
     """
-    parts = split_signed_value(wire, prefixes.HEARTBEAT, prefixes.MAX_SIGNED_WIRE)
-    if parts is None:
-        return None
-    body, (signature,) = parts
-    record = _parse_body(body)
-    if record is None or not verify(record.operator_spk, signature, body):
-        return None
-    return record
+    return decode_self_signed(wire, prefixes.HEARTBEAT, prefixes.MAX_SIGNED_WIRE, _parse_body,
+                              lambda record: (record.operator_spk,))
 
 
 def _parse_body(body: bytes) -> Heartbeat | None:

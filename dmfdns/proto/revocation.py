@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from . import b64, prefixes
 from .binreader import Reader
 from .rotation import U64_LIMIT, encode_subject, read_subject, same_subject
-from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
+from .signing import PUBLIC_KEY_LEN, Signer, decode_self_signed
 
 REASON_COMPROMISE = 1
 REASON_ROUTINE = 2
@@ -53,14 +53,8 @@ def sign(subject_type: int, subject: str, revoked_spk: bytes, reason_code: int, 
 
 def decode(wire) -> Revocation | None:
     """The revocation in ``wire`` if it is well formed and self-signed; no time rules."""
-    parts = split_signed_value(wire, prefixes.REVOCATION, prefixes.MAX_SIGNED_WIRE)
-    if parts is None:
-        return None
-    body, (signature,) = parts
-    record = _parse_body(body)
-    if record is None or not verify(record.revoked_spk, signature, body):
-        return None
-    return record
+    return decode_self_signed(wire, prefixes.REVOCATION, prefixes.MAX_SIGNED_WIRE,
+                              _parse_body, lambda record: (record.revoked_spk,))
 
 
 def _parse_body(body: bytes) -> Revocation | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from . import b64, dnsname, prefixes
 from .binreader import Reader
-from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
+from .signing import PUBLIC_KEY_LEN, Signer, decode_self_signed
 
 SUBJECT_USER = 1  # a user identity, "user@host"
 SUBJECT_CLUSTER = 2  # a cluster operator key, named by the cluster base domain
@@ -138,16 +138,8 @@ def sign(subject_type: int, subject: str, old_spk: bytes, new_spk: bytes, seq: i
 
 def decode(wire) -> Rotation | None:
     """The rotation in ``wire`` if it is well formed and both signatures verify; no time rules."""
-    parts = split_signed_value(wire, prefixes.ROTATION, prefixes.MAX_SIGNED_WIRE, 2)
-    if parts is None:
-        return None
-    body, (sig_old, sig_new) = parts
-    record = _parse_body(body)
-    if record is None:
-        return None
-    if not (verify(record.old_spk, sig_old, body) and verify(record.new_spk, sig_new, body)):
-        return None
-    return record
+    return decode_self_signed(wire, prefixes.ROTATION, prefixes.MAX_SIGNED_WIRE, _parse_body,
+                              lambda record: (record.old_spk, record.new_spk), count=2)
 
 
 def _parse_body(body: bytes) -> Rotation | None:

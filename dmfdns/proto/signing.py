@@ -95,5 +95,22 @@ def split_signed_value(wire, prefix: str, max_wire: int,
     return None if blob is None else split_signatures(blob, count)
 
 
+def decode_self_signed(wire, prefix: str, max_wire: int, parse_body, keys, count: int = 1):
+    """The record ``parse_body`` makes of a signed TXT value whose own keys sign it, or None.
+
+    ``keys(record)`` gives the public key of each of the ``count`` trailing signatures, in
+    order (identity-style records carry the keys that sign them, dmp-wire.md section 1.3).
+    """
+    parts = split_signed_value(wire, prefix, max_wire, count)
+    if parts is None:
+        return None
+    body, signatures = parts
+    record = parse_body(body)
+    if record is None or not all(verify(key, signature, body)
+                                 for key, signature in zip(keys(record), signatures)):
+        return None
+    return record
+
+
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
