@@ -4,6 +4,7 @@ Each module here exposes ``register(subparsers)``; its handlers take ``(args, ct
 return an exit status, raising ``CommandError`` for a one-line failure.
 """
 
+import pathlib
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
@@ -25,3 +26,15 @@ class Context:
     get_reactor: Callable = None
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
+
+
+def read_utf8(path, what: str = "") -> str:
+    """The text of file ``path``; CommandError naming it (``what``: e.g. ``"zone file"``)."""
+    path = pathlib.Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read {what + ' ' if what else ''}{path}: "
+                           f"{exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{path}: not UTF-8 text") from None

@@ -25,7 +25,7 @@ from ..proto import admission
 from ..store.api import Cursor, StoreError
 from ..store.changelog import STABLE_HORIZON_MS
 from ..store.identities import identity_values, pending_identity_values
-from . import CommandError
+from . import CommandError, read_utf8
 from .serve import load
 
 DEFAULT_TTL = 300            # the reference's default for POST /v1/records
@@ -238,12 +238,7 @@ def list_records(args, ctx) -> int:
 def import_records(args, ctx) -> int:
     target = _Target(args)
     path = pathlib.Path(args.file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise CommandError(f"{path}: not UTF-8 text") from None
+    text = read_utf8(path)
     if text.lstrip().startswith("{"):
         triples = _json_lines(text, path, args.ttl, target)
     else:

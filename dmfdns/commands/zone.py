@@ -6,7 +6,7 @@ import pathlib
 from dnslib import QTYPE
 
 from ..dns.zone import ZoneError, parse_zone
-from . import CommandError
+from . import CommandError, read_utf8
 
 
 def register(sub) -> None:
@@ -24,12 +24,7 @@ def register(sub) -> None:
 def read_zone(path, origin: str | None = None):
     """The parsed zone in file ``path``; CommandError with the file and line on failure."""
     path = pathlib.Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CommandError(f"cannot read zone file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise CommandError(f"{path}: not UTF-8 text") from None
+    text = read_utf8(path, "zone file")
     try:
         return parse_zone(text, origin=origin, source=str(path))
     except ZoneError as exc:
