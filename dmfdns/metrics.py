@@ -157,6 +157,19 @@ class _DnsCollector(_SafeCollector):
                          "arrival to its response.", c.durations())
         yield _histogram("dmfdns_dns_response_size_bytes", "Size of DNS responses.",
                          c.response_sizes())
+        cache = c.cache_counts()
+        yield CounterMetricFamily("dmfdns_dns_answer_cache_hits", "DNS queries answered from "
+                                  "the answer cache.", value=cache["hits"])
+        yield CounterMetricFamily("dmfdns_dns_answer_cache_misses", "DNS queries looked up "
+                                  "in the answer cache and not answered from it.",
+                                  value=cache["misses"])
+        yield CounterMetricFamily("dmfdns_dns_answer_cache_evictions", "Answers dropped from "
+                                  "the answer cache to stay within its bounds.",
+                                  value=cache["evictions"])
+        yield _gauge("dmfdns_dns_answer_cache_entries", "Answers in the answer cache.",
+                     cache["entries"])
+        yield _gauge("dmfdns_dns_answer_cache_bytes", "Estimated memory of the answer "
+                     "cache (keys, responses and per-entry overhead).", cache["bytes"])
 
 
 class _TransportCollector(_SafeCollector):

@@ -76,6 +76,13 @@ class DnsCounters:
         self.dropped = {}           # reason -> n ("runt", "response")
         self._sizes = {}            # proto -> _Histogram of response bytes
         self._durations = {}        # proto -> _Histogram of seconds
+        # The answer cache (answer_cache.py): the responder counts hits and misses (every
+        # query looked up and not answered from the cache), the cache the rest.
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self.cache_evictions = 0
+        self.cache_entries = 0
+        self.cache_bytes = 0
 
     def count_query(self, proto: str, qtype: int) -> None:
         key = (proto, qtype if qtype in TRACKED_QTYPES else OTHER)
@@ -126,3 +133,9 @@ class DnsCounters:
     def durations(self) -> dict:
         """``{proto: HistogramSnapshot}`` of request durations in seconds."""
         return {proto: h.snapshot() for proto, h in self._durations.items()}
+
+    def cache_counts(self) -> dict:
+        """The answer cache's ``hits``, ``misses``, ``evictions``, ``entries``, ``bytes``."""
+        return {"hits": self.cache_hits, "misses": self.cache_misses,
+                "evictions": self.cache_evictions, "entries": self.cache_entries,
+                "bytes": self.cache_bytes}

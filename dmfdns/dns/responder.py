@@ -1,7 +1,9 @@
 """The pure DNS responder: query bytes in, response bytes out (DESIGN.md section 4).
 
-``Responder.respond`` first tries the hand-written lean path (``lean.py``) for the common
-TXT shape; everything else is decided here and rendered with dnslib. The transports only
+``Responder.respond`` first looks in the answer cache (``answer_cache.py``), then tries the
+hand-written lean path (``lean.py``) for the common TXT shape, whose answers it caches for
+as long as they stay byte-identical; everything else is decided here and rendered with
+dnslib. The transports only
 frame bytes: they pass ``max_udp`` (None over TCP), the protocol name for the counters and
 the client address for cookies. Nothing here reads a clock or raises on any input; every
 behaviour, with its RFC, is listed in docs/dns-behaviour.md.
@@ -14,6 +16,7 @@ from dnslib import (CLASS, RD, RR, SOA, TXT, DNSBuffer, DNSHeader, DNSLabel,
 
 from ..proto import txt as txt_strings
 from . import cookies, edns, names, query as wire, rrblob
+from .answer_cache import AnswerCache
 from .counters import OTHER, DnsCounters
 from .lean import LeanPath
 from .zone import above_apexes
@@ -41,8 +44,12 @@ class ResponderSettings:
     version: str | None = None           # CH TXT version.bind / version.server; None refuses
     cookie_secret: bytes | None = None   # 16-byte RFC 9018 secret; None disables cookies
     update_enabled: bool = False         # DNS UPDATE (RFC 2136); REFUSED while False
+    cache_entries: int = 100_000         # answer cache bound in entries; 0 turns it off
+    cache_bytes: int = 64 * 2**20        # answer cache bound in bytes (about its memory)
 
     def __post_init__(self):
+        if self.cache_entries < 0 or self.cache_bytes < 0:
+            raise ValueError("cache_entries and cache_bytes must be >= 0")
         if not 0 <= self.answer_ttl <= 2**31 - 1:
             raise ValueError("answer_ttl must be 0..2147483647 seconds")
         if not 512 <= self.edns_payload <= 65535:
@@ -84,16 +91,36 @@ class Responder:
         self._lean = LeanPath(zones, store, answer_ttl=settings.answer_ttl,
                               edns_payload=settings.edns_payload).answer
         self._above_apexes = above_apexes(zones)
+        self.cache = None
+        if settings.cache_entries and settings.cache_bytes:
+            self.cache = AnswerCache(settings.cache_entries, settings.cache_bytes,
+                                     self.counters)
 
     def respond(self, query: bytes, *, now: float, max_udp: int | None, proto: str = "udp",
                 client=None) -> bytes | None:
         """The response to ``query``, or None when nothing must be sent (runts, QR=1)."""
+        if query.__class__ is not bytes:
+            query = bytes(query)            # a bytearray or a memoryview: hashable bytes
+        cache, counters = self.cache, self.counters
+        if cache is not None:
+            key = query[2:]
+            generation = self.store.generation()
+            entry = cache.lookup(key, generation, now, max_udp)
+            if entry is not None:
+                counters.cache_hits += 1
+                counters.count_query(proto, entry[3])
+                counters.count_response(proto, entry[4], len(entry[5]) + 2)
+                return query[:2] + entry[5]
+            counters.cache_misses += 1
         lean = self._lean(query, now, max_udp)
         if lean is not None:
-            response, qtype, _ = lean
-            counters = self.counters
+            response, qtype, until_ms = lean
+            rcode = response[3] & 0xF
+            if cache is not None:
+                cache.store(key, response[2:], generation=generation, built=now,
+                            until_ms=until_ms, max_udp=max_udp, qtype=qtype, rcode=rcode)
             counters.count_query(proto, qtype)
-            counters.count_response(proto, response[3] & 0xF, len(response))
+            counters.count_response(proto, rcode, len(response))
             return response
         return self.respond_dnslib(query, now=now, max_udp=max_udp, proto=proto,
                                    client=client)

@@ -1,0 +1,355 @@
+"""The answer cache: what it serves is byte-identical to what an uncached responder builds
+at the same moment from the same store, across writes, deletes, sweeps, expiry, TTL
+boundaries and clocks that step back (MemoryStore and LmdbStore); it is bounded, evicts the
+least recently used entry, and counts what it does into the metrics."""
+
+import pytest
+from dnslib import CLASS, EDNS0, QTYPE, DNSHeader, DNSQuestion, DNSRecord, EDNSOption
+from hypothesis import given, settings, strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+
+from dmfdns.dns.answer_cache import ENTRY_OVERHEAD, AnswerCache
+from dmfdns.dns.counters import DnsCounters
+from dmfdns.dns.responder import Responder, ResponderSettings
+from dmfdns.dns.zone import parse_zone
+from dmfdns.metrics import NodeMetrics
+from dmfdns.store.lmdb_store import LmdbStore
+from dmfdns.store.memory_store import MemoryStore
+
+T0 = 1_700_000_000.0
+ZONE = parse_zone("""\
+$ORIGIN mesh.test.
+$TTL 3600
+@    SOA ns1 hostmaster 1 3600 600 604800 60
+@    NS  ns1
+ns1  A   192.0.2.53
+""")
+TTL = 10                      # configured answer TTL: small, so the boundaries come often
+CACHED = ResponderSettings(answer_ttl=TTL)
+UNCACHED = ResponderSettings(answer_ttl=TTL, cache_entries=0)
+NAMES = ["a.mesh.test", "b.a.mesh.test", "c.b.a.mesh.test", "slot-1.mb-x.mesh.test",
+         "mb-x.mesh.test", "nope.mesh.test"]
+
+
+def query(name, qtype=QTYPE.TXT, *, qid=1, edns=None, bits=0x0100):
+    record = DNSRecord(DNSHeader(id=qid, bitmap=bits), q=DNSQuestion(name, qtype, CLASS.IN))
+    if edns is not None:
+        record.add_ar(edns)
+    return bytes(record.pack())
+
+
+def pair(store):
+    """A cached and an uncached responder over the same store."""
+    return Responder([ZONE], store, CACHED), Responder([ZONE], store, UNCACHED)
+
+
+def ttl_of(response):
+    return DNSRecord.parse(response).rr[0].ttl
+
+
+# --- the properties: cached == uncached ------------------------------------------------------
+
+LIFETIMES_MS = [500, 999, 1000, 5000, 10_000, 10_001, 12_345, 30_000]
+VALUES = ["v", "w" * 40, "x" * 700]       # the last one fits TCP but not 512-byte UDP
+QTYPES = [QTYPE.TXT, QTYPE.TXT, QTYPE.A]
+content_items = st.lists(st.tuples(st.integers(0, len(NAMES) - 2),
+                                   st.integers(0, len(VALUES) - 1),
+                                   st.sampled_from(LIFETIMES_MS)), min_size=1, max_size=6)
+questions = st.tuples(st.integers(0, len(NAMES) - 1), st.booleans(), st.sampled_from(QTYPES),
+                      st.sampled_from([None, 512, 4096]))
+transports = st.sampled_from([512, 1232, None])
+
+
+def at(ms):
+    """The injected clock: ``ms`` milliseconds after T0, as the reactor gives seconds."""
+    return T0 + ms / 1000
+
+
+def wire_of(question, qid=7):
+    name, upper, qtype, payload = question
+    text = NAMES[name].upper() if upper else NAMES[name]
+    return query(text, qtype, qid=qid, edns=None if payload is None else EDNS0(udp_len=payload))
+
+
+def check_window(store, content, question, build_ms, serve_ms, udp_build, udp_serve):
+    for name, value, lifetime_ms in content:
+        store.put(NAMES[name], VALUES[value], expiry=at(lifetime_ms), now=T0)
+    cached, uncached = pair(store)
+    wire = wire_of(question)
+    cached.respond(wire, now=at(build_ms), max_udp=udp_build)
+    served = cached.respond(wire, now=at(serve_ms), max_udp=udp_serve)
+    assert served == uncached.respond(wire, now=at(serve_ms), max_udp=udp_serve)
+    return cached.counters.cache_hits
+
+
+@settings(max_examples=300)
+@given(content=content_items, question=questions, build_ms=st.integers(0, 31_000),
+       target=st.integers(0, 5), seconds_before=st.integers(0, 11), nudge=st.integers(-1, 1),
+       udp_build=transports, udp_serve=transports)
+def test_an_answer_is_exact_wherever_the_cache_serves_it(tmp_path_factory, content, question,
+                                                          build_ms, target, seconds_before,
+                                                          nudge, udp_build, udp_serve):
+    """Built at one moment, asked at another: the serve time is aimed at the TTL and expiry
+    boundaries (an expiry minus whole seconds, give or take a millisecond), and may be
+    before the build time."""
+    serve_ms = content[target % len(content)][2] - 1000 * seconds_before + nudge
+    hits = check_window(MemoryStore(), content, question, build_ms, serve_ms, udp_build,
+                        udp_serve)
+    lmdb = LmdbStore(tmp_path_factory.mktemp("db"), map_size=16 * 2**20)
+    try:
+        assert check_window(lmdb, content, question, build_ms, serve_ms, udp_build,
+                            udp_serve) == hits
+    finally:
+        lmdb.close()
+
+
+operations = st.one_of(
+    st.tuples(st.just("put"), st.integers(0, len(NAMES) - 2), st.integers(0, 1),
+              st.sampled_from(LIFETIMES_MS + [-1000])),
+    st.tuples(st.just("delete"), st.integers(0, len(NAMES) - 2)),
+    st.tuples(st.just("sweep")),
+    st.tuples(st.just("tick"), st.sampled_from([1, 499, 500, 999, 1000, 1001, 4000, 9000])),
+    st.tuples(st.just("back"), st.sampled_from([1, 1000, 20_000])),
+    st.tuples(st.just("ask"), questions, transports, st.integers(0, 65535)),
+)
+
+
+def run_history(store, content, ops):
+    for name, value, lifetime_ms in content:
+        store.put(NAMES[name], VALUES[value], expiry=at(lifetime_ms), now=T0)
+    cached, uncached = pair(store)
+    now_ms = 0
+    for op in ops:
+        kind = op[0]
+        if kind == "put":
+            _, name, value, lifetime_ms = op
+            store.put(NAMES[name], VALUES[value], expiry=at(now_ms + lifetime_ms),
+                      now=at(now_ms))
+        elif kind == "delete":
+            store.delete(NAMES[op[1]], now=at(now_ms))
+        elif kind == "sweep":
+            store.sweep(at(now_ms), 100)
+        elif kind == "tick":
+            now_ms += op[1]
+        elif kind == "back":
+            now_ms -= op[1]
+        else:
+            _, question, max_udp, qid = op
+            wire = wire_of(question, qid)
+            for _ in range(2):        # the second one is a hit whenever it can be
+                got = cached.respond(wire, now=at(now_ms), max_udp=max_udp)
+                assert got == uncached.respond(wire, now=at(now_ms), max_udp=max_udp), \
+                    (op, now_ms)
+    return cached.counters.cache_counts()
+
+
+@settings(max_examples=150)
+@given(content=content_items, ops=st.lists(operations, max_size=40))
+def test_cached_answers_stay_identical_across_writes_deletes_sweeps_and_time(
+        tmp_path_factory, content, ops):
+    memory = run_history(MemoryStore(), content, ops)
+    lmdb = LmdbStore(tmp_path_factory.mktemp("db"), map_size=16 * 2**20)
+    try:
+        assert run_history(lmdb, content, ops) == memory
+    finally:
+        lmdb.close()
+
+
+# --- the conditions one at a time ------------------------------------------------------------
+
+@pytest.fixture(params=["memory", "lmdb"])
+def store(request, tmp_path):
+    made = MemoryStore() if request.param == "memory" else LmdbStore(tmp_path / "db",
+                                                                        map_size=16 * 2**20)
+    yield made
+    made.close()
+
+
+def test_a_hit_is_the_same_answer_with_the_new_id(store):
+    store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0)
+    cached, uncached = pair(store)
+    first = cached.respond(query("a.mesh.test", qid=1), now=T0, max_udp=1232)
+    second = cached.respond(query("a.mesh.test", qid=2), now=T0 + 1, max_udp=1232)
+    assert second[:2] == b"\x00\x02" and second[2:] == first[2:]
+    assert second == uncached.respond(query("a.mesh.test", qid=2), now=T0 + 1, max_udp=1232)
+    counts = cached.counters
+    assert (counts.cache_hits, counts.cache_misses, counts.cache_entries) == (1, 1, 1)
+    assert counts.query_counts() == {("udp", "TXT"): 2}
+    assert counts.response_counts() == {("udp", "NOERROR"): 2}
+    assert counts.response_sizes()["udp"].sum == 2 * len(first)
+
+
+@pytest.mark.parametrize("write", [
+    lambda s: s.put("a.mesh.test", "w", expiry=T0 + 100, now=T0 + 1),
+    lambda s: s.put("other.mesh.test", "w", expiry=T0 + 100, now=T0 + 1),
+    lambda s: s.delete("a.mesh.test", now=T0 + 1),
+    lambda s: s.sweep(T0 + 60, 10),
+], ids=["put-same-name", "put-elsewhere-changes-the-soa-serial", "delete", "sweep"])
+def test_every_write_invalidates(store, write):
+    store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0)
+    store.put("gone.mesh.test", "v", expiry=T0 + 50, now=T0)
+    cached, uncached = pair(store)
+    asked = [query("a.mesh.test"), query("nope.mesh.test"), query("a.mesh.test", QTYPE.A)]
+    for wire in asked:
+        cached.respond(wire, now=T0 + 1, max_udp=1232)
+    write(store)
+    hits = cached.counters.cache_hits
+    for wire in asked:
+        assert (cached.respond(wire, now=T0 + 70, max_udp=1232)
+                == uncached.respond(wire, now=T0 + 70, max_udp=1232))
+    assert cached.counters.cache_hits == hits
+
+
+def test_a_positive_answer_is_kept_until_its_ttl_would_count_down(store):
+    store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0)
+    cached, _ = pair(store)
+    wire = query("a.mesh.test")
+    assert ttl_of(cached.respond(wire, now=T0, max_udp=1232)) == TTL
+    assert ttl_of(cached.respond(wire, now=T0 + 89.999, max_udp=1232)) == TTL
+    assert cached.counters.cache_hits == 1
+    # 9.5 s of life left: TTL 9, rebuilt, and kept only within that second of TTL.
+    assert ttl_of(cached.respond(wire, now=T0 + 90.5, max_udp=1232)) == 9
+    assert ttl_of(cached.respond(wire, now=T0 + 90.9, max_udp=1232)) == 9
+    assert cached.counters.cache_hits == 2
+    assert ttl_of(cached.respond(wire, now=T0 + 91.0, max_udp=1232)) == 9    # 9.000 left
+    assert ttl_of(cached.respond(wire, now=T0 + 91.001, max_udp=1232)) == 8
+    assert ttl_of(cached.respond(wire, now=T0 + 99.9, max_udp=1232)) == 0
+    after = cached.respond(wire, now=T0 + 100, max_udp=1232)
+    assert DNSRecord.parse(after).header.rcode == 3 and not DNSRecord.parse(after).rr
+
+
+def test_a_value_expiring_shrinks_the_rrset_at_once(store):
+    store.put("a.mesh.test", "long", expiry=T0 + 1000, now=T0)
+    store.put("a.mesh.test", "short", expiry=T0 + 20, now=T0)
+    cached, uncached = pair(store)
+    wire = query("a.mesh.test")
+    assert len(DNSRecord.parse(cached.respond(wire, now=T0, max_udp=1232)).rr) == 2
+    for at in (T0 + 10, T0 + 19.9994, T0 + 19.9996, T0 + 20, T0 + 20.5):
+        assert (cached.respond(wire, now=at, max_udp=1232)
+                == uncached.respond(wire, now=at, max_udp=1232)), at
+
+
+def test_nxdomain_is_kept_until_a_write_and_nodata_until_the_descendant_expires(store):
+    store.put("b.a.mesh.test", "v", expiry=T0 + 30, now=T0)
+    cached, uncached = pair(store)
+    nx, ent = query("nope.mesh.test"), query("a.mesh.test")
+    assert DNSRecord.parse(cached.respond(ent, now=T0, max_udp=1232)).header.rcode == 0
+    cached.respond(nx, now=T0, max_udp=1232)
+    for at in (T0 + 29.9, T0 + 30, T0 + 5000):
+        for wire in (nx, ent):
+            assert (cached.respond(wire, now=at, max_udp=1232)
+                    == uncached.respond(wire, now=at, max_udp=1232)), at
+    # nope: hits at T0+29.9, 30 and 5000. The ENT: a hit at 29.9; at 30 its descendant has
+    # expired, so it is rebuilt (now NXDOMAIN, kept until a write): a hit at 5000.
+    assert cached.counters.cache_hits == 5
+    assert DNSRecord.parse(cached.respond(ent, now=T0 + 30, max_udp=1232)).header.rcode == 3
+
+
+def test_a_clock_stepping_back_is_not_served_from_the_cache(store):
+    store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0 - 50)
+    cached, uncached = pair(store)
+    wire = query("a.mesh.test")
+    cached.respond(wire, now=T0, max_udp=1232)
+    earlier = cached.respond(wire, now=T0 - 95, max_udp=1232)
+    assert earlier == uncached.respond(wire, now=T0 - 95, max_udp=1232)
+    assert cached.counters.cache_hits == 0
+
+
+def test_case_flags_edns_and_transport_are_separate_entries(store):
+    store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0)
+    cached, uncached = pair(store)
+    variants = [(query("a.mesh.test"), 1232), (query("A.mesh.TEST"), 1232),
+                (query("a.mesh.test", bits=0), 1232),
+                (query("a.mesh.test", edns=EDNS0(udp_len=4096, flags="do")), 1232),
+                (query("a.mesh.test"), None)]
+    for wire, max_udp in variants * 2:
+        assert (cached.respond(wire, now=T0, max_udp=max_udp)
+                == uncached.respond(wire, now=T0, max_udp=max_udp))
+    assert cached.counters.cache_entries == len(variants) - 1   # UDP and TCP share a key
+    assert cached.counters.cache_hits == len(variants) - 2
+
+
+def test_an_answer_cached_over_tcp_is_not_sent_over_udp_where_it_does_not_fit(store):
+    store.put("a.mesh.test", "x" * 700, expiry=T0 + 100, now=T0)
+    cached, uncached = pair(store)
+    wire = query("a.mesh.test")
+    assert len(cached.respond(wire, now=T0, max_udp=None)) > 512
+    udp = cached.respond(wire, now=T0, max_udp=1232)
+    assert udp == uncached.respond(wire, now=T0, max_udp=1232)
+    assert DNSRecord.parse(udp).header.tc == 1
+    assert cached.counters.cache_hits == 0
+
+
+def test_shapes_the_lean_path_declines_are_never_cached(store):
+    store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0)
+    settings = ResponderSettings(answer_ttl=TTL, cookie_secret=bytes(16))
+    cached = Responder([ZONE], store, settings)
+    cookie = query("a.mesh.test", edns=EDNS0(udp_len=1232, opts=[EDNSOption(10, b"c" * 8)]))
+    first = cached.respond(cookie, now=T0, max_udp=1232)
+    second = cached.respond(cookie, now=T0 + 1, max_udp=1232)
+    assert first != second                      # the server cookie carries the time
+    assert cached.counters.cache_entries == 0 and cached.counters.cache_hits == 0
+
+
+# --- bounds, eviction, metrics ------------------------------------------------------------
+
+def fill(cache, keys, body=b"x" * 100):
+    for key in keys:
+        cache.store(key, body, generation=1, built=T0, until_ms=10**15, max_udp=1232,
+                    qtype=16, rcode=0)
+
+
+def test_the_least_recently_used_entry_goes_first():
+    counters = DnsCounters()
+    cache = AnswerCache(3, 10**9, counters)
+    fill(cache, [b"k1", b"k2", b"k3"])
+    assert cache.lookup(b"k1", 1, T0, 1232) is not None
+    fill(cache, [b"k4"])
+    assert list(cache.entries) == [b"k3", b"k1", b"k4"]
+    assert counters.cache_evictions == 1 and counters.cache_entries == 3
+
+
+def test_the_byte_bound_holds_and_is_accounted_exactly():
+    counters = DnsCounters()
+    size = 2 + 100 + ENTRY_OVERHEAD
+    cache = AnswerCache(1000, 3 * size + 5, counters)
+    fill(cache, [b"k1", b"k2", b"k3", b"k4", b"k5"])
+    assert list(cache.entries) == [b"k3", b"k4", b"k5"]
+    assert cache.bytes == counters.cache_bytes == 3 * size
+    fill(cache, [b"k5"], body=b"y" * 10)                      # replacing an entry
+    assert cache.bytes == 2 * size + 2 + 10 + ENTRY_OVERHEAD
+    fill(cache, [b"big"], body=b"z" * (4 * size))             # larger than the bound
+    assert b"big" not in cache.entries
+
+
+def test_a_new_generation_empties_the_cache():
+    counters = DnsCounters()
+    cache = AnswerCache(10, 10**9, counters)
+    fill(cache, [b"k1", b"k2"])
+    assert cache.lookup(b"k1", 2, T0, 1232) is None
+    cache.store(b"k3", b"b", generation=2, built=T0, until_ms=10**15, max_udp=1232,
+                qtype=16, rcode=0)
+    assert list(cache.entries) == [b"k3"] and counters.cache_entries == 1
+
+
+def test_a_cache_of_zero_entries_is_off():
+    store = MemoryStore()
+    assert Responder([ZONE], store, UNCACHED).cache is None
+    with pytest.raises(ValueError):
+        ResponderSettings(cache_entries=-1)
+
+
+def test_cache_counters_are_exported_as_metrics():
+    store = MemoryStore()
+    store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0)
+    cached, _ = pair(store)
+    for _ in range(3):
+        cached.respond(query("a.mesh.test"), now=T0, max_udp=1232)
+    registry = CollectorRegistry()
+    NodeMetrics(registry).watch_dns(cached.counters)
+    text = generate_latest(registry).decode()
+    assert "dmfdns_dns_answer_cache_hits_total 2.0" in text
+    assert "dmfdns_dns_answer_cache_misses_total 1.0" in text
+    assert "dmfdns_dns_answer_cache_evictions_total 0.0" in text
+    assert "dmfdns_dns_answer_cache_entries 1.0" in text
+    assert f"dmfdns_dns_answer_cache_bytes {float(cached.cache.bytes)}" in text
