@@ -1,5 +1,6 @@
 """The DNS transports with fakes: StringTransport, a fake datagram transport, task.Clock."""
 
+import errno
 import struct
 
 import pytest
@@ -93,6 +94,57 @@ def test_udp_send_error_is_counted_not_raised():
     udp.transport = FakeDatagramTransport(fail=True)
     udp.datagramReceived(b"q:1", ("127.0.0.2", 5000))
     assert udp.counters.errors == 1 and udp.counters.responses == 0
+
+
+class FakeSocket:
+    def __init__(self, error=None):
+        self.sent = []
+        self.error = error
+
+    def sendto(self, data, addr):
+        if self.error is not None:
+            raise OSError(self.error, "fake")
+        self.sent.append((data, addr))
+        return len(data)
+
+
+class FakePort(FakeDatagramTransport):
+    """A listening port as Twisted's: its socket is ``getHandle()``."""
+
+    _connectedAddr = None
+
+    def __init__(self, sock):
+        super().__init__()
+        self.sock = sock
+
+    def getHandle(self):
+        return self.sock
+
+
+def test_udp_replies_through_the_listening_sockets_sendto():
+    udp, _ = make_udp()
+    sock = FakeSocket()
+    udp.transport = FakePort(sock)
+    udp.datagramReceived(b"q:1", ("127.0.0.2", 5000))
+    udp.datagramReceived(b"q:2", ("127.0.0.3", 5001))
+    assert sock.sent == [(b"a:1", ("127.0.0.2", 5000)), (b"a:2", ("127.0.0.3", 5001))]
+    assert udp.transport.written == []               # Port.write's checks are skipped
+    assert udp.counters.responses == 2
+    # A new transport (a fake, or the port listening again) is picked up.
+    udp.transport = FakeDatagramTransport()
+    udp.datagramReceived(b"q:3", ("127.0.0.2", 5000))
+    assert udp.transport.written == [(b"a:3", ("127.0.0.2", 5000))]
+
+
+@pytest.mark.parametrize("error, errors, responses", [
+    (errno.EAGAIN, 1, 0), (errno.EMSGSIZE, 1, 0), (errno.ENETUNREACH, 1, 0),
+    (errno.ECONNREFUSED, 0, 1)])
+def test_udp_send_failures_are_dropped_and_counted_as_twisted_would(error, errors,
+                                                                    responses):
+    udp, _ = make_udp()
+    udp.transport = FakePort(FakeSocket(error))
+    udp.datagramReceived(b"q:1", ("127.0.0.2", 5000))
+    assert (udp.counters.errors, udp.counters.responses) == (errors, responses)
 
 
 def test_udp_protocol_passes_its_proto_label():

@@ -5,7 +5,12 @@ Everything about the answer is decided by ``respond(query, *, now, max_udp, prot
 enforces the transport's own limits:
 
 * UDP: one datagram in, at most one out; ``None`` from the responder means silence (a
-  response packet, a runt).
+  response packet, a runt). Replies go out through the listening socket's own ``sendto``
+  (``getHandle()``): Twisted's ``Port.write`` re-checks that the address is an IP literal
+  three times per datagram, and the address here is always the one ``recvfrom`` gave. A
+  failed send is dropped and counted, as Twisted would raise it (EAGAIN when the socket
+  buffer is full, an unreachable destination), except ECONNREFUSED, which Twisted ignores
+  on an unconnected socket (it reports an earlier datagram, not this one).
 * TCP (RFC 1035 §4.2.2, RFC 7766): two-byte length framing with a cap on the length,
   pipelined queries answered in order (the responder is synchronous), each response written
   as length + message in one write, an idle timeout counted from the last complete query
@@ -21,6 +26,7 @@ injected clock (an ``IReactorTime``), never the global reactor; the only other c
 
 import time
 from dataclasses import dataclass, fields
+from errno import ECONNREFUSED
 
 from twisted.internet import protocol
 from twisted.logger import Logger
@@ -102,28 +108,62 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         self.counters = counters if counters is not None else TransportCounters()
         self.observe_duration = observe_duration
         self._failures = _FailureLog(clock, log)
+        self._send = None             # (transport, send) once a transport is attached
+
+    def startProtocol(self) -> None:
+        self._send = None             # a new listening socket: look it up again
+
+    def stopProtocol(self) -> None:
+        self._send = None
+
+    def _sender(self):
+        """``send(datagram, addr)`` for the current transport: the socket's ``sendto`` for
+        a listening port, its ``write`` for anything else (a connected port, a fake)."""
+        transport = self.transport
+        handle = getattr(transport, "getHandle", None)
+        sock = handle() if handle is not None else None
+        if (sock is not None and hasattr(sock, "sendto")
+                and not getattr(transport, "_connectedAddr", None)):
+            send = sock.sendto
+        else:
+            send = transport.write
+        self._send = (transport, send)
+        return send
 
     def datagramReceived(self, data: bytes, addr) -> None:
-        self.counters.queries += 1
+        counters = self.counters
+        counters.queries += 1
+        observe = self.observe_duration
         try:
-            response = _timed(self.observe_duration, self.proto, self.responder.respond,
-                              data, now=self.clock.seconds(), max_udp=self.max_udp,
-                              proto=self.proto, client=_client_host(addr))
+            if observe is None:
+                response = self.responder.respond(
+                    data, now=self.clock.seconds(), max_udp=self.max_udp, proto=self.proto,
+                    client=_client_host(addr))
+            else:
+                started = time.perf_counter()
+                response = self.responder.respond(
+                    data, now=self.clock.seconds(), max_udp=self.max_udp, proto=self.proto,
+                    client=_client_host(addr))
+                observe(self.proto, time.perf_counter() - started)
         except Exception:
-            self.counters.errors += 1
+            counters.errors += 1
             self._failures.failure(self.proto)
             return
         if response is None:
-            self.counters.dropped += 1
+            counters.dropped += 1
             return
+        sending = self._send
+        send = (sending[1] if sending is not None and sending[0] is self.transport
+                else self._sender())
         try:
-            self.transport.write(response, addr)
-        except OSError:
+            send(response, addr)
+        except OSError as error:
             # An unreachable or rate-limited destination is the client's problem; the
             # listener must go on serving everyone else.
-            self.counters.errors += 1
-            return
-        self.counters.responses += 1
+            if error.errno != ECONNREFUSED:
+                counters.errors += 1
+                return
+        counters.responses += 1
 
 
 class DNSStreamProtocol(basic.Int16StringReceiver, policies.TimeoutMixin):
