@@ -33,6 +33,23 @@ ns1     IN A    127.0.0.1
 """
 
 
+def wait_serving(process, url: str, log: pathlib.Path, label: str, timeout: float = 20.0,
+                 tail: int = 2000) -> None:
+    """Poll ``url`` until it answers 200; AssertionError with the end of ``log`` if the
+    process exits or ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{label} exited: {log.read_text()[-tail:]}")
+        try:
+            if http_get(url, timeout=1)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{label} not ready: {log.read_text()[-tail:]}")
+
+
 class NodeProc:
     def __init__(self, root: pathlib.Path, node_id: str, *, cluster: str):
         self.node_id = node_id
@@ -77,17 +94,7 @@ tick_budget = "3s"
                                         stdout=log, stderr=log)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.node_id} exited: {self.log.read_text()[-2000:]}")
-            try:
-                if http_get(self.url + "/readyz", timeout=1)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{self.node_id} not ready: {self.log.read_text()[-2000:]}")
+        wait_serving(self.process, self.url + "/readyz", self.log, self.node_id, timeout)
 
     def kill(self, sig=signal.SIGKILL) -> None:
         if self.process is not None and self.process.poll() is None:

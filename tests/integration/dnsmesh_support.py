@@ -13,14 +13,13 @@ import pathlib
 import re
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from cluster_procs import http_get
+from cluster_procs import http_get, wait_serving
 from node_support import free_port
 
 ZONE = "mesh.test"
@@ -111,17 +110,8 @@ class ReferenceNode:
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"dnsmesh node exited: {self.log.read_text()[-3000:]}")
-            try:
-                if http_get(self.url + "/health", timeout=1)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"dnsmesh node not ready: {self.log.read_text()[-3000:]}")
+        wait_serving(self.process, self.url + "/health", self.log, "dnsmesh node", timeout,
+                     tail=3000)
 
     def kill(self, sig=signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
