@@ -9,7 +9,7 @@ import pytest
 from twisted.internet import defer, task
 
 from dmfdns.client import prekeys, send
-from dmfdns.commands import demo
+from dmfdns.commands import demo, demo_procs
 from dmfdns.config import parse_config, read_manifest_wire, read_operator_key, read_sync_token
 from dmfdns.proto import cluster_manifest
 
@@ -80,9 +80,9 @@ def test_a_node_that_dies_at_start_is_reported_with_its_last_log_line(cluster, t
     process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     process.wait()
     node = demo._Node("demo1", tmp_path, 1, 1, process)
-    with pytest.raises(demo._DemoFailed, match="demo1 exited with status 3: ConfigError: "
-                                              "port in use"):
-        demo._wait_ready([node], shared)
+    with pytest.raises(demo.DemoFailed, match="demo1 exited with status 3: ConfigError: "
+                                             "port in use"):
+        demo_procs.wait_ready([node], shared.sync_token, demo.MANIFEST_SEQ)
 
 
 # --- waiting for anti-entropy ------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_a_node_holding_only_some_values_is_still_waited_for(tmp_path):
     replicas = [(_node(tmp_path, "demo3"), ArrivingReader(clock, partial, 0))]
     failure = _run(clock, demo.wait_replicated(clock, source, replicas, list(WRITTEN),
                                                timeout=2, step=0.1), 3)
-    assert failure.check(demo._DemoFailed)
+    assert failure.check(demo.DemoFailed)
     assert str(failure.value) == (
         "demo3 still lacks 1 of the 3 records written to demo1 after 2 s; is cluster sync "
         "running? (demo3's log: demo3: sync tick)")
@@ -155,7 +155,7 @@ def test_without_sync_the_wait_fails_within_its_bound(tmp_path):
                                                           failing={"b.mesh.test"}))]
     failure = _run(clock, demo.wait_replicated(clock, source, replicas, list(WRITTEN),
                                                timeout=1.5, step=0.1), 5)
-    assert failure.check(demo._DemoFailed)
+    assert failure.check(demo.DemoFailed)
     assert "demo2 still lacks 3 of the 3 records" in str(failure.value)
     assert 1.5 <= clock.seconds() <= 1.65
 
@@ -164,7 +164,7 @@ def test_a_source_that_lost_an_acknowledged_name_is_an_error(tmp_path):
     clock = task.Clock()
     source = (_node(tmp_path, "demo1"), ArrivingReader(clock, {"a.mesh.test": ["v1"]}, 0))
     failure = _run(clock, demo.wait_replicated(clock, source, [], list(WRITTEN)), 0.1)
-    assert failure.check(demo._DemoFailed)
+    assert failure.check(demo.DemoFailed)
     assert str(failure.value) == "demo1 does not serve b.mesh.test, which it acknowledged"
 
 

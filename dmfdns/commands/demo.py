@@ -19,22 +19,14 @@ Every node is stopped and the temporary directory removed on success, on failure
 SIGINT/SIGTERM; on Linux the nodes also get SIGTERM if the demo process dies outright.
 """
 
-import contextlib
-import ctypes
 import dataclasses
-import json
 import os
 import pathlib
 import secrets
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 
 from twisted.internet import defer, task
 
@@ -45,6 +37,7 @@ from ..proto import cluster_manifest, owners
 from ..proto.keys import UserKeys, passphrase_to_x25519
 from ..proto.signing import Signer
 from . import CommandError
+from .demo_procs import DemoFailed, last_log_line, say, start_nodes, stop_nodes, wait_ready
 
 RESERVED_PORTS = {5353, 8053, 5401, 5402, 5403, 8401, 8402, 8403}
 NODE_COUNT = 3
@@ -52,20 +45,13 @@ CLUSTER_BASE = "mesh.test"
 MANIFEST_SEQ = 1
 MANIFEST_LIFETIME = 86400
 SYNC_INTERVAL = "0.5s"
-START_TIMEOUT = 30.0
 REPLICATION_TIMEOUT = 20.0
 POLL_STEP = 0.1
-STOP_TIMEOUT = 5.0
 MESSAGE = "Hello Bob! This message crossed a three-node dmfdns cluster."
-_PR_SET_PDEATHSIG = 1
 
 
 class _Stop(Exception):
     """SIGTERM or SIGINT arrived while the demo was not inside the reactor."""
-
-
-class _DemoFailed(Exception):
-    pass
 
 
 def register(sub) -> None:
@@ -80,44 +66,39 @@ def run_demo(args, ctx) -> int:
     nodes = []
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        _say(out, f"1. starting a {NODE_COUNT}-node cluster in {workdir}")
+        say(out, f"1. starting a {NODE_COUNT}-node cluster in {workdir}")
         planned = plan_nodes(workdir)
         cluster = new_cluster(workdir, planned, int(ctx.now))
-        _say(out, f"   operator key {cluster.operator.public_key.hex()[:16]}... signed "
-                  f"manifest seq {MANIFEST_SEQ} for {CLUSTER_BASE}: "
-                  f"{', '.join(n.name for n in planned)}")
-        _start_nodes(planned, cluster, out, nodes)
-        _wait_ready(nodes, cluster)
-        _say(out, f"   all nodes answer /health and hold manifest seq {MANIFEST_SEQ}; each "
-                  f"pulls from the other two every {SYNC_INTERVAL}")
+        say(out, f"   operator key {cluster.operator.public_key.hex()[:16]}... signed "
+                 f"manifest seq {MANIFEST_SEQ} for {CLUSTER_BASE}: "
+                 f"{', '.join(n.name for n in planned)}")
+        start_nodes(planned, lambda node: _write_config(node, cluster), out, nodes)
+        wait_ready(nodes, cluster.sync_token, MANIFEST_SEQ)
+        say(out, f"   all nodes answer /health and hold manifest seq {MANIFEST_SEQ}; each "
+                 f"pulls from the other two every {SYNC_INTERVAL}")
         outcome = runner.run(ctx.get_reactor(), lambda reactor: _conversation(reactor, nodes,
                                                                               workdir, out))
-        _say(out, f"9. delivery verified: {outcome}")
+        say(out, f"9. delivery verified: {outcome}")
         return 0
     except (_Stop, runner.Interrupted):
         print("dmfdns: demo interrupted; stopping the nodes", file=ctx.stderr)
         return 130
     except app.CLIENT_ERRORS as exc:
         raise CommandError(f"demo failed: {exc}") from None
-    except _DemoFailed as exc:
+    except DemoFailed as exc:
         raise CommandError(f"demo failed: {exc}") from None
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _stop_nodes(nodes)
+        stop_nodes(nodes)
         shutil.rmtree(workdir, ignore_errors=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        _say(out, "   nodes stopped, temporary files removed")
+        say(out, "   nodes stopped, temporary files removed")
 
 
 def _raise_stop(signum, frame):
     raise _Stop()
-
-
-def _say(out, text: str) -> None:
-    print(text, file=out)
-    out.flush()
 
 
 # --- the cluster: key, token, manifest, configurations ----------------------------------
@@ -168,7 +149,7 @@ def free_port(taken: set) -> int:
                     continue
         taken.add(port)
         return port
-    raise _DemoFailed("no free loopback port")
+    raise DemoFailed("no free loopback port")
 
 
 def plan_nodes(workdir: pathlib.Path) -> list:
@@ -208,106 +189,14 @@ def node_config(node: _Node, data_dir: pathlib.Path, cluster: DemoCluster) -> st
             f"peer_timeout = \"2s\"\ntick_budget = \"2s\"\n")
 
 
+def _write_config(node: _Node, cluster: DemoCluster) -> pathlib.Path:
+    config = node.home / "node.toml"
+    config.write_text(node_config(node, node.home / "data", cluster))
+    return config
+
+
 def _toml(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-# --- node processes ---------------------------------------------------------------------
-
-def _start_nodes(planned, cluster: DemoCluster, out, nodes: list) -> None:
-    """Start the nodes, adding each to ``nodes`` as soon as it exists (so a signal at any
-    point leaves every started process in the list the cleanup walks)."""
-    for node in planned:
-        config = node.home / "node.toml"
-        config.write_text(node_config(node, node.home / "data", cluster))
-        with open(node.home / "node.log", "wb") as log, _signals_held():
-            node.process = subprocess.Popen(
-                [sys.executable, "-m", "dmfdns", "serve", "--config", str(config)],
-                cwd=node.home, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, preexec_fn=_child_setup)
-            nodes.append(node)
-        _say(out, f"   {node.name}: DNS {node.dns_endpoint}, HTTP 127.0.0.1:{node.http_port}, "
-                  f"pid {node.process.pid}")
-
-
-@contextlib.contextmanager
-def _signals_held():
-    """SIGTERM/SIGINT wait until a started process is on the list (then they act)."""
-    held = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
-
-
-def _child_setup() -> None:
-    """In the node process: take signals again, and ask Linux for SIGTERM when the demo
-    process dies (best effort; other systems rely on the demo's own cleanup)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _wait_ready(nodes, cluster: DemoCluster) -> None:
-    """Every node healthy and serving the demo's manifest, within START_TIMEOUT."""
-    deadline = time.monotonic() + START_TIMEOUT
-    for node in nodes:
-        while True:
-            if node.process.poll() is not None:
-                raise _DemoFailed(f"{node.name} exited with status {node.process.returncode}"
-                                  f": {_last_log_line(node)}")
-            healthy = _healthy(node.http_port)
-            if healthy and _manifest_seq(node, cluster.sync_token) == MANIFEST_SEQ:
-                break
-            if time.monotonic() > deadline:
-                what = ("did not serve the cluster manifest" if healthy
-                        else "did not become healthy")
-                raise _DemoFailed(f"{node.name} {what} within {START_TIMEOUT:g} s: "
-                                  f"{_last_log_line(node)}")
-            time.sleep(0.1)
-
-
-def _last_log_line(node) -> str:
-    try:
-        lines = (node.home / "node.log").read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "no log"
-    return lines[-1] if lines else "empty log"
-
-
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as reply:
-            return reply.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-def _manifest_seq(node: _Node, token: str) -> int | None:
-    """The seq of the manifest the node has adopted (its sync endpoint), or None."""
-    request = urllib.request.Request(f"{node.http_url}/v1/sync/cluster-manifest",
-                                     headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=1) as reply:
-            body = json.loads(reply.read()) if reply.status == 200 else {}
-    except (OSError, urllib.error.URLError, ValueError):
-        return None
-    seq = body.get("seq") if isinstance(body, dict) else None
-    return seq if isinstance(seq, int) else None
-
-
-def _stop_nodes(nodes) -> None:
-    for node in nodes:
-        if node.process.poll() is None:
-            node.process.terminate()
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for node in nodes:
-        try:
-            node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            node.process.kill()
-            node.process.wait()
 
 
 # --- replication ------------------------------------------------------------------------
@@ -326,8 +215,8 @@ async def wait_replicated(clock, source, replicas, names, *, timeout=None, step=
     expected = {name: set(await source_reader.read(name)) for name in names}
     for name, values in expected.items():
         if not values:
-            raise _DemoFailed(f"{source_node.name} does not serve {name}, which it "
-                              "acknowledged")
+            raise DemoFailed(f"{source_node.name} does not serve {name}, which it "
+                             "acknowledged")
     records = sum(len(values) for values in expected.values())
     took, waiting = {}, list(replicas)
     while True:
@@ -342,9 +231,9 @@ async def wait_replicated(clock, source, replicas, names, *, timeout=None, step=
             return records, {node.name: took[node.name] for node, _ in replicas}
         if clock.seconds() - started >= timeout:
             node, _, missing = behind[0]
-            raise _DemoFailed(f"{node.name} still lacks {missing} of the {records} records "
-                              f"written to {source_node.name} after {timeout:g} s; is cluster "
-                              f"sync running? ({node.name}'s log: {_last_log_line(node)})")
+            raise DemoFailed(f"{node.name} still lacks {missing} of the {records} records "
+                             f"written to {source_node.name} after {timeout:g} s; is cluster "
+                             f"sync running? ({node.name}'s log: {last_log_line(node)})")
         waiting = [(node, reader) for node, reader, _ in behind]
         await task.deferLater(clock, step, lambda: None)
 
@@ -384,7 +273,7 @@ def _make_user(workdir, name, nodes):
 
 
 async def _conversation(reactor, nodes, workdir, out) -> str:
-    _say(out, "2. creating users alice and bob (passphrase -> Argon2id -> X25519 + Ed25519)")
+    say(out, "2. creating users alice and bob (passphrase -> Argon2id -> X25519 + Ed25519)")
     users = {name: _make_user(workdir, name, nodes) for name in ("alice", "bob")}
     loaded = {name: (home.load_profile(), home.load_state(key))
               for name, (home, key) in users.items()}
@@ -410,49 +299,49 @@ async def _exchange(reactor, nodes, loaded, links, out) -> str:
     nets = {"alice": network.Network(links[alice_node.name].reader, writer),
             "bob": network.Network(links[bob_node.name].reader, writer)}
     source = (entry, links[entry.name].reader)
-    _say(out, f"   both write through {entry.name} only; alice reads through "
-              f"{alice_node.name}, bob through {bob_node.name}")
-    _say(out, f"3. publishing both identities and a pool of 5 prekeys for bob, through "
-              f"{entry.name} only")
+    say(out, f"   both write through {entry.name} only; alice reads through "
+             f"{alice_node.name}, bob through {bob_node.name}")
+    say(out, f"3. publishing both identities and a pool of 5 prekeys for bob, through "
+             f"{entry.name} only")
     names = []
     for name, (profile, state) in loaded.items():
         names.append(await identity_ops.publish_identity(nets[name], profile, state.keys, now))
-        _say(out, f"   {profile.address} -> {names[-1]}")
+        say(out, f"   {profile.address} -> {names[-1]}")
     await prekeys.refresh(nets["bob"], bob_profile, bob, 5, now)
     names.append(prekeys.pool_owner(bob_profile.username, bob_profile.zone))
     await writer.drain()
-    _say(out, f"4. anti-entropy: waiting until {alice_node.name} and {bob_node.name} serve "
-              "them over DNS")
+    say(out, f"4. anti-entropy: waiting until {alice_node.name} and {bob_node.name} serve "
+             "them over DNS")
     records, took = await wait_replicated(
         reactor, source, [(node, links[node.name].reader) for node in (alice_node, bob_node)],
         names)
     for node_name, seconds in took.items():
-        _say(out, f"   {node_name} serves all {records} records after {seconds:.1f} s "
-                  "(no client writes to it)")
-    _say(out, "5. each user fetches and pins the other")
+        say(out, f"   {node_name} serves all {records} records after {seconds:.1f} s "
+                 "(no client writes to it)")
+    say(out, "5. each user fetches and pins the other")
     for me, other, node in (("alice", "bob@mesh.test", alice_node),
                             ("bob", "alice@mesh.test", bob_node)):
         found = await identity_ops.find_identity(nets[me], other, now)
         if found is None:
-            raise _DemoFailed(f"{me} could not find {other} through {node.name}")
+            raise DemoFailed(f"{me} could not find {other} through {node.name}")
         identity_ops.pin(loaded[me][1], found, now)
-        _say(out, f"   {me} pinned {other} read from {node.name}, fingerprint "
-                  f"{found.fingerprint}")
-    _say(out, f"6. alice sends through {entry.name}: {MESSAGE!r}")
+        say(out, f"   {me} pinned {other} read from {node.name}, fingerprint "
+                 f"{found.fingerprint}")
+    say(out, f"6. alice sends through {entry.name}: {MESSAGE!r}")
     contact = alice.contact("bob@mesh.test")
     [sent] = await send.send_text(nets["alice"], alice_profile, alice, contact,
                                   MESSAGE.encode(), now)
     await writer.drain()
-    _say(out, f"   {sent.total_chunks} chunks ({sent.data_chunks} needed) and the manifest "
-              f"at {sent.manifest_owner}, sealed to bob's prekey {sent.prekey_id}")
-    _say(out, f"7. anti-entropy: waiting until {bob_node.name} serves the message")
+    say(out, f"   {sent.total_chunks} chunks ({sent.data_chunks} needed) and the manifest "
+             f"at {sent.manifest_owner}, sealed to bob's prekey {sent.prekey_id}")
+    say(out, f"7. anti-entropy: waiting until {bob_node.name} serves the message")
     names = message_names(sent, alice.keys.ed25519_public, send.recipient_id(contact),
                           alice_profile.zone)
     records, took = await wait_replicated(reactor, source,
                                           [(bob_node, links[bob_node.name].reader)], names)
-    _say(out, f"   {bob_node.name} serves all {records} records after "
-              f"{took[bob_node.name]:.1f} s (no client writes to it)")
-    _say(out, f"8. bob walks his mailbox slots through {bob_node.name}")
+    say(out, f"   {bob_node.name} serves all {records} records after "
+             f"{took[bob_node.name]:.1f} s (no client writes to it)")
+    say(out, f"8. bob walks his mailbox slots through {bob_node.name}")
     report = await receive.receive(nets["bob"], bob_profile, bob, int(reactor.seconds()))
     await writer.drain()
     return _check(report, sent, bob, out)
@@ -460,15 +349,15 @@ async def _exchange(reactor, nodes, loaded, links, out) -> str:
 
 def _check(report, sent, bob, out) -> str:
     if len(report.delivered) != 1:
-        raise _DemoFailed(f"bob received {len(report.delivered)} messages "
-                          f"(dropped: {report.dropped or 'none'})")
+        raise DemoFailed(f"bob received {len(report.delivered)} messages "
+                         f"(dropped: {report.dropped or 'none'})")
     message = report.delivered[0]
-    _say(out, f"   bob got: {message.body.decode()!r} from {message.sender}")
+    say(out, f"   bob got: {message.body.decode()!r} from {message.sender}")
     if message.body.decode() != MESSAGE:
-        raise _DemoFailed("the text changed on the way")
+        raise DemoFailed("the text changed on the way")
     if message.sender != "alice@mesh.test":
-        raise _DemoFailed("the sender could not be verified")
+        raise DemoFailed("the sender could not be verified")
     if any(p.prekey_id == sent.prekey_id for p in bob.prekeys):
-        raise _DemoFailed("the prekey was not burned")
+        raise DemoFailed("the prekey was not burned")
     return ("text intact, sender alice@mesh.test verified, "
             f"prekey {sent.prekey_id} burned")
