@@ -353,3 +353,27 @@ def test_cache_counters_are_exported_as_metrics():
     assert "dmfdns_dns_answer_cache_evictions_total 0.0" in text
     assert "dmfdns_dns_answer_cache_entries 1.0" in text
     assert f"dmfdns_dns_answer_cache_bytes {float(cached.cache.bytes)}" in text
+
+
+@given(st.lists(st.tuples(st.sampled_from(["udp", "tcp"]), st.integers(0, 65535),
+                          st.sampled_from([0, 3, 5, 16]), st.integers(0, 70_000)),
+                max_size=30))
+def test_count_answer_counts_what_count_query_and_count_response_count(answers):
+    one, two = DnsCounters(), DnsCounters()
+    for proto, qtype, rcode, size in answers:
+        one.count_answer(proto, qtype, rcode, size)
+        two.count_query(proto, qtype)
+        two.count_response(proto, rcode, size)
+    assert one.query_counts() == two.query_counts()
+    assert one.response_counts() == two.response_counts()
+    assert one.response_sizes() == two.response_sizes()
+
+
+def test_durations_land_in_their_buckets():
+    counters = DnsCounters()
+    for seconds in (0.0001, 0.00025, 0.0003, 9.0):
+        counters.observe_duration("udp", seconds)
+    snapshot = counters.durations()["udp"]
+    assert snapshot.buckets[0] == (0.00025, 2) and snapshot.buckets[1] == (0.0005, 3)
+    assert snapshot.buckets[-1] == (float("inf"), 4) and snapshot.count == 4
+    assert snapshot.sum == pytest.approx(9.00065)

@@ -96,6 +96,22 @@ class DnsCounters:
             histogram = self._sizes[proto] = _Histogram(SIZE_BUCKETS)
         histogram.observe(size)
 
+    def count_answer(self, proto: str, qtype: int, rcode: int, size: int) -> None:
+        """``count_query`` and ``count_response`` in one call, for the fast path (every
+        lean or cached answer): the same counts, a third of the calls."""
+        key = (proto, qtype if qtype in TRACKED_QTYPES else OTHER)
+        queries = self.queries
+        queries[key] = queries.get(key, 0) + 1
+        key = (proto, rcode)
+        responses = self.responses
+        responses[key] = responses.get(key, 0) + 1
+        histogram = self._sizes.get(proto)
+        if histogram is None:
+            histogram = self._sizes[proto] = _Histogram(SIZE_BUCKETS)
+        histogram.counts[bisect.bisect_left(SIZE_BUCKETS, size)] += 1
+        histogram.total += 1
+        histogram.sum += size
+
     def count_truncated(self, proto: str) -> None:
         self.truncated[proto] = self.truncated.get(proto, 0) + 1
 
@@ -107,7 +123,9 @@ class DnsCounters:
         histogram = self._durations.get(proto)
         if histogram is None:
             histogram = self._durations[proto] = _Histogram(DURATION_BUCKETS)
-        histogram.observe(seconds)
+        histogram.counts[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1   # observe()
+        histogram.total += 1
+        histogram.sum += seconds
 
     # Read API for the metrics collector.
 

@@ -108,8 +108,7 @@ class Responder:
             entry = cache.lookup(key, generation, now, max_udp)
             if entry is not None:
                 counters.cache_hits += 1
-                counters.count_query(proto, entry[3])
-                counters.count_response(proto, entry[4], len(entry[5]) + 2)
+                counters.count_answer(proto, entry[3], entry[4], len(entry[5]) + 2)
                 return query[:2] + entry[5]
             counters.cache_misses += 1
         lean = self._lean(query, now, max_udp)
@@ -119,8 +118,7 @@ class Responder:
             if cache is not None:
                 cache.store(key, response[2:], generation=generation, built=now,
                             until_ms=until_ms, max_udp=max_udp, qtype=qtype, rcode=rcode)
-            counters.count_query(proto, qtype)
-            counters.count_response(proto, rcode, len(response))
+            counters.count_answer(proto, qtype, rcode, len(response))
             return response
         return self.respond_dnslib(query, now=now, max_udp=max_udp, proto=proto,
                                    client=client)
