@@ -135,6 +135,11 @@ ANSWERED = [
     ("nodata-other-type-at-stored-name", build("slot-1.mb-aaaa.mesh.test", QTYPE.A), {}),
     ("nodata-unknown-type", build("slot-1.mb-aaaa.mesh.test", 65280), {}),
     ("tcp-negative", build("nope.mesh.test"), dict(max_udp=None)),
+    ("nxdomain-below-the-soa-mname", build("a.ns1.mesh.test"), {}),
+    ("nxdomain-below-the-soa-mname-other-case", build("a.NS1.mesh.test"), {}),
+    ("nxdomain-at-the-soa-rname", build("hostmaster.mesh.test"), {}),
+    ("nxdomain-below-the-soa-rname", build("x.y.hostmaster.mesh.test", QTYPE.A), {}),
+    ("nxdomain-other-zone-below-its-mname-name", build("ns1.mesh.test.other.example"), {}),
 ]
 DECLINED = [
     ("any", build("slot-1.mb-aaaa.mesh.test", QTYPE.ANY), {}),
@@ -247,3 +252,19 @@ def test_ttl_header_fields_of_a_lean_answer():
     # Three records, each c00c TXT IN with TTL min(60, 10 - 1) = 9.
     head = struct.pack(">HHHI", 0xC00C, 16, 1, 9)
     assert lean.count(head) == 3 and lean[6:8] == b"\x00\x03"
+
+
+def test_packed_soa_names_are_reused_only_for_the_same_shape():
+    """The SOA names are packed once per (question end, shared suffixes): every question,
+    answered after all the others by one lean path, equals a fresh lean path's answer."""
+    shared = LeanPath(ZONES, STORE, answer_ttl=60, edns_payload=1232)
+    questions = [build(name, qtype) for name in
+                 ["nope.mesh.test", "a.ns1.mesh.test", "b.ns1.mesh.test", "a.NS1.mesh.test",
+                  "ab.ns1.mesh.test", "hostmaster.mesh.test", "a.hostmaster.mesh.test",
+                  "NOPE.mesh.test", "nope.MESH.test", "x.gone.other.example",
+                  "ns1.mesh.test.other.example", "z.in.ent.mesh.test"]
+                 for qtype in (QTYPE.TXT, QTYPE.A)]
+    for query in questions + questions[::-1]:
+        fresh = LeanPath(ZONES, STORE, answer_ttl=60, edns_payload=1232)
+        assert shared.answer(query, NOW, 1232) == fresh.answer(query, NOW, 1232)
+        check(query)

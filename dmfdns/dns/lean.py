@@ -52,7 +52,7 @@ class _ZoneInfo:
     """What a negative answer needs from one zone, computed once."""
 
     __slots__ = ("origin", "suffix", "depth", "zone", "soa_head", "mname", "rname", "timers",
-                 "serial")
+                 "serial", "packed_names", "tail")
 
     def __init__(self, zone):
         soa = zone.soa
@@ -62,6 +62,10 @@ class _ZoneInfo:
         self.mname, self.rname = tuple(soa.rdata.mname.label), tuple(soa.rdata.rname.label)
         self.serial = soa.rdata.times[0]
         self.timers = struct.pack(">IIII", *soa.rdata.times[1:])
+        # MNAME + RNAME as compressed against a question, by the shape that decides it
+        # (see _soa_rdata): at most 4 x 256 x 256 small entries, so no bound is needed.
+        self.packed_names = {}
+        self.tail = (None, b"")             # (generation, serial + timers)
 
 
 class LeanPath:
@@ -182,16 +186,42 @@ class LeanPath:
 
     def _soa_rdata(self, labels, info, offset):
         """SOA RDATA at ``offset`` with MNAME and RNAME compressed as dnslib does: against
-        every suffix of the question name (same case), then of the names written before."""
-        known, at = {}, 12
-        for i, label in enumerate(labels):
-            known[tuple(labels[i:])] = at
-            at += len(label) + 1
-        out = bytearray()
-        for name in (info.mname, info.rname):
-            _compress(name, known, offset, out)
-        serial = (info.serial + self._store.generation()) & 0xFFFFFFFF
-        return bytes(out) + _SERIAL(serial) + info.timers
+        every suffix of the question name (same case), then of the names written before.
+
+        Only question suffixes that are also suffixes of MNAME or RNAME can be pointed at,
+        and where they start follows from where the question ends (``offset``); so the
+        compressed names depend on the zone, ``offset`` and how many trailing labels the
+        question shares with each name, and are packed once per such shape. The serial
+        (file serial + store generation) is packed once per generation."""
+        shape = (offset, _shared_suffix(labels, info.mname), _shared_suffix(labels, info.rname))
+        names = info.packed_names.get(shape)
+        if names is None:
+            names = info.packed_names[shape] = _pack_names(labels, info, offset)
+        generation = self._store.generation()
+        tail = info.tail
+        if tail[0] != generation:
+            serial = (info.serial + generation) & 0xFFFFFFFF
+            tail = info.tail = (generation, _SERIAL(serial) + info.timers)
+        return names + tail[1]
+
+
+def _shared_suffix(labels, name) -> int:
+    """How many trailing labels ``labels`` and ``name`` have in common (exact bytes)."""
+    shared, most = 0, min(len(labels), len(name))
+    while shared < most and labels[-1 - shared] == name[-1 - shared]:
+        shared += 1
+    return shared
+
+
+def _pack_names(labels, info, offset) -> bytes:
+    known, at = {}, 12
+    for i, label in enumerate(labels):
+        known[tuple(labels[i:])] = at
+        at += len(label) + 1
+    out = bytearray()
+    for name in (info.mname, info.rname):
+        _compress(name, known, offset, out)
+    return bytes(out)
 
 
 def _compress(name, known, base, out) -> None:
