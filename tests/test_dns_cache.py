@@ -7,10 +7,12 @@ import pytest
 from dnslib import CLASS, EDNS0, QTYPE, DNSHeader, DNSQuestion, DNSRecord, EDNSOption
 from hypothesis import given, settings, strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
+from twisted.internet import task
 
 from dmfdns.dns.answer_cache import ENTRY_OVERHEAD, AnswerCache
 from dmfdns.dns.counters import DnsCounters
 from dmfdns.dns.responder import Responder, ResponderSettings
+from dmfdns.dns.server import DNSDatagramProtocol
 from dmfdns.dns.zone import parse_zone
 from dmfdns.metrics import NodeMetrics
 from dmfdns.store.lmdb_store import LmdbStore
@@ -289,6 +291,42 @@ def test_shapes_the_lean_path_declines_are_never_cached(store):
     second = cached.respond(cookie, now=T0 + 1, max_udp=1232)
     assert first != second                      # the server cookie carries the time
     assert cached.counters.cache_entries == 0 and cached.counters.cache_hits == 0
+
+
+def test_through_the_udp_listener_on_a_task_clock(store):
+    """The transport's clock is what the cache sees: a hit, a write, then time passing."""
+    clock = task.Clock()
+    clock.advance(T0)
+    cached, uncached = pair(store)
+    udp = DNSDatagramProtocol(cached, clock, max_udp=1232)
+    udp.transport = RecordingTransport()
+    store.put("a.mesh.test", "one", expiry=T0 + 100, now=T0)
+    wire = query("a.mesh.test")
+
+    def ask():
+        udp.datagramReceived(wire, ("127.0.0.1", 5353))
+        answer = udp.transport.sent[-1]
+        assert answer == uncached.respond(wire, now=clock.seconds(), max_udp=1232)
+        return DNSRecord.parse(answer)
+
+    assert [str(rr.rdata) for rr in ask().rr] == ['"one"']
+    ask()
+    assert cached.counters.cache_hits == 1
+    store.put("a.mesh.test", "two", expiry=T0 + 100, now=clock.seconds())
+    assert [str(rr.rdata) for rr in ask().rr] == ['"one"', '"two"']
+    clock.advance(95.5)
+    assert ask().rr[0].ttl == 4
+    clock.advance(5)
+    assert ask().header.rcode == 3
+    assert cached.counters.cache_hits == 1
+
+
+class RecordingTransport:
+    def __init__(self):
+        self.sent = []
+
+    def write(self, data, addr):
+        self.sent.append(data)
 
 
 # --- bounds, eviction, metrics ------------------------------------------------------------
