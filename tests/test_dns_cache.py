@@ -415,3 +415,16 @@ def test_durations_land_in_their_buckets():
     assert snapshot.buckets[0] == (0.00025, 2) and snapshot.buckets[1] == (0.0005, 3)
     assert snapshot.buckets[-1] == (float("inf"), 4) and snapshot.count == 4
     assert snapshot.sum == pytest.approx(9.00065)
+
+
+def test_a_store_that_cannot_tell_its_generation_is_answered_without_the_cache():
+    store = MemoryStore()
+    store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0)
+    cached, uncached = pair(store)
+    wire = query("a.mesh.test")
+    cached.respond(wire, now=T0, max_udp=1232)
+    store.close()                      # generation() and every read now fail
+    failed = cached.respond(wire, now=T0, max_udp=1232)
+    assert failed == uncached.respond(wire, now=T0, max_udp=1232)
+    assert DNSRecord.parse(failed).header.rcode == 2          # SERVFAIL, not the cached one
+    assert cached.counters.cache_hits == 0

@@ -50,8 +50,8 @@ class AnswerCache:
     def lookup(self, key: bytes, generation: int, now: float, max_udp):
         """The cached response body for ``key`` if it is exact at ``now``, else None."""
         entry = self.entries.get(key)
-        if (entry is None or generation != self.generation or not entry[0] <= now <= entry[1]
-                or entry[2] != max_udp):
+        if (entry is None or generation != self.generation or generation is None
+                or not entry[0] <= now <= entry[1] or entry[2] != max_udp):
             return None
         self.entries.move_to_end(key)
         return entry

@@ -104,7 +104,10 @@ class Responder:
         cache, counters = self.cache, self.counters
         if cache is not None:
             key = query[2:]
-            generation = self.store.generation()
+            try:
+                generation = self.store.generation()
+            except Exception:       # the store cannot tell: answer without the cache
+                generation = None
             entry = cache.lookup(key, generation, now, max_udp)
             if entry is not None:
                 counters.cache_hits += 1
@@ -115,7 +118,7 @@ class Responder:
         if lean is not None:
             response, qtype, until_ms = lean
             rcode = response[3] & 0xF
-            if cache is not None:
+            if cache is not None and generation is not None:
                 cache.store(key, response[2:], generation=generation, built=now,
                             until_ms=until_ms, max_udp=max_udp, qtype=qtype, rcode=rcode)
             counters.count_answer(proto, qtype, rcode, len(response))

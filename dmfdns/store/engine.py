@@ -11,7 +11,8 @@ suite exercises one algorithm over two storage layers. The DNS hot-path reads
 ``generation()`` is read on every DNS answer (the SOA serial, the answer cache's validity),
 so a handle that makes the writes keeps it in memory: it is noted from the write
 transaction after each commit. That is exact because the node is the single writer of its
-store (``dmfdns.node.NodeLock``; LMDB refuses a second handle in one process). A read-only
+store (``dmfdns.node.NodeLock``; LMDB refuses a second handle in one process) and uses it
+from one thread, the reactor's. A read-only
 LMDB handle (a DNS worker process) sees another process's commits, so it reads the counter
 from the store every time.
 """
