@@ -136,7 +136,8 @@ class RecordStore(Protocol):
         """Remove up to ``limit`` expired values and tombstones; the number removed."""
 
     def generation(self) -> int:
-        """A counter that grows with every committed change (drives SOA serials)."""
+        """A counter that grows with every committed change (drives SOA serials and the DNS
+        answer cache). The writing handle keeps it in memory (no read transaction)."""
 
     def meta_get(self, key: str) -> bytes | None: ...
 
@@ -173,6 +174,17 @@ class RecordStore(Protocol):
 
     def reap_stale_readers(self) -> int:
         """Clear reader slots left by crashed processes (LMDB); the number cleared."""
+
+    # Added for the DNS fast path, which has parsed the name from the wire already.
+
+    def packed_txt_at(self, key: bytes) -> bytes | None:
+        """``packed_txt`` by the name's reversed-label key (``dns.names.reversed_key``);
+        the caller has checked the name, so the key is not."""
+
+    def descendants_live_until(self, key: bytes, now_ms: int) -> int | None:
+        """``has_descendants`` by key, and for how long its answer holds: None when it is
+        False (it stays False as time goes on, until a write), else the last millisecond
+        through which it stays True for certain (``engine.FOREVER_MS``: until a write)."""
 
     # Added for admission (a prekey is verified by the identity stored beside it).
 
