@@ -319,7 +319,7 @@ def cases():
     yield case("tcp-over-65535-is-servfail", q, reply(q, rcode=2, aa=False), max_udp=None)
 
 
-@pytest.mark.parametrize("q, expected, max_udp, responder", cases())
+@pytest.mark.parametrize("q, expected, max_udp, responder", list(cases()))
 def test_response_bytes(q, expected, max_udp, responder):
     got = RESPONDERS[responder].respond(q, now=NOW, max_udp=max_udp, client=CLIENT)
     assert got == expected, (DNSRecord.parse(got) if got and len(got) >= 12 else got)
