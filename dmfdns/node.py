@@ -442,6 +442,7 @@ def _listener_counters(node: Node) -> dict:
             grouped.setdefault(listener.kind, []).append(listener.counters)
     return grouped
 
+
 # --- the cluster: sync endpoints, anti-entropy, gossip, heartbeat ----------------------------
 
 def cluster_preflight(config: Config, zones: list) -> ClusterSettings:
