@@ -9,42 +9,31 @@ nodes can run in one process on one reactor (the litmus test of the seams).
 The node is the single writer of its LMDB environment (DESIGN.md §3): it holds an
 exclusive ``flock`` on ``<data_dir>/node.lock`` from ``make_service`` until it stops, and
 ``dmfdns records put|delete|import`` refuse to write while a node holds it.
+
+The metrics registry and the HTTP API are wired by ``node_http``, the cluster sync by
+``node_cluster``; both read their files before the lock is taken.
 """
 
 import errno
 import fcntl
 import os
 import pathlib
-from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
 from twisted.application import service
 from twisted.application.internet import TimerService
 from twisted.internet import defer, error
 from twisted.logger import Logger
 
-from .config import (Config, ConfigError, ListenAddress, read_operator_key,
-                     read_operator_token)
+from .config import Config, ConfigError, ListenAddress
 from .dns.counters import DnsCounters
 from .dns.responder import Responder, ResponderSettings
 from .dns.server import DNSDatagramProtocol, DNSStreamFactory, TransportCounters
 from .dns.zone import ZoneError, parse_zone
-from .http.auth import MULTI_TENANT, WriteAuth
-from .http.site import OpenBindRefused, check_bind, make_site
-from .http.tokens import TokenFile
-from .metrics import NodeMetrics
 from .store.api import StoreError
-from .store.identities import identity_lookup
 from .store.lmdb_store import LmdbStore
-from . import __version__
-from .config import read_manifest_wire, read_sync_token
-from .http.ratelimit import TokenBucketLimiter
-from .http.sync_resources import SyncApi
-from .proto.keyfile import parse_seed
-from .proto.signing import Signer
-from .sync.anti_entropy import Budget
-from .sync.service import ClusterSettings, ClusterSync, HeartbeatSettings
-from .sync.sync_metrics import SyncCollector
+# http_preflight and cluster_preflight are also used by ``dmfdns serve``.
+from .node_cluster import add_cluster, cluster_preflight
+from .node_http import add_metrics_and_http, http_preflight
 
 LOCK_FILE = "node.lock"
 log = Logger(namespace="dmfdns.server")
@@ -168,11 +157,12 @@ class Listener(service.Service):
     the TCP side that moves when the UDP port is taken."""
 
     SAME_PORT_ATTEMPTS = 20
-    backlog = None  # TCP listen(2) queue; None: Twisted's default (50)
 
     def __init__(self, reactor, kind: str, address: ListenAddress, protocol_or_factory,
-                 counters: TransportCounters, same_port_as: "Listener | None" = None):
+                 counters: TransportCounters | None, same_port_as: "Listener | None" = None,
+                 backlog: int | None = None):
         self.reactor = reactor
+        self.backlog = backlog  # TCP listen(2) queue; None: Twisted's default (50)
         self.kind = kind
         self.address = address
         self.target = protocol_or_factory
@@ -290,6 +280,13 @@ class Node(service.MultiService):
         self.listeners.append(listener)
         listener.setServiceParent(self)
 
+    def listen(self, kind: str, address: ListenAddress, target, counters=None,
+               **options) -> Listener:
+        """Add a ``Listener`` of ``kind`` for ``address`` serving ``target``."""
+        listener = Listener(self.reactor, kind, address, target, counters, **options)
+        self.add_listener(listener)
+        return listener
+
     def dns_addresses(self, kind: str) -> list[ListenAddress]:
         """Bound addresses of the ``"udp"`` or ``"tcp"`` listeners, real ports included."""
         return [l.bound for l in self.listeners if l.kind == kind and l.bound is not None]
@@ -362,10 +359,8 @@ def make_service(config: Config, reactor) -> Node:
                                max_connections=config.dns.max_tcp_connections,
                                max_message=config.dns.max_tcp_message,
                                counters=tcp_counters, observe_duration=observe)
-        tcp_listener = Listener(reactor, "tcp", address, tcp, tcp_counters)
-        node.add_listener(tcp_listener)
-        node.add_listener(Listener(reactor, "udp", address, udp, udp_counters,
-                                   same_port_as=tcp_listener))
+        tcp_listener = node.listen("tcp", address, tcp, tcp_counters)
+        node.listen("udp", address, udp, udp_counters, same_port_as=tcp_listener)
     add_metrics_and_http(node, http_secrets)
     add_cluster(node, cluster)
     sweep = TimerService(config.store.sweep_interval, node.sweeper.tick)
@@ -373,123 +368,3 @@ def make_service(config: Config, reactor) -> Node:
     sweep.setName("sweep")
     sweep.setServiceParent(node)
     return node
-
-
-# --- metrics and the HTTP API ---------------------------------------------------------------
-
-HTTP_LISTEN_BACKLOG = 1024
-
-
-@dataclass(frozen=True)
-class HttpSecrets:
-    """What the HTTP API reads from files before the node takes its lock."""
-
-    operator_token: str
-    operator_key: bytes | None  # the pinned key that must sign cluster.<base>
-
-
-def http_preflight(config: Config) -> HttpSecrets:
-    """The operator token and pinned operator key, after refusing an ``open`` write API
-    beyond loopback (checked again here, not only by the config loader, because this is
-    where sockets get bound)."""
-    for address in config.http.listen:
-        try:
-            check_bind(config.http.auth_mode, address.host,
-                       allow_open_non_loopback=config.http.allow_open_non_loopback)
-        except OpenBindRefused as exc:
-            raise ConfigError(f"[http] {exc}") from None
-    return HttpSecrets(read_operator_token(config.http), read_operator_key(config.cluster))
-
-
-def add_metrics_and_http(node: Node, secrets: HttpSecrets) -> None:
-    """Give ``node`` its metrics registry (``node.metrics``), shared by the DNS counters and
-    the HTTP site, and an HTTP listener per ``[http] listen`` address (``node.http``)."""
-    config, reactor = node.config, node.reactor
-    node.metrics = NodeMetrics(CollectorRegistry())
-    node.metrics.watch_store(node.store)
-    node.metrics.watch_dns(node.dns_counters)
-    node.metrics.watch_dns_transports(lambda: _listener_counters(node))
-    node.metrics.watch_sweeper(lambda: node.sweeper.removed)
-    http = config.http
-    tokens = TokenFile(config.node.data_dir) if http.auth_mode == MULTI_TENANT else None
-    operator_token = secrets.operator_token
-    auth = WriteAuth(http.auth_mode, operator_token=operator_token, tokens=tokens,
-                     clock=reactor.seconds)
-    metrics_tokens = (http.metrics_token, operator_token) if http.metrics_token else ()
-    node.http = make_site(
-        store=node.store, zones=[zone.origin for zone in node.zones], clock=reactor,
-        metrics=node.metrics, auth=auth, rate_limit=http.rate_limit,
-        rate_burst=http.rate_burst, trusted_proxies=http.trusted_proxies,
-        max_body_bytes=http.max_body_bytes, max_connections=http.max_connections,
-        idle_timeout=http.idle_timeout, metrics_tokens=metrics_tokens,
-        operator_key=secrets.operator_key, cluster_base=config.cluster.base or None,
-        lookup_identities=identity_lookup(node.store, reactor.seconds))
-    node.http.readiness.require("store", lambda: node.readiness()["store"])
-    node.http.readiness.require("listeners", lambda: node.readiness()["listeners"])
-    for address in http.listen:
-        listener = Listener(reactor, "http", address, node.http.site, None)
-        # A connection flood must queue in the kernel rather than see dropped SYNs while the
-        # site evicts idle connections to make room (dmfdns.http.channel).
-        listener.backlog = HTTP_LISTEN_BACKLOG
-        node.add_listener(listener)
-
-
-def _listener_counters(node: Node) -> dict:
-    """``{"udp": [TransportCounters, ...], "tcp": [...]}`` of the DNS listeners."""
-    grouped = {}
-    for listener in node.listeners:
-        if listener.kind in ("udp", "tcp"):
-            grouped.setdefault(listener.kind, []).append(listener.counters)
-    return grouped
-
-
-# --- the cluster: sync endpoints, anti-entropy, gossip, heartbeat ----------------------------
-
-def cluster_preflight(config: Config, zones: list) -> ClusterSettings:
-    """The cluster settings, with every ``[cluster]`` file read before the node takes its
-    lock (a ConfigError names the file)."""
-    cluster = config.cluster
-    return ClusterSettings(
-        node_id=config.node.node_id, zones=tuple(zones), sync_token=read_sync_token(cluster),
-        base=cluster.base or None, operator_key=read_operator_key(cluster),
-        initial_manifest=read_manifest_wire(cluster), static_peers=cluster.peers,
-        interval=cluster.sync_interval,
-        budget=Budget(page_limit=cluster.page_limit, max_pages=cluster.max_pages_per_tick,
-                      max_records=cluster.max_records_per_tick, seconds=cluster.tick_budget),
-        peer_timeout=cluster.peer_timeout, max_response_bytes=cluster.max_response_bytes,
-        fullset_interval=cluster.fullset_interval, heartbeat=_heartbeat_settings(config, zones))
-
-
-def _heartbeat_settings(config: Config, zones: list) -> HeartbeatSettings | None:
-    cluster = config.cluster
-    if not cluster.heartbeat_endpoint or not zones:
-        return None
-    try:
-        seed = parse_seed(cluster.heartbeat_key_file.read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"[cluster] heartbeat_key_file {cluster.heartbeat_key_file}: "
-                          f"cannot read: {exc.strerror}") from None
-    if seed is None:
-        raise ConfigError(f"[cluster] heartbeat_key_file {cluster.heartbeat_key_file}: must "
-                          "hold a 32-byte seed (64 hex characters)")
-    return HeartbeatSettings(Signer(seed), cluster.heartbeat_endpoint, zones[0],
-                             f"dmfdns-{__version__}", cluster.heartbeat_interval,
-                             int(cluster.heartbeat_ttl))
-
-
-def add_cluster(node: Node, settings: ClusterSettings) -> None:
-    """Give ``node`` its ``ClusterSync`` (``node.cluster``) and mount ``/v1/sync/*``."""
-    reactor, http = node.reactor, node.config.http
-
-    def on_write(accepted: bool, reason) -> None:
-        if accepted:
-            node.metrics.write_accepted("sync")
-        else:
-            node.metrics.write_refused("sync", reason)
-    node.cluster = ClusterSync(node.store, reactor, settings, on_write=on_write)
-    node.cluster.setServiceParent(node)
-    SyncApi(store=node.store, token=settings.sync_token,
-            limiter=TokenBucketLimiter(http.rate_limit, http.rate_burst, reactor.seconds),
-            current_manifest=node.cluster.current_manifest,
-            index=node.cluster.index if settings.sync_token else None).mount(node.http)
-    node.metrics.registry.register(SyncCollector(node.cluster))

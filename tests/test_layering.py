@@ -23,7 +23,7 @@ LAYER_RULES = [
     (r"dmfdns\.metrics$", 2),
     (r"dmfdns\.commands\..+", 3),
     (r"dmfdns\.config_values$", 0),  # pure readers of config values (stdlib + proto)
-    (r"dmfdns\.(node|config|cli|__main__)$", 3),
+    (r"dmfdns\.(node|node_http|node_cluster|config|cli|__main__)$", 3),
 ]
 
 # Third-party packages a layer may not use (layer 0 stays pure).
