@@ -136,3 +136,4 @@ def test_the_map_rejects_an_unknown_module():
     assert layer_of("dmfdns.helpers") is None
     assert layer_of("dmfdns.dns.server") == 2
     assert layer_of("dmfdns.dns.respond") == 0
+    assert layer_of("dmfdns.dns.tsig") == 0          # pure TSIG, shared by UPDATE and XFR
