@@ -1,39 +1,48 @@
 """Architecture rules of DESIGN.md section 2, checked on the source with ``ast``.
 
 Every module under ``dmfdns/`` must be assigned a layer by ``LAYER_RULES``; a module
-may import only from its own layer or earlier ones.
+may import only from its own layer or earlier ones. DESIGN's layer 0 is split in two here:
+``proto`` stands strictly below the pure ``dns`` modules and imports nothing else of ours.
 """
 
 import ast
 import pathlib
 import re
+import sys
 
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "dmfdns"
 
+PROTO, PURE, STORE, ADAPTERS, COMPOSITION = range(5)
+
 # First matching pattern wins: (module-name regex, layer).
 LAYER_RULES = [
-    (r"dmfdns\.dns\.server$", 2),
-    (r"dmfdns(\.proto)?(\..*)?\.__init__$", 0),
-    (r"dmfdns\.proto\..+", 0),
-    (r"dmfdns\.dns\..+", 0),
-    (r"dmfdns\.store\..+", 1),
-    (r"dmfdns\.(http|sync|client)\..+", 2),
-    (r"dmfdns\.metrics$", 2),
-    (r"dmfdns\.commands\..+", 3),
-    (r"dmfdns\.config_values$", 0),  # pure readers of config values (stdlib + proto)
-    (r"dmfdns\.(node|node_http|node_cluster|config|cli|__main__)$", 3),
+    (r"dmfdns\.dns\.server$", ADAPTERS),
+    (r"dmfdns\.__init__$", PROTO),
+    (r"dmfdns\.proto\..+", PROTO),
+    (r"dmfdns\.dns\..+", PURE),
+    (r"dmfdns\.config_values$", PURE),  # pure readers of config values (stdlib + proto)
+    (r"dmfdns\.store\..+", STORE),
+    (r"dmfdns\.(http|sync|client)\..+", ADAPTERS),
+    (r"dmfdns\.metrics$", ADAPTERS),
+    (r"dmfdns\.commands\..+", COMPOSITION),
+    (r"dmfdns\.(node|node_http|node_cluster|config|cli|__main__)$", COMPOSITION),
 ]
 
-# Third-party packages a layer may not use (layer 0 stays pure).
+# proto uses the standard library and these only (DESIGN section 2).
+PROTO_THIRD_PARTY = ("cryptography", "zfec", "reedsolo")
+# Third-party packages a layer may not use (the pure layers stay pure).
 FORBIDDEN_THIRD_PARTY = {
-    0: ("twisted", "lmdb", "prometheus_client"),
-    1: ("twisted", "prometheus_client"),
+    PURE: ("twisted", "lmdb", "prometheus_client"),
+    STORE: ("twisted", "prometheus_client"),
 }
 LMDB_MODULE = "dmfdns.store.lmdb_store"
-CLOCK_CALLS = {("time", "time"), ("time", "time_ns"), ("datetime", "now"),
-               ("datetime", "utcnow"), ("datetime", "today"), ("date", "today")}
+# Wall-clock reads, by their full path; also caught bare (``datetime.now`` with the
+# import out of sight) by their last two parts.
+CLOCK_CALLS = {"time.time", "time.time_ns", "datetime.datetime.now",
+               "datetime.datetime.utcnow", "datetime.datetime.today", "datetime.date.today"}
+CLOCK_PAIRS = {tuple(path.split(".")[-2:]) for path in CLOCK_CALLS}
 
 
 def module_name(path: pathlib.Path) -> str:
@@ -82,6 +91,88 @@ def resolve_internal(name: str):
     return None
 
 
+def third_party_problem(this: str, layer, top: str):
+    """Why module ``this`` may not import third-party package ``top``, or None."""
+    if layer == PROTO:
+        if top not in sys.stdlib_module_names and top not in PROTO_THIRD_PARTY:
+            return f"{this} (proto) imports {top}: proto uses the stdlib, {PROTO_THIRD_PARTY}"
+    elif top in FORBIDDEN_THIRD_PARTY.get(layer, ()):
+        return f"{this} (layer {layer}) imports {top}"
+    if top == "lmdb" and this != LMDB_MODULE:
+        return f"only {LMDB_MODULE} may import lmdb ({this})"
+    return None
+
+
+def import_problems(this: str, source: str):
+    """Each import of module ``this`` (given as ``source``) that breaks the layer map."""
+    layer = layer_of(this)
+    for target, node in imported_names(ast.parse(source), this):
+        top = target.split(".")[0]
+        if top == "dmfdns":
+            internal = resolve_internal(target)
+            if internal is None or internal == this:
+                continue
+            other = layer_of(internal)
+            if other is None or other > layer:
+                yield (f"{this} (layer {layer}) imports {internal} (layer {other}) "
+                       f"at line {node.lineno}")
+        elif (problem := third_party_problem(this, layer, top)) is not None:
+            yield f"{problem} at line {node.lineno}"
+
+
+def import_aliases(tree: ast.AST) -> dict:
+    """Local name -> the full dotted path it was imported as."""
+    aliases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    aliases[alias.asname] = alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return aliases
+
+
+def dotted_path(node: ast.Attribute, aliases: dict):
+    """``a.b.c`` for an attribute chain on a plain name, the name resolved through the
+    imports; None for chains on anything else (calls, subscripts)."""
+    parts = [node.attr]
+    value = node.value
+    while isinstance(value, ast.Attribute):
+        parts.append(value.attr)
+        value = value.value
+    if not isinstance(value, ast.Name):
+        return None
+    parts.append(aliases.get(value.id, value.id))
+    return ".".join(reversed(parts))
+
+
+def is_clock_read(path: str) -> bool:
+    return path in CLOCK_CALLS or tuple(path.split(".")[-2:]) in CLOCK_PAIRS
+
+
+def runtime_problems(this: str, source: str):
+    """Global reactor, wall-clock and environment reads outside the modules allowed them."""
+    tree = ast.parse(source)
+    for target, node in imported_names(tree, this):
+        if target in ("twisted.internet.reactor",) and this != "dmfdns.__main__":
+            yield f"{this} imports the global reactor at line {node.lineno}"
+    aliases = import_aliases(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and (path := dotted_path(node, aliases)):
+            if is_clock_read(path) and this != "dmfdns.__main__":
+                yield f"{this} reads the wall clock ({path}) at line {node.lineno}"
+            if path in ("os.environ", "os.getenv", "os.environb") and this != "dmfdns.config":
+                yield f"{this} reads the environment at line {node.lineno}"
+        if isinstance(node, ast.ImportFrom) and node.module in ("os", "time"):
+            for alias in node.names:
+                if alias.name in ("environ", "getenv", "time", "time_ns"):
+                    allowed = "dmfdns.config" if node.module == "os" else "dmfdns.__main__"
+                    if this != allowed:
+                        yield f"{this} imports {node.module}.{alias.name} at line {node.lineno}"
+
+
 @pytest.mark.parametrize("path", modules(), ids=lambda p: module_name(p))
 def test_module_has_a_layer(path):
     assert layer_of(module_name(path)) is not None, (
@@ -90,50 +181,60 @@ def test_module_has_a_layer(path):
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: module_name(p))
 def test_imports_respect_layers(path):
-    this = module_name(path)
-    layer = layer_of(this)
-    tree = ast.parse(path.read_text(), filename=str(path))
-    for target, node in imported_names(tree, this):
-        top = target.split(".")[0]
-        if top == "dmfdns":
-            internal = resolve_internal(target)
-            if internal is None or internal == this:
-                continue
-            other = layer_of(internal)
-            assert other is not None and other <= layer, (
-                f"{this} (layer {layer}) imports {internal} (layer {other}) at line {node.lineno}")
-        elif top in FORBIDDEN_THIRD_PARTY.get(layer, ()):
-            assert False, f"{this} (layer {layer}) imports {target} at line {node.lineno}"
-        if top == "lmdb":
-            assert this == LMDB_MODULE, f"only {LMDB_MODULE} may import lmdb ({this})"
+    assert list(import_problems(module_name(path), path.read_text())) == []
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: module_name(p))
 def test_global_reactor_clock_and_environment(path):
-    this = module_name(path)
-    tree = ast.parse(path.read_text(), filename=str(path))
-    for target, node in imported_names(tree, this):
-        if target in ("twisted.internet.reactor",) and this != "dmfdns.__main__":
-            assert False, f"{this} imports the global reactor at line {node.lineno}"
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            pair = (node.value.id, node.attr)
-            if pair in CLOCK_CALLS:
-                assert this == "dmfdns.__main__", (
-                    f"{this} reads the wall clock ({'.'.join(pair)}) at line {node.lineno}")
-            if pair in (("os", "environ"), ("os", "getenv"), ("os", "environb")):
-                assert this == "dmfdns.config", (
-                    f"{this} reads the environment at line {node.lineno}")
-        if isinstance(node, ast.ImportFrom) and node.module in ("os", "time"):
-            for alias in node.names:
-                if alias.name in ("environ", "getenv", "time", "time_ns"):
-                    allowed = "dmfdns.config" if node.module == "os" else "dmfdns.__main__"
-                    assert this == allowed, (
-                        f"{this} imports {node.module}.{alias.name} at line {node.lineno}")
+    assert list(runtime_problems(module_name(path), path.read_text())) == []
 
 
 def test_the_map_rejects_an_unknown_module():
     assert layer_of("dmfdns.helpers") is None
-    assert layer_of("dmfdns.dns.server") == 2
-    assert layer_of("dmfdns.dns.respond") == 0
-    assert layer_of("dmfdns.dns.tsig") == 0          # pure TSIG, shared by UPDATE and XFR
+    assert layer_of("dmfdns.dns.server") == ADAPTERS
+    assert layer_of("dmfdns.dns.respond") == PURE
+    assert layer_of("dmfdns.dns.tsig") == PURE          # pure TSIG, shared by UPDATE and XFR
+    assert layer_of("dmfdns.proto.names") == PROTO
+
+
+@pytest.mark.parametrize("source", [
+    "from ..dns import query",
+    "from dmfdns.dns.lean import LeanPath",
+    "from .. import dns",
+    "from ..store import api",
+    "import dnslib",
+    "import twisted.internet.defer",
+])
+def test_proto_imports_nothing_above_it(source):
+    assert list(import_problems("dmfdns.proto.admission", source)) != []
+
+
+def test_proto_may_import_proto_the_stdlib_and_its_three_libraries():
+    source = ("import hashlib\nimport zfec\nfrom . import names\nfrom .owners import slot\n"
+              "from cryptography.hazmat.primitives import hashes\n")
+    assert list(import_problems("dmfdns.proto.admission", source)) == []
+    assert list(import_problems("dmfdns.dns.zone", "from ..proto import names")) == []
+
+
+@pytest.mark.parametrize("source", [
+    "import datetime\ndatetime.datetime.now()",
+    "import datetime\ndatetime.datetime.utcnow()",
+    "import datetime\ndatetime.date.today()",
+    "import datetime as dt\ndt.datetime.today()",
+    "from datetime import datetime\ndatetime.now()",
+    "from datetime import datetime as wall\nwall.now()",
+    "from datetime import date\ndate.today()",
+    "import time\nstamp = time.time",
+    "import time as t\nt.time_ns()",
+    "from time import time",
+    "datetime.now()",
+])
+def test_wall_clock_reads_are_caught(source):
+    assert list(runtime_problems("dmfdns.proto.names", source)) != []
+    assert list(runtime_problems("dmfdns.__main__", source)) == []
+
+
+def test_injected_clocks_are_not_wall_clock_reads():
+    source = ("import time\nimport datetime\ntime.monotonic()\nclock.seconds()\n"
+              "datetime.datetime.fromtimestamp(now)\ndatetime.timedelta(seconds=1)\n")
+    assert list(runtime_problems("dmfdns.proto.names", source)) == []

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dmfdns.dns.names import reversed_key
+from dmfdns.proto.names import reversed_key
 from dmfdns.store.api import StoreError, StoreFull
 from dmfdns.store.engine import ENT_PROBE, FOREVER_MS
 from dmfdns.store.lmdb_store import LmdbStore

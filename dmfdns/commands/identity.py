@@ -13,7 +13,7 @@ from ..client import app, discovery, identity_ops, network, rotation, runner
 from ..client import session as client_session
 from ..client import state as client_state
 from ..client.dnsquery import parse_server
-from ..proto import dnsname, revocation
+from ..proto import names, revocation
 from ..proto.keys import UserKeys, passphrase_to_x25519
 from . import CommandError
 
@@ -100,7 +100,7 @@ def _hex32(text):
 
 
 def _dns_name(text):
-    name = dnsname.normalize(text)
+    name = names.ldh_name(text)
     if name is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a DNS name")
     return name.lower()
@@ -195,7 +195,7 @@ def init_identity(args, ctx) -> int:
 
 
 def _dns_name_or_fail(text, option):
-    name = dnsname.normalize(text)
+    name = names.ldh_name(text)
     if name is None:
         raise CommandError(f"{option} {text!r} is not a DNS name")
     return name.lower()

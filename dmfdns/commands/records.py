@@ -18,7 +18,7 @@ import time
 from dnslib import QTYPE
 
 from ..config import ConfigError, read_operator_key
-from ..dns.names import canonical, within
+from ..proto.names import canonical, within
 from ..dns.zone import ZoneError, parse_zone
 from ..node import NodeLock, NodeLocked, load_zones, open_store
 from ..proto import admission

@@ -23,15 +23,15 @@ can hold every byte to the dnslib path.
 
 The store is read by the name's reversed-label key, built here from the wire labels
 (``packed_txt_at``, ``descendants_live_until``), so the name is checked once, by one
-regular expression with the rule of ``names.canonical``; a name that fails it goes the slow
+regular expression with the rule of ``proto.names.canonical``; a name that fails it goes the slow
 way, as before. Each answer also says until when it stays byte-identical (``until_ms``,
 the last ``round(now * 1000)`` at which it does, provided the store does not change): the
 answer cache in the responder keeps it that long.
 """
 
-import re
 import struct
 
+from ..proto.names import canonical_wire
 from .zone import above_apexes
 
 _ENTRY = struct.Struct(">QH").unpack_from
@@ -43,8 +43,6 @@ _MIN_UDP = 512
 _TXT = 16
 _DECLINED_TYPES = frozenset({41, 251, 252, 255})       # OPT, IXFR, AXFR, ANY
 _SERIAL = struct.Struct(">I").pack
-_LABEL = rb"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"          # as names.canonical
-_CANONICAL = re.compile(_LABEL + rb"(?:\." + _LABEL + rb")*").fullmatch
 FOREVER_MS = 2**63 - 1          # an answer exact until the store changes
 
 
@@ -119,7 +117,7 @@ class LeanPath:
                 return None
             limit = 65535 if max_udp is None else min(max_udp, _MIN_UDP)
         raw = b".".join(labels).lower()
-        if raw.count(b".") != len(labels) - 1 or not _CANONICAL(raw):
+        if raw.count(b".") != len(labels) - 1 or not canonical_wire(raw):
             return None          # not a name the store can hold: the slow path decides
         name = raw.decode()
         if name in self._static:
@@ -140,7 +138,7 @@ class LeanPath:
     def _respond(self, query, labels, qend, qtype, name, info, now, has_opt):
         """``(response, until_ms)``."""
         now_ms = round(now * 1000)        # the store's rounding (changelog.to_ms)
-        key = b".".join(reversed(labels)).lower()       # names.reversed_key, from the wire
+        key = b".".join(reversed(labels)).lower()       # proto.names.reversed_key, from the wire
         blob = self._store.packed_txt_at(key)
         records, soonest = [], FOREVER_MS
         if blob:

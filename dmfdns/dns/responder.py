@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from dnslib import (CLASS, RD, RR, SOA, TXT, DNSBuffer, DNSHeader, DNSLabel,
                     DNSQuestion, DNSRecord)
 
+from ..proto import names
 from ..proto import txt as txt_strings
-from . import cookies, edns, names, query as wire, rrblob
+from . import cookies, edns, query as wire, rrblob
 from .answer_cache import AnswerCache
 from .counters import OTHER, DnsCounters
 from .lean import LeanPath

@@ -20,7 +20,7 @@ from dnslib import CLASS, QTYPE, RD, RDMAP, RR, DNSBuffer, DNSLabel, ZoneParser
 from dnslib.dns import parse_time
 from dnslib.lex import WordLexer
 
-from . import names
+from ..proto import names
 
 MAX_TTL = 2**31 - 1           # RFC 2181 section 8
 _TTL = re.compile(r"(?:\d+[smhdwSMHDW]?)+")

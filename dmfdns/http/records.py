@@ -14,7 +14,7 @@ canonical (lowercase) at ingress and must lie in a served zone (400 otherwise), 
 POSTing the signed value to ``/v1/records/cluster.<base>`` with the operator token.
 """
 
-from ..dns import names
+from ..proto import names
 from ..proto import admission
 from ..proto.admission import Limits, Refusal
 from .auth import DELETE, PUBLISH, WriteAuth, bearer_token

@@ -45,9 +45,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from . import (bootstrap, chunk, claim, cluster_manifest, heartbeat, identity, owners,
+from . import (bootstrap, chunk, claim, cluster_manifest, heartbeat, identity, names, owners,
                prefixes, prekey, revocation, rotation, slot_manifest)
-from ..dns import names
 
 # Refusal reasons: a fixed set, so they can label a metric.
 TTL = "ttl"

@@ -13,7 +13,7 @@ then one 64-byte signature.
 
 from dataclasses import dataclass
 
-from . import b64, dnsname, prefixes
+from . import b64, names, prefixes
 from .binreader import Reader
 from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
 
@@ -77,7 +77,7 @@ def sign(seq: int, exp: int, signer_spk: bytes, user_domain: str, entries,
 
 
 def _checked_name(name, what: str) -> str:
-    normalized = dnsname.normalize(name)
+    normalized = names.ldh_name(name)
     if normalized is None:
         raise ValueError(f"{what} {name!r} is not a DNS name")
     if len(normalized) > MAX_NAME:
@@ -163,7 +163,7 @@ def _parse_body(body: bytes) -> Bootstrap | None:
 def _read_name(reader: Reader) -> str | None:
     """A length-prefixed DNS name (one trailing dot allowed, then dropped)."""
     text = reader.prefixed_text(1, "ascii")
-    name = None if text is None else dnsname.normalize(text)
+    name = None if text is None else names.ldh_name(text)
     if name is None or len(name) > MAX_NAME:
         return None
     return name
@@ -201,6 +201,6 @@ def parse_and_verify(wire, signer_key: bytes | None, *, now: int,
         return None
     if expected_user_domain is not None and not (
             isinstance(expected_user_domain, str)
-            and dnsname.same_name(record.user_domain, expected_user_domain)):
+            and names.same_name(record.user_domain, expected_user_domain)):
         return None
     return record

@@ -14,7 +14,7 @@ the embedded key, which is only meaningful for inspection: trust comes from pinn
 import struct
 from dataclasses import dataclass
 
-from . import b64, dnsname, prefixes
+from . import b64, names, prefixes
 from .binreader import Reader
 from .signing import PUBLIC_KEY_LEN, Signer, split_signed_value, verify
 
@@ -56,7 +56,7 @@ def sign(seq: int, exp: int, operator_spk: bytes, cluster_name: str, nodes,
         raise ValueError("seq and exp are u64")
     if len(operator_spk) != PUBLIC_KEY_LEN or bytes(operator_spk) != signer.public_key:
         raise ValueError("operator_spk is not the signer's public key")
-    name = dnsname.normalize(cluster_name)
+    name = names.ldh_name(cluster_name)
     if name is None or len(name) > MAX_NAME:
         raise ValueError(f"cluster name {cluster_name!r} is not a DNS name of at most 64 bytes")
     nodes = list(nodes)
@@ -133,7 +133,7 @@ def _read_name(reader: Reader) -> str | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return dnsname.normalize(text)
+    return names.ldh_name(text)
 
 
 def _read_node(reader: Reader) -> ClusterNode | None:
@@ -176,4 +176,4 @@ def parse_and_verify(wire, operator_key: bytes, *, now: int,
 
 
 def _same_cluster(record: ClusterManifest, expected: str) -> bool:
-    return isinstance(expected, str) and dnsname.same_name(record.cluster_name, expected)
+    return isinstance(expected, str) and names.same_name(record.cluster_name, expected)

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from . import b64, dnsname, prefixes
+from . import b64, names, prefixes
 from .binreader import Reader
 from .signing import PUBLIC_KEY_LEN, Signer, decode_self_signed
 
@@ -103,7 +103,7 @@ def _host_problem(host: str, bracketed: bool) -> str | None:
         return _address_problem(address)
     if bracketed:
         return "a bracketed endpoint host must be an IPv6 address"
-    name = dnsname.normalize(host)
+    name = names.ldh_name(host)
     if name is None:
         return "endpoint host is not a host name"
     name = name.lower()

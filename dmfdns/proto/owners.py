@@ -7,16 +7,14 @@ trailing dot, which is dropped.
 import hashlib
 import struct
 
+from .names import drop_root_dot as _zone
+
 SLOT_COUNT = 10
 MAX_CHUNKS = 1024
 
 
 def _hex(data: bytes, chars: int) -> str:
     return hashlib.sha256(data).hexdigest()[:chars]
-
-
-def _zone(zone: str) -> str:
-    return zone[:-1] if zone.endswith(".") else zone
 
 
 def mailbox_label(recipient_id: bytes) -> str:

@@ -11,7 +11,7 @@ seq u64 | ts u64 | exp u64``, then ``sig_old 64 | sig_new 64``.
 
 from dataclasses import dataclass
 
-from . import b64, dnsname, prefixes
+from . import b64, names, prefixes
 from .binreader import Reader
 from .signing import PUBLIC_KEY_LEN, Signer, decode_self_signed
 
@@ -57,7 +57,7 @@ def subject_problem(subject_type, subject) -> str | None:
         return f"subject longer than {cap} UTF-8 bytes"
     if subject_type == SUBJECT_USER:
         return _user_subject_problem(subject)
-    if dnsname.normalize(subject) is None:
+    if names.ldh_name(subject) is None:
         return "subject must be a DNS name"
     return None
 
@@ -66,7 +66,7 @@ def _user_subject_problem(subject: str) -> str | None:
     user, at, host = subject.partition("@")
     if not at or not user.strip() or not host.strip():
         return "a user subject is user@host"
-    if dnsname.normalize(host.strip()) is None:
+    if names.ldh_name(host.strip()) is None:
         return "the host of a user subject must be a DNS name"
     return None
 
@@ -81,16 +81,12 @@ def normalize_subject(subject_type: int, subject: str) -> str:
         user, at, host = subject.partition("@")
         if not at:
             return subject
-        return f"{user.strip()}@{_drop_dot(host.strip()).casefold()}"
-    return _drop_dot(subject).casefold()
+        return f"{user.strip()}@{names.drop_root_dot(host.strip()).casefold()}"
+    return names.drop_root_dot(subject).casefold()
 
 
 def same_subject(subject_type: int, a: str, b: str) -> bool:
     return normalize_subject(subject_type, a) == normalize_subject(subject_type, b)
-
-
-def _drop_dot(name: str) -> str:
-    return name[:-1] if name.endswith(".") else name
 
 
 def _encodable(text: str) -> bool:

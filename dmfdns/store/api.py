@@ -2,7 +2,7 @@
 
 A record is one ``(name, value)`` pair with an expiry. A name holds a set of values: writing
 an identical value refreshes its expiry (the maximum wins). Names are canonical (see
-``dmfdns.dns.names``); values are ASCII text. Deletes leave tombstones that replicate.
+``dmfdns.proto.names``); values are ASCII text. Deletes leave tombstones that replicate.
 Times are unix seconds (float) passed in by the caller; nothing here reads a clock.
 """
 
@@ -178,7 +178,7 @@ class RecordStore(Protocol):
     # Added for the DNS fast path, which has parsed the name from the wire already.
 
     def packed_txt_at(self, key: bytes) -> bytes | None:
-        """``packed_txt`` by the name's reversed-label key (``dns.names.reversed_key``);
+        """``packed_txt`` by the name's reversed-label key (``proto.names.reversed_key``);
         the caller has checked the name, so the key is not."""
 
     def descendants_live_until(self, key: bytes, now_ms: int) -> int | None:

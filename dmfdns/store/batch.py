@@ -10,7 +10,7 @@ once per batch, so every change of one transaction shares it (DESIGN.md section 
 from typing import Iterator, Protocol
 
 from ..dns import rrblob
-from ..dns.names import from_reversed_key
+from ..proto.names import from_reversed_key
 from .api import Change, Cursor
 from .changelog import next_ts
 from .inputs import Item, Owner

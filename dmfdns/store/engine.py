@@ -21,7 +21,7 @@ import struct
 from contextlib import AbstractContextManager, contextmanager
 from typing import Iterable
 
-from ..dns.names import from_reversed_key, reversed_key
+from ..proto.names import from_reversed_key, reversed_key
 from . import inputs
 from .api import ApplyResult, Change, ChangesPage, Cursor, StoreError, Value
 from .batch import GENERATION, META_PREFIX, Batch, Tables, meta_int, to_change

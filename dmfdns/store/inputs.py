@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..dns.names import canonical, reversed_key
+from ..proto.names import canonical, reversed_key
 from .api import Change, StoreError
 from .changelog import MAX_TS_MS, to_ms
 from .merge import Entry

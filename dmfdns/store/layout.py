@@ -1,7 +1,7 @@
 """Byte layout of LmdbStore's sub-databases (documented in docs/storage.md).
 
 * ``records``: ``rkey 0x00 sha256(value)`` -> entry. ``rkey`` is the reversed-label key of
-  the name (``dmfdns.dns.names.reversed_key``); names never contain 0x00, so one name's
+  the name (``dmfdns.proto.names.reversed_key``); names never contain 0x00, so one name's
   entries are the contiguous range starting at ``rkey 0x00``.
 * ``names``: ``rkey`` -> the name's pre-packed TXT blob (``dmfdns.dns.rrblob``), present
   only while the name holds a value; a descendant of ``n`` has the prefix ``rkey(n) "."``.

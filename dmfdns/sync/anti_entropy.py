@@ -32,7 +32,7 @@ from typing import Callable
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from ..dns import names
+from ..proto import names
 from ..proto import admission, prefixes
 from ..proto.admission import Limits, Refusal
 from ..store.api import Change, Cursor, StoreError

@@ -18,7 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..dns.names import canonical
+from ..proto.names import canonical
 from ..proto import prefixes
 from ..store.api import Change, ChangesPage, Cursor
 from ..store.changelog import format_cursor, parse_cursor
