@@ -2,8 +2,7 @@
 for the node to answer ``mesh.test SOA`` on 127.0.0.1:5353, stops it with SIGINT (Ctrl-C)
 and prints one JSON line: the answer, the exit status and the command's output.
 
-Used by test_readme_install.py, inside a fresh network namespace (``unshare -n``) where it
-can, so the default ports cannot collide with anything else on the machine.
+Used by test_readme_install.py.
 
 usage: readme_driver.py WORKDIR TIMEOUT COMMAND
 """
@@ -17,12 +16,6 @@ import sys
 import time
 
 from dnslib import QTYPE, DNSRecord
-
-
-def bring_up_loopback() -> None:
-    """A new network namespace starts with ``lo`` down; outside one this is a no-op."""
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=False,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def ask_soa() -> str | None:
@@ -40,7 +33,6 @@ def ask_soa() -> str | None:
 
 def main() -> None:
     workdir, timeout, command = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-    bring_up_loopback()
     with open(os.path.join(workdir, "command.log"), "wb") as output:
         process = subprocess.Popen(["bash", "-c", command], cwd=workdir, stdout=output,
                                    stderr=subprocess.STDOUT, start_new_session=True)

@@ -2,16 +2,19 @@
 
 Debian 12's ``/usr/bin/python3`` is externally managed (PEP 668): ``pip install`` outside a
 venv is refused. The quickstart must still install and start a node there, from nothing but
-a clone, and the node must answer DNS. The command runs in a fresh network namespace when
-the test can make one (root), so the default ports 5353/8053 cannot collide with another
-node on the machine; otherwise on the host's loopback.
+a clone, and the node must answer DNS. The command needs the package index (a network
+namespace would cut it off), so it runs on the host's loopback with the default ports
+5353/8053: the test holds a lock file so two runs on one machine take turns, and fails with
+a clear message when something else holds those ports.
 """
+
+import fcntl
+import socket
 
 import json
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
@@ -45,11 +48,14 @@ def debian_path(tmp_path: pathlib.Path) -> str:
                             "/usr/bin", "/sbin", "/bin"])
 
 
-def in_own_network(argv: list[str]) -> list[str]:
-    unshare = shutil.which("unshare")
-    if os.geteuid() == 0 and unshare:
-        return [unshare, "--net", *argv]
-    return argv
+def assert_default_ports_free() -> None:
+    for kind, port in [(socket.SOCK_DGRAM, 5353), (socket.SOCK_STREAM, 5353),
+                       (socket.SOCK_STREAM, 8053)]:
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                pytest.fail(f"127.0.0.1:{port} is in use: stop what holds it and run again")
 
 
 @pytest.mark.skipif(not DEBIAN_PYTHON.exists(), reason="needs Debian's /usr/bin/python3")
@@ -63,8 +69,11 @@ def test_the_readme_first_command_serves_dns_from_a_fresh_clone_on_debian_python
     env["PATH"] = debian_path(tmp_path)
     argv = [sys.executable, str(DRIVER), str(clone), str(INSTALL_TIMEOUT),
             readme_commands()[0]]
-    done = subprocess.run(in_own_network(argv), env=env, capture_output=True, text=True,
-                          timeout=INSTALL_TIMEOUT + 60)
+    with open("/tmp/dmfdns-readme-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert_default_ports_free()
+        done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                              timeout=INSTALL_TIMEOUT + 60)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["answer"] is not None, result["log"]
