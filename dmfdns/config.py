@@ -74,7 +74,11 @@ class DnsConfig:
         10.0, kinds.duration(0.1, 3600),
         "close a TCP connection idle this long (RFC 7766 §6.2.3)")
     max_tcp_connections: int = setting(
-        100, kinds.integer(1, 100_000), "open TCP connections per listener; more are refused")
+        100, kinds.integer(1, 100_000),
+        "open TCP connections per listener; past it a quiet one is closed to make room")
+    max_tcp_connections_per_client: int = setting(
+        10, kinds.integer(1, 100_000),
+        "open TCP connections per client address; past it the client's own quiet one closes")
     max_tcp_message: int = setting(
         65535, kinds.integer(12, 65535),
         "largest TCP query accepted (RFC 1035 §4.2.2 framing)")

@@ -177,7 +177,10 @@ class _TransportCollector(_SafeCollector):
         ("connections_open", "gauge", "dmfdns_dns_tcp_connections",
          "Open DNS TCP connections."),
         ("connections_refused", "counter", "dmfdns_dns_tcp_connections_refused",
-         "DNS TCP connections closed at once because the listener was full."),
+         "New DNS TCP connections closed at once: full, and no connection quiet enough "
+         "to close."),
+        ("connections_evicted", "counter", "dmfdns_dns_tcp_connections_evicted",
+         "Quiet DNS TCP connections closed to make room for a new one."),
         ("idle_timeouts", "counter", "dmfdns_dns_tcp_idle_timeouts",
          "DNS TCP connections closed for being idle."),
         ("errors", "counter", "dmfdns_dns_responder_errors",

@@ -357,6 +357,7 @@ def make_service(config: Config, reactor) -> Node:
                                   counters=udp_counters, observe_duration=observe)
         tcp = DNSStreamFactory(responder, reactor, idle_timeout=config.dns.tcp_idle_timeout,
                                max_connections=config.dns.max_tcp_connections,
+                               max_per_client=config.dns.max_tcp_connections_per_client,
                                max_message=config.dns.max_tcp_message,
                                counters=tcp_counters, observe_duration=observe)
         tcp_listener = node.listen("tcp", address, tcp, tcp_counters)

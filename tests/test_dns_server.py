@@ -285,7 +285,7 @@ def test_tcp_timer_is_cancelled_when_the_client_leaves():
     assert factory.counters.connections_open == 0
 
 
-def test_tcp_connection_cap_refuses_new_connections_until_one_closes():
+def test_tcp_connection_cap_refuses_while_every_connection_is_new_until_one_closes():
     factory, _, _ = make_factory(max_connections=2)
     first, first_transport = connect(factory)
     second, _ = connect(factory)
@@ -339,3 +339,49 @@ def test_responder_time_is_reported_per_transport():
     conn.dataReceived(frame(b"q:2"))
     assert [proto for proto, _ in seen] == ["udp", "tcp"]
     assert all(0 <= seconds < 1 for _, seconds in seen)
+
+
+def connect_from(factory, host):
+    peer = address.IPv4Address("TCP", host, 40000)
+    conn = factory.buildProtocol(peer)
+    if conn is None:
+        return None, None
+    transport = StringTransport(peerAddress=peer)
+    conn.makeConnection(transport)
+    return conn, transport
+
+
+def test_tcp_full_listener_closes_a_quiet_connection_of_the_biggest_holder():
+    factory, _, clock = make_factory(max_connections=4, max_per_client=10)
+    hog = [connect_from(factory, "192.0.2.66") for _ in range(3)]
+    other, other_transport = connect_from(factory, "192.0.2.7")
+    clock.advance(2)  # past the grace of new connections
+    newcomer, _ = connect_from(factory, "198.51.100.1")
+    assert newcomer is not None
+    assert hog[0][1].disconnected and not other_transport.disconnected
+    assert factory.counters.connections_evicted == 1
+    assert factory.counters.connections_open == 4
+
+
+def test_tcp_client_at_its_cap_closes_its_own_quiet_connection_not_others():
+    factory, _, clock = make_factory(max_connections=100, max_per_client=2)
+    first, first_transport = connect_from(factory, "192.0.2.66")
+    second, second_transport = connect_from(factory, "192.0.2.66")
+    assert connect_from(factory, "192.0.2.66") == (None, None)  # both still new: refused
+    first.dataReceived(frame(b"q:1"))  # answered: no longer protected as new
+    third, _ = connect_from(factory, "192.0.2.66")
+    assert third is not None and first_transport.disconnected
+    assert not second_transport.disconnected
+    assert factory.counters.connections_refused == 1
+    assert factory.counters.connections_evicted == 1
+
+
+def test_tcp_new_connection_is_not_evicted_before_its_first_query():
+    factory, _, clock = make_factory(max_connections=2, max_per_client=10)
+    old, old_transport = connect_from(factory, "192.0.2.66")
+    clock.advance(5)
+    fresh, fresh_transport = connect_from(factory, "192.0.2.7")
+    late, _ = connect_from(factory, "198.51.100.1")
+    assert late is not None and old_transport.disconnected
+    assert not fresh_transport.disconnected
+    assert connect_from(factory, "203.0.113.9") == (None, None)  # only new ones left

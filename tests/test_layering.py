@@ -23,6 +23,7 @@ LAYER_RULES = [
     (r"dmfdns\.proto\..+", PROTO),
     (r"dmfdns\.dns\..+", PURE),
     (r"dmfdns\.config_values$", PURE),  # pure readers of config values (stdlib + proto)
+    (r"dmfdns\.conn_table$", PURE),  # pure connection admission policy (DNS TCP and HTTP)
     (r"dmfdns\.store\..+", STORE),
     (r"dmfdns\.(http|sync|client)\..+", ADAPTERS),
     (r"dmfdns\.metrics$", ADAPTERS),

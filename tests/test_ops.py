@@ -12,6 +12,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -42,6 +43,8 @@ SERVED_CONFIG = "/etc/dmfdns/dmfdns.toml"
 
 
 def run_tool(*argv, cwd=None, input=None):
+    if argv[0] == "dmfdns":  # the CLI of the environment running the tests
+        argv = (sys.executable, "-m", "dmfdns", *argv[1:])
     return subprocess.run(argv, cwd=cwd, input=input, capture_output=True, text=True,
                           timeout=60)
 

@@ -14,8 +14,9 @@ enforces the transport's own limits:
 * TCP (RFC 1035 §4.2.2, RFC 7766): two-byte length framing with a cap on the length,
   pipelined queries answered in order (the responder is synchronous), each response written
   as length + message in one write, an idle timeout counted from the last complete query
-  (a client dribbling bytes does not keep a connection alive, RFC 7766 §6.2.3), a cap on
-  open connections per listener past which new connections are closed at once, and
+  (a client dribbling bytes does not keep a connection alive, RFC 7766 §6.2.3), caps on
+  open connections per listener and per client address (RFC 7766 §10) where a new
+  connection closes a quiet one rather than being locked out (``dmfdns.conn_table``), and
   backpressure: when a client stops reading, the server stops reading its queries.
 
 The stock twisted.names protocols are not used: their TCP framing raises on a split length
@@ -32,7 +33,12 @@ from twisted.internet import protocol
 from twisted.logger import Logger
 from twisted.protocols import basic, policies
 
+from ..conn_table import ConnectionTable
+
 RESPONDER_FAILURE_LOG_INTERVAL = 60.0
+# A new TCP connection is not evicted before its first query for this long (Knot's
+# tcp-io-timeout is 0.5 s: a real client sends its query in the first segment).
+NEW_CONNECTION_GRACE = 1.0
 log = Logger(namespace="dmfdns.dns")
 
 
@@ -45,7 +51,8 @@ class TransportCounters:
     dropped: int = 0            # the responder chose silence
     errors: int = 0             # the responder raised (a bug: logged, rate-limited)
     connections_accepted: int = 0
-    connections_refused: int = 0   # over max_tcp_connections
+    connections_refused: int = 0   # full, and every connection was working or new
+    connections_evicted: int = 0   # quiet connections closed to make room
     connections_open: int = 0
     idle_timeouts: int = 0
     oversize_closed: int = 0       # a length prefix over max_tcp_message
@@ -184,10 +191,15 @@ class DNSStreamProtocol(basic.Int16StringReceiver, policies.TimeoutMixin):
         self.transport.registerProducer(self, True)
         self.setTimeout(self.factory.idle_timeout)
 
+    def dataReceived(self, data: bytes) -> None:
+        self.factory.table.active(self)
+        super().dataReceived(data)
+
     def stringReceived(self, query: bytes) -> None:
         if self.transport.disconnecting:
             return  # closing: frames still buffered behind the reason must not be answered
         factory = self.factory
+        factory.table.request_read(self)
         factory.counters.queries += 1
         self.resetTimeout()
         try:
@@ -225,15 +237,16 @@ class DNSStreamProtocol(basic.Int16StringReceiver, policies.TimeoutMixin):
 
 
 class DNSStreamFactory(protocol.ServerFactory):
-    """Builds DNSStreamProtocol connections and enforces the per-listener connection cap:
-    past ``max_connections`` a new connection is closed at once, the open ones keep their
-    service (NSD's ``tcp-reject-overflow``)."""
+    """Builds DNSStreamProtocol connections within the listener's connection caps: past
+    ``max_connections`` in total or ``max_per_client`` from one address, a quiet connection
+    is closed to make room (the client's own first, else one of the address holding most);
+    only when none may be closed is the new connection closed at once."""
 
     noisy = False
 
     def __init__(self, responder, clock, *, idle_timeout: float, max_connections: int,
-                 max_message: int = 65535, counters=None, proto: str = "tcp",
-                 observe_duration=None):
+                 max_per_client: int | None = None, max_message: int = 65535,
+                 counters=None, proto: str = "tcp", observe_duration=None):
         self.responder = responder
         self.clock = clock
         self.idle_timeout = idle_timeout
@@ -243,18 +256,27 @@ class DNSStreamFactory(protocol.ServerFactory):
         self.counters = counters if counters is not None else TransportCounters()
         self.observe_duration = observe_duration
         self.failures = _FailureLog(clock, log)
-        self.connections = set()
+        self.table = ConnectionTable(
+            max_total=max_connections, max_per_client=max_per_client or max_connections,
+            grace=NEW_CONNECTION_GRACE)
 
     def buildProtocol(self, addr):
-        if len(self.connections) >= self.max_connections:
+        client = _client_host(addr)
+        now = self.clock.seconds()
+        admit, victim = self.table.make_room(client, now)
+        if victim is not None:
+            self.connection_closed(victim)
+            self.counters.connections_evicted += 1
+            victim.transport.abortConnection()
+        if not admit:
             self.counters.connections_refused += 1
             return None  # Twisted closes the accepted socket
-        connection = DNSStreamProtocol(self, _client_host(addr))
-        self.connections.add(connection)
+        connection = DNSStreamProtocol(self, client)
+        self.table.opened(connection, client, now)
         self.counters.connections_accepted += 1
-        self.counters.connections_open = len(self.connections)
+        self.counters.connections_open = len(self.table)
         return connection
 
     def connection_closed(self, connection: DNSStreamProtocol) -> None:
-        self.connections.discard(connection)
-        self.counters.connections_open = len(self.connections)
+        self.table.closed(connection)
+        self.counters.connections_open = len(self.table)
