@@ -77,6 +77,10 @@ class NodeMetrics:
         """Export the sweeper's running count of expired values and tombstones removed."""
         self.registry.register(_SweepCollector(removed))
 
+    def watch_stalls(self, probe) -> None:
+        """Export a ``dmfdns.stall_probe.StallProbe``: how late the reactor ran a timer."""
+        self.registry.register(_StallCollector(probe))
+
     def watch_dns(self, counters) -> None:
         """Export a ``dmfdns.dns.counters.DnsCounters``."""
         self.registry.register(_DnsCollector(counters))
@@ -131,6 +135,22 @@ class _SweepCollector(_SafeCollector):
     def families(self):
         yield CounterMetricFamily("dmfdns_store_swept", "Expired values and tombstones "
                                   "removed from the store.", value=self._removed())
+
+
+class _StallCollector(_SafeCollector):
+    def __init__(self, probe):
+        self._probe = probe
+
+    def families(self):
+        probe = self._probe
+        yield _gauge("dmfdns_reactor_stall_max_seconds", "The most a 10 ms timer on the "
+                     "reactor has run late since start: the longest the reactor was held.",
+                     probe.max_lateness)
+        family = HistogramMetricFamily("dmfdns_reactor_lateness_seconds", "How late the "
+                                       "reactor ran each tick of a 10 ms timer.")
+        family.add_metric([], [(_bound(le), n) for le, n in probe.histogram()],
+                          probe.total_lateness)
+        yield family
 
 
 class _DnsCollector(_SafeCollector):

@@ -30,6 +30,7 @@ from .dns.responder import Responder, ResponderSettings
 from .dns.server import DNSDatagramProtocol, DNSStreamFactory, TransportCounters
 from .dns.zone import ZoneError, parse_zone
 from .store.api import StoreError
+from .stall_probe import StallProbe
 from .store.lmdb_store import LmdbStore
 # http_preflight and cluster_preflight are also used by ``dmfdns serve``.
 from .node_cluster import add_cluster, cluster_preflight
@@ -260,7 +261,7 @@ class Sweeper:
 class Node(service.MultiService):
     """A running dmfdns node. Attributes other parts (HTTP, metrics, sync) use:
     ``config``, ``reactor``, ``store``, ``zones``, ``responder``, ``dns_counters`` (the
-    responder's), ``listeners`` and ``sweeper``."""
+    responder's), ``listeners``, ``sweeper`` and ``stall_probe``."""
 
     def __init__(self, config: Config, reactor, *, lock: NodeLock, store, zones,
                  responder):
@@ -274,6 +275,7 @@ class Node(service.MultiService):
         self.dns_counters = responder.counters
         self.listeners: list[Listener] = []
         self.sweeper = Sweeper(store, reactor, config.store.sweep_batch)
+        self.stall_probe = StallProbe(reactor)
         self.store_open = True
 
     def add_listener(self, listener: Listener) -> None:
@@ -305,6 +307,7 @@ class Node(service.MultiService):
         return all(self.readiness().values())
 
     def startService(self):
+        self.stall_probe.start()
         try:
             super().startService()
         except BaseException:
@@ -313,11 +316,13 @@ class Node(service.MultiService):
                 if listener.port is not None:
                     listener.stopService()
             self.running = 0
+            self.stall_probe.stop()
             raise
 
     @defer.inlineCallbacks
     def stopService(self):
         self.sweeper.stop()
+        self.stall_probe.stop()
         yield super().stopService()
         self.close()
 

@@ -52,6 +52,7 @@ def add_metrics_and_http(node, secrets: HttpSecrets) -> None:
     node.metrics.watch_dns(node.dns_counters)
     node.metrics.watch_dns_transports(lambda: _listener_counters(node))
     node.metrics.watch_sweeper(lambda: node.sweeper.removed)
+    node.metrics.watch_stalls(node.stall_probe)
     http = config.http
     tokens = TokenFile(config.node.data_dir) if http.auth_mode == MULTI_TENANT else None
     operator_token = secrets.operator_token

@@ -26,7 +26,7 @@ LAYER_RULES = [
     (r"dmfdns\.conn_table$", PURE),  # pure connection admission policy (DNS TCP and HTTP)
     (r"dmfdns\.store\..+", STORE),
     (r"dmfdns\.(http|sync|client)\..+", ADAPTERS),
-    (r"dmfdns\.metrics$", ADAPTERS),
+    (r"dmfdns\.(metrics|stall_probe)$", ADAPTERS),
     (r"dmfdns\.commands\..+", COMPOSITION),
     (r"dmfdns\.(node|node_http|node_cluster|config|cli|__main__)$", COMPOSITION),
 ]

@@ -137,6 +137,7 @@ class SyncApi:
     # --- dmfdns extensions ----------------------------------------------------------------
 
     def _ready_index(self, call: Call):
+        # One bounded slice here; the node's cluster service builds the rest in slices.
         if not self.index.refresh(call.now):
             raise HttpError(503, "the full-set index is still being built")
         return self.index

@@ -382,8 +382,7 @@ class AntiEntropy:
                 and self.clock.seconds() >= state.next_fullset)
 
     async def _fullset(self, client, state: PeerState) -> None:
-        now = self.clock.seconds()
-        if not self.index.refresh(now):
+        if not await self.index.catch_up(self.clock):
             return
         summary = await client.summary(self.index.root())
         if summary.get("match") is True:

@@ -7,25 +7,40 @@ name, value hash, version and expiry to 128 bits; a bucket (the first byte of sh
 sets give equal roots, so one small request confirms convergence; unequal roots narrow the
 difference to the buckets that differ, whose entries are then listed and diffed.
 
-The index is built once by reading the local change log from the start and then kept up to
-date by reading the log's tail (every change moves an entry to the tail, so the tail says
+The index is built by reading the local change log from the start and then kept up to date
+by reading the log's tail (every change moves an entry to the tail, so the tail says
 everything), so it costs O(changes), not a scan per comparison. XOR makes every update O(1).
-Entries within ``EDGE_MS`` of their expiry are left out on both sides, so two nodes whose
-clocks differ a little still agree about what has expired (reliability.md section 2.2).
-Only entries past the store's stable horizon are in the index, as in the digest.
+Reading is done in **slices** bounded in time (``SLICE_SECONDS``): ``refresh`` reads one
+slice, ``catch_up`` reads slices until the index covers the log, giving the reactor back
+between them, so building the index over a million entries never holds up DNS.
+
+Per entry the index keeps only its key (name and raw value hash, as bytes) and one integer
+(the 128-bit hash and the expiry), about 200 bytes in all; a bucket listing reads the
+entries' other fields from the store. Entries within ``EDGE_MS`` of their expiry are left
+out on both sides, so two nodes whose clocks differ a little still agree about what has
+expired (reliability.md section 2.2). Only entries past the store's stable horizon are in
+the index, as in the digest.
 """
 
 import hashlib
 import heapq
+import time
 from dataclasses import dataclass
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
 
 from ..store.api import Change, Cursor
 
 BUCKETS = 256
 EDGE_MS = 10_000
-READ_BATCH = 10_000
-MAX_READ_PER_REFRESH = 500_000
+READ_BATCH = 250
+SLICE_SECONDS = 0.010
 MAX_LIST = 5_000
+_SEP = b"\x00"
+_EXPIRY_BITS = 64
+_EXPIRY_MASK = (1 << _EXPIRY_BITS) - 1
+log = Logger(namespace="dmfdns.sync")
 
 
 def bucket_of(name: str) -> int:
@@ -47,7 +62,7 @@ def parse_bucket(text) -> int | None:
 
 @dataclass(frozen=True)
 class Member:
-    """What the index keeps of one entry."""
+    """One entry as the bucket listing serves it."""
 
     name: str
     value_hash: str
@@ -77,68 +92,130 @@ def member_of(change: Change) -> Member:
                   change.deleted, expiry_ms, digest)
 
 
-class FullSetIndex:
-    """The bucket hashes of one store, refreshed from its change log."""
+def entry_key(name: str, value_hash: str) -> bytes:
+    """The index key of an entry; byte order is the order of ``(name, hash)``."""
+    return name.encode("utf-8", "replace") + _SEP + bytes.fromhex(value_hash)
 
-    def __init__(self, store):
+
+def split_key(key: bytes) -> tuple[str, str]:
+    return key[:-33].decode("utf-8", "replace"), key[-32:].hex()
+
+
+class FullSetIndex:
+    """The bucket hashes of one store, refreshed from its change log in bounded slices.
+
+    ``timer`` (seconds, monotonic) measures a slice; it is not the store's clock."""
+
+    def __init__(self, store, *, timer=time.perf_counter, slice_seconds=SLICE_SECONDS):
         self._store = store
+        self._timer = timer
+        self.slice_seconds = slice_seconds
         self._cursor = Cursor()
-        self._members: dict[tuple[str, str], Member] = {}
-        self._by_bucket: list[set] = [set() for _ in range(BUCKETS)]
+        self._buckets: list[dict[bytes, int]] = [{} for _ in range(BUCKETS)]
         self._hashes = [0] * BUCKETS
-        self._expiries: list[tuple[int, str, str]] = []
+        self._count = 0
+        # Expiry second -> keys expiring in it (a heap of the seconds beside it): 8 bytes
+        # per entry instead of a heap item per entry.
+        self._expiring: dict[int, list[bytes]] = {}
+        self._expiry_seconds: list[int] = []
+        self._catching_up: defer.Deferred | None = None
         self.caught_up = False
+        self.slices = 0
 
     def refresh(self, now: float) -> bool:
-        """Read the log's new tail (bounded per call) and drop entries reaching their
-        expiry edge; True once the index covers the whole stable log."""
+        """Read one slice of the log's new tail and drop entries reaching their expiry
+        edge; True once the index covers the whole stable log."""
         now_ms = round(now * 1000)
-        read = 0
-        while read < MAX_READ_PER_REFRESH:
+        until = self._timer() + self.slice_seconds
+        self.slices += 1
+        while True:
             page = self._store.changes_after(self._cursor, READ_BATCH, now=now)
             for change in page.changes:
-                self._put(member_of(change), now_ms)
-            read += len(page.changes)
+                self._put(change, now_ms)
             self._cursor = page.next_cursor
             if not page.has_more:
                 self.caught_up = True
                 break
-        else:
-            self.caught_up = False
+            if self._timer() >= until:
+                self.caught_up = False
+                break
         self._expire(now_ms)
         return self.caught_up
 
-    def _put(self, member: Member, now_ms: int) -> None:
-        key = (member.name, member.value_hash)
-        self._drop(key)
+    def catch_up(self, clock) -> defer.Deferred:
+        """Refresh slice by slice, giving ``clock`` (the reactor) a turn between slices,
+        until the index covers the stable log; fires with True. Callers share one run."""
+        if self._catching_up is None:
+            running = defer.ensureDeferred(self._slices(clock))
+            if running.called:          # done in one slice
+                return running
+            self._catching_up = running
+            running.addCallback(self._caught_up)
+        return _follow(self._catching_up)
+
+    async def _slices(self, clock) -> bool:
+        """True once caught up; False (logged) when the store fails on the way."""
+        try:
+            while not self.refresh(clock.seconds()):
+                await task.deferLater(clock, 0, lambda: None)
+        except Exception:
+            log.failure("building the full-set index failed; it is tried again")
+            return False
+        return True
+
+    def _caught_up(self, result):
+        self._catching_up = None
+        return result
+
+    def _put(self, change: Change, now_ms: int) -> None:
+        key = entry_key(change.name, change.value_hash)
+        bucket = bucket_of(change.name)
+        self._drop(bucket, key)
+        member = member_of(change)
         if member.expiry_ms <= now_ms + EDGE_MS:
             return
-        bucket = bucket_of(member.name)
-        self._members[key] = member
-        self._by_bucket[bucket].add(key)
+        self._buckets[bucket][key] = (member.digest << _EXPIRY_BITS) | member.expiry_ms
         self._hashes[bucket] ^= member.digest
-        heapq.heappush(self._expiries, (member.expiry_ms, member.name, member.value_hash))
+        self._count += 1
+        second = member.expiry_ms // 1000
+        keys = self._expiring.get(second)
+        if keys is None:
+            keys = self._expiring[second] = []
+            heapq.heappush(self._expiry_seconds, second)
+        keys.append(key)
 
-    def _drop(self, key) -> None:
-        old = self._members.pop(key, None)
-        if old is not None:
-            bucket = bucket_of(old.name)
-            self._by_bucket[bucket].discard(key)
-            self._hashes[bucket] ^= old.digest
+    def _drop(self, bucket: int, key: bytes, expiry_ms: int | None = None) -> None:
+        packed = self._buckets[bucket].get(key)
+        if packed is None or (expiry_ms is not None and packed & _EXPIRY_MASK != expiry_ms):
+            return
+        del self._buckets[bucket][key]
+        self._hashes[bucket] ^= packed >> _EXPIRY_BITS
+        self._count -= 1
 
     def _expire(self, now_ms: int) -> None:
         edge = now_ms + EDGE_MS
-        while self._expiries and self._expiries[0][0] <= edge:
-            expiry_ms, name, value_hash = heapq.heappop(self._expiries)
-            member = self._members.get((name, value_hash))
-            if member is not None and member.expiry_ms == expiry_ms:
-                self._drop((name, value_hash))
+        while self._expiry_seconds and self._expiry_seconds[0] * 1000 <= edge:
+            second = self._expiry_seconds[0]
+            keys, left = self._expiring.pop(second), []
+            for key in keys:
+                bucket = bucket_of(split_key(key)[0])
+                packed = self._buckets[bucket].get(key)
+                if packed is None or (packed & _EXPIRY_MASK) // 1000 != second:
+                    continue
+                if packed & _EXPIRY_MASK <= edge:
+                    self._drop(bucket, key)
+                else:
+                    left.append(key)
+            if left:
+                self._expiring[second] = left
+                return
+            heapq.heappop(self._expiry_seconds)
 
     # --- what is compared ---------------------------------------------------------------
 
     @property
     def count(self) -> int:
-        return len(self._members)
+        return self._count
 
     def root(self) -> str:
         value = 0
@@ -149,7 +226,7 @@ class FullSetIndex:
     def buckets(self) -> dict[str, str]:
         """The non-empty buckets: label -> hash."""
         return {bucket_label(b): f"{h:032x}" for b, h in enumerate(self._hashes)
-                if self._by_bucket[b]}
+                if self._buckets[b]}
 
     def summary(self, their_root: str | None = None) -> dict:
         """The summary answer: the root and count, and the buckets unless the asker's
@@ -164,14 +241,28 @@ class FullSetIndex:
 
     def listing(self, bucket: int, after: tuple[str, str] | None, limit: int,
                 now_ms: int) -> dict:
-        """Up to ``limit`` entries of ``bucket`` after ``(name, hash)``, in that order."""
-        keys = sorted(self._by_bucket[bucket])
+        """Up to ``limit`` entries of ``bucket`` after ``(name, hash)``, in that order; each
+        as the store holds it now (the index may be a slice behind)."""
+        keys = sorted(self._buckets[bucket])
         if after is not None:
-            keys = [key for key in keys if key > after]
+            start = entry_key(*after)
+            keys = [key for key in keys if key > start]
         page = keys[:limit]
         return {"bucket": bucket_label(bucket),
-                "records": [self._members[key].as_entry(now_ms) for key in page],
+                "records": self._entries(page, now_ms),
                 "has_more": len(keys) > len(page)}
+
+    def _entries(self, keys: list[bytes], now_ms: int) -> list[dict]:
+        found, by_name = [], {}
+        for key in keys:
+            name, value_hash = split_key(key)
+            if name not in by_name:
+                by_name[name] = {c.value_hash: c for c in
+                                 self._store.changes_for(name, now_ms / 1000)}
+            change = by_name[name].get(value_hash)
+            if change is not None:
+                found.append(member_of(change).as_entry(now_ms))
+        return found
 
     def differing(self, theirs: dict) -> list[int]:
         """Buckets whose hash differs from ``theirs`` (label -> hash, as ``buckets``)."""
@@ -179,3 +270,14 @@ class FullSetIndex:
         labels = set(mine) | set(theirs)
         return sorted(parse_bucket(label) for label in labels
                       if mine.get(label) != theirs.get(label) and parse_bucket(label) is not None)
+
+
+def _follow(running: defer.Deferred) -> defer.Deferred:
+    """A Deferred that fires with ``running``'s result, leaving ``running`` as it was."""
+    follower = defer.Deferred()
+
+    def relay(result):
+        follower.callback(result)
+        return result
+    running.addCallback(relay)
+    return follower

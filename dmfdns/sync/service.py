@@ -119,6 +119,9 @@ class ClusterSync(service.MultiService):
                 log.failure("loading the cluster manifest failed")
         self._follow_peers()
         super().startService()
+        if self.syncing:
+            # Built in slices from now on, so the first peer that asks finds it ready.
+            self.index.catch_up(self.clock)
 
     def stopService(self):
         stopped = super().stopService()
@@ -168,6 +171,7 @@ class ClusterSync(service.MultiService):
         """Gossip and anti-entropy run side by side, so a peer that is slow to answer one
         holds up neither; a manifest adopted here shapes the next tick's peers."""
         work = [self.anti_entropy.tick()]
+        self.index.catch_up(self.clock)     # follows the log's tail, slice by slice
         if self.keeper is not None:
             now = self.clock.seconds()
             self.keeper.check_store(now)
