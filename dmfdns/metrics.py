@@ -173,6 +173,13 @@ class _DnsCollector(_SafeCollector):
                                 "and question with TC set.", "proto", c.truncated_counts())
         yield _labelled_counter("dmfdns_dns_dropped", "Packets answered with silence, by "
                                 "reason.", "reason", c.dropped_counts())
+        yield _labelled_counter("dmfdns_dns_answer_errors", "Queries answered SERVFAIL "
+                                "because deciding the answer raised (a store failure or a "
+                                "bug; logged once per interval).", "proto", dict(c.errors))
+        rrl = {action: c.rrl.get(action, 0) for action in ("slipped", "dropped")}
+        yield _labelled_counter("dmfdns_rrl_actions", "Responses response-rate limiting "
+                                "replaced by a truncated one (slipped) or did not send "
+                                "(dropped).", "action", rrl)
         yield _histogram("dmfdns_dns_request_duration_seconds", "Time from a query's "
                          "arrival to its response.", c.durations())
         yield _histogram("dmfdns_dns_response_size_bytes", "Size of DNS responses.",
@@ -204,7 +211,8 @@ class _TransportCollector(_SafeCollector):
         ("idle_timeouts", "counter", "dmfdns_dns_tcp_idle_timeouts",
          "DNS TCP connections closed for being idle."),
         ("errors", "counter", "dmfdns_dns_responder_errors",
-         "Queries on which the responder failed (a bug; logged)."),
+         "Queries on which the responder raised (a bug; logged once per interval, "
+         "answered SERVFAIL)."),
     )
 
     def __init__(self, transports):

@@ -27,7 +27,8 @@ from twisted.logger import Logger
 from .config import Config, ConfigError, ListenAddress
 from .dns.counters import DnsCounters
 from .dns.responder import Responder, ResponderSettings
-from .dns.server import DNSDatagramProtocol, DNSStreamFactory, TransportCounters
+from .dns.server import (DNSDatagramProtocol, DNSStreamFactory, FailureLog, TransportCounters,
+                         log as dns_log)
 from .dns.zone import ZoneError, parse_zone
 from .store.api import StoreError
 from .stall_probe import StallProbe
@@ -349,7 +350,8 @@ def make_service(config: Config, reactor) -> Node:
         raise
     try:
         settings = responder_settings(config, cookie_secret(store))
-        responder = Responder(zones, store, settings, DnsCounters())
+        responder = Responder(zones, store, settings, DnsCounters(),
+                              on_error=FailureLog(reactor, dns_log).failure)
     except BaseException:
         store.close()
         lock.release()

@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from twisted.internet import task
 
+from dmfdns.dns import cookies
 from dmfdns.dns.answer_cache import ENTRY_OVERHEAD, AnswerCache
 from dmfdns.dns.counters import DnsCounters
 from dmfdns.dns.responder import Responder, ResponderSettings
@@ -27,8 +28,12 @@ $TTL 3600
 ns1  A   192.0.2.53
 """)
 TTL = 10                      # configured answer TTL: small, so the boundaries come often
-CACHED = ResponderSettings(answer_ttl=TTL)
-UNCACHED = ResponderSettings(answer_ttl=TTL, cache_entries=0)
+SECRET = bytes(range(16))
+CACHED = ResponderSettings(answer_ttl=TTL, cookie_secret=SECRET, nsid=b"node-1")
+UNCACHED = ResponderSettings(answer_ttl=TTL, cache_entries=0, cookie_secret=SECRET,
+                             nsid=b"node-1")
+CLIENTS = ["127.0.0.2", "::1"]
+CLIENT_COOKIE = bytes.fromhex("2464c4abcf10c957")
 NAMES = ["a.mesh.test", "b.a.mesh.test", "c.b.a.mesh.test", "slot-1.mb-x.mesh.test",
          "mb-x.mesh.test", "nope.mesh.test"]
 
@@ -57,8 +62,12 @@ QTYPES = [QTYPE.TXT, QTYPE.TXT, QTYPE.A]
 content_items = st.lists(st.tuples(st.integers(0, len(NAMES) - 2),
                                    st.integers(0, len(VALUES) - 1),
                                    st.sampled_from(LIFETIMES_MS)), min_size=1, max_size=6)
+# The per-client EDNS options a query may carry (with EDNS only): none, a client cookie,
+# client + our valid server cookie, client + a stale one, NSID + cookie, padding + cookie.
+EXTRAS = ["none", "client", "valid", "stale", "nsid", "padded"]
 questions = st.tuples(st.integers(0, len(NAMES) - 1), st.booleans(), st.sampled_from(QTYPES),
-                      st.sampled_from([None, 512, 4096]))
+                      st.sampled_from([None, 512, 4096]), st.sampled_from(EXTRAS),
+                      st.sampled_from(CLIENTS))
 transports = st.sampled_from([512, 1232, None])
 
 
@@ -67,20 +76,47 @@ def at(ms):
     return T0 + ms / 1000
 
 
+def client_options(extra, client):
+    if extra == "none":
+        return []
+    cookie = CLIENT_COOKIE
+    if extra == "valid":
+        cookie += cookies.server_cookie(SECRET, CLIENT_COOKIE,
+                                        cookies.client_address(client), T0)
+    elif extra == "stale":
+        cookie += bytes(16)
+    options = [EDNSOption(10, cookie)]
+    if extra == "nsid":
+        options.insert(0, EDNSOption(3, b""))
+    elif extra == "padded":
+        options.append(EDNSOption(12, bytes(20)))
+    return options
+
+
 def wire_of(question, qid=7):
-    name, upper, qtype, payload = question
+    """``(query bytes, client address)``."""
+    name, upper, qtype, payload, extra, client = question
     text = NAMES[name].upper() if upper else NAMES[name]
-    return query(text, qtype, qid=qid, edns=None if payload is None else EDNS0(udp_len=payload))
+    edns = None if payload is None else EDNS0(udp_len=payload,
+                                              opts=client_options(extra, client))
+    return query(text, qtype, qid=qid, edns=edns), client
+
+
+def fresh(responder, wire, now, max_udp, client):
+    """What the general (dnslib) path answers: the reference every fast answer must equal."""
+    return responder.respond_dnslib(wire, now=now, max_udp=max_udp, client=client)
 
 
 def check_window(store, content, question, build_ms, serve_ms, udp_build, udp_serve):
     for name, value, lifetime_ms in content:
         store.put(NAMES[name], VALUES[value], expiry=at(lifetime_ms), now=T0)
     cached, uncached = pair(store)
-    wire = wire_of(question)
-    cached.respond(wire, now=at(build_ms), max_udp=udp_build)
-    served = cached.respond(wire, now=at(serve_ms), max_udp=udp_serve)
-    assert served == uncached.respond(wire, now=at(serve_ms), max_udp=udp_serve)
+    wire, client = wire_of(question)
+    cached.respond(wire, now=at(build_ms), max_udp=udp_build, client=client)
+    served = cached.respond(wire, now=at(serve_ms), max_udp=udp_serve, client=client)
+    assert served == uncached.respond(wire, now=at(serve_ms), max_udp=udp_serve,
+                                      client=client)
+    assert served == fresh(uncached, wire, at(serve_ms), udp_serve, client)
     return cached.counters.cache_hits
 
 
@@ -137,11 +173,12 @@ def run_history(store, content, ops):
             now_ms -= op[1]
         else:
             _, question, max_udp, qid = op
-            wire = wire_of(question, qid)
+            wire, client = wire_of(question, qid)
             for _ in range(2):        # the second one is a hit whenever it can be
-                got = cached.respond(wire, now=at(now_ms), max_udp=max_udp)
-                assert got == uncached.respond(wire, now=at(now_ms), max_udp=max_udp), \
-                    (op, now_ms)
+                got = cached.respond(wire, now=at(now_ms), max_udp=max_udp, client=client)
+                assert got == uncached.respond(wire, now=at(now_ms), max_udp=max_udp,
+                                               client=client), (op, now_ms)
+                assert got == fresh(uncached, wire, at(now_ms), max_udp, client), (op, now_ms)
     return cached.counters.cache_counts()
 
 
@@ -282,14 +319,48 @@ def test_an_answer_cached_over_tcp_is_not_sent_over_udp_where_it_does_not_fit(st
     assert cached.counters.cache_hits == 0
 
 
+def test_cookie_queries_share_one_cached_answer_and_get_their_own_cookies(store):
+    store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0)
+    cached, uncached = pair(store)
+    asked = []
+    for client in CLIENTS:
+        for extra in EXTRAS[1:]:
+            opts = client_options(extra, client)
+            asked.append((query("a.mesh.test", edns=EDNS0(udp_len=1232, opts=opts)), client))
+    asked.append((query("a.mesh.test", edns=EDNS0(udp_len=1232)), CLIENTS[0]))
+    for now in (T0, T0 + 1):
+        for wire, client in asked:
+            got = cached.respond(wire, now=now, max_udp=1232, client=client)
+            assert got == fresh(uncached, wire, now, 1232, client)
+    assert cached.counters.cache_entries == 1
+    assert cached.counters.cache_hits == 2 * len(asked) - 1
+    first = DNSRecord.parse(cached.respond(asked[0][0], now=T0, max_udp=1232,
+                                           client=CLIENTS[0]))
+    assert [o.code for o in first.ar[0].rdata] == [10]          # the client's own cookie
+    assert first.ar[0].rdata[0].data[:8] == CLIENT_COOKIE
+
+
+def test_a_cookie_answer_too_big_for_udp_with_its_options_is_truncated(store):
+    # Fits 512 bytes without the cookie option (28 bytes), not with it.
+    store.put("a.mesh.test", "x" * 440, expiry=T0 + 100, now=T0)
+    cached, uncached = pair(store)
+    plain = query("a.mesh.test", edns=EDNS0(udp_len=512))
+    assert len(cached.respond(plain, now=T0, max_udp=1232)) <= 512
+    wire = query("a.mesh.test", edns=EDNS0(udp_len=512, opts=client_options("client", "::1")))
+    got = cached.respond(wire, now=T0, max_udp=1232, client="::1")
+    assert got == fresh(uncached, wire, T0, 1232, "::1")
+    assert DNSRecord.parse(got).header.tc == 1
+
+
 def test_shapes_the_lean_path_declines_are_never_cached(store):
     store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0)
-    settings = ResponderSettings(answer_ttl=TTL, cookie_secret=bytes(16))
-    cached = Responder([ZONE], store, settings)
-    cookie = query("a.mesh.test", edns=EDNS0(udp_len=1232, opts=[EDNSOption(10, b"c" * 8)]))
-    first = cached.respond(cookie, now=T0, max_udp=1232)
-    second = cached.respond(cookie, now=T0 + 1, max_udp=1232)
-    assert first != second                      # the server cookie carries the time
+    cached, uncached = pair(store)
+    for opts in ([EDNSOption(100, b"x")], [EDNSOption(10, b"c" * 9)],
+                 [EDNSOption(10, b"c" * 8), EDNSOption(10, b"c" * 8)]):
+        wire = query("a.mesh.test", edns=EDNS0(udp_len=1232, opts=opts))
+        for _ in range(2):
+            got = cached.respond(wire, now=T0, max_udp=1232, client="::1")
+            assert got == fresh(uncached, wire, T0, 1232, "::1")
     assert cached.counters.cache_entries == 0 and cached.counters.cache_hits == 0
 
 

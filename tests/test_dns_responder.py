@@ -456,6 +456,41 @@ def test_the_root_and_names_with_dots_inside_labels_are_refused_or_nxdomain():
 
 # The pure helpers behind cookies and counters.
 
+def cookie_only_query(cookie: bytes) -> bytes:
+    record = DNSRecord(DNSHeader(id=9, bitmap=0))
+    record.add_ar(opt(1232, options=[EDNSOption(10, cookie)]))
+    return bytes(record.pack())
+
+
+def test_a_query_for_a_server_cookie_gets_noerror_and_one():
+    # RFC 7873 section 5.4: QDCOUNT 0 with a COOKIE option.
+    client = bytes.fromhex("2464c4abcf10c957")
+    for sent in (client, client + bytes(16)):
+        got = RESPONDERS["default"].respond(cookie_only_query(sent), now=NOW, max_udp=1232,
+                                            client=CLIENT)
+        assert got == reply(cookie_only_query(sent), aa=False, question=False,
+                            edns=our_opt(options=[server_cookie(client)]))
+    without = RESPONDERS["bare"].respond(cookie_only_query(client), now=NOW, max_udp=1232)
+    assert DNSRecord.parse(without).header.rcode == 1          # cookies off: FORMERR
+    no_cookie = DNSRecord(DNSHeader(id=9, bitmap=0))
+    no_cookie.add_ar(opt(1232))
+    got = RESPONDERS["default"].respond(bytes(no_cookie.pack()), now=NOW, max_udp=1232)
+    assert DNSRecord.parse(got).header.rcode == 1
+
+
+def test_a_failing_decision_is_servfail_counted_and_reported():
+    class Broken(MemoryStore):
+        def packed_txt(self, name):
+            raise RuntimeError("a bug")
+
+    reported = []
+    responder = Responder(ZONES, Broken(), SETTINGS, on_error=reported.append)
+    q = query("_dmp.mesh.test", edns=opt())        # static data: the dnslib path
+    got = responder.respond(q, now=NOW, max_udp=1232, proto="tcp")
+    assert got == reply(q, rcode=2, aa=False, edns=our_opt())
+    assert reported == ["tcp"] and responder.counters.errors == {"tcp": 1}
+
+
 def test_siphash24_reference_vector():
     # SipHash paper, appendix A: key 00..0f, message 00..0e.
     assert cookies.siphash24(bytes(range(16)), bytes(range(15))).hex() == "e545be4961ca29a1"

@@ -12,6 +12,11 @@ from dmfdns.dns.server import DNSDatagramProtocol, DNSStreamFactory, TransportCo
 CLIENT = address.IPv4Address("TCP", "127.0.0.9", 40000)
 
 
+# A query (ID 0xbeef, RD, one question "a.test" TXT IN) on which the fake responder raises.
+BUG_QUERY = bytes.fromhex("beef0100000100000000000001610474657374000010" "0001")
+BUG_SERVFAIL = bytes.fromhex("beef8102000100000000000001610474657374000010" "0001")
+
+
 class FakeResponder:
     """Answers ``b"q:" + x`` with ``b"a:" + x``; None for b"drop"; raises on b"boom"."""
 
@@ -21,7 +26,7 @@ class FakeResponder:
     def respond(self, query, *, now, max_udp, proto, client=None):
         self.calls.append(dict(query=query, now=now, max_udp=max_udp, proto=proto,
                                client=client))
-        if query == b"boom":
+        if query == b"boom" or query.startswith(BUG_QUERY[:4]):
             raise RuntimeError("bug")
         if query == b"drop":
             return None
@@ -87,6 +92,29 @@ def test_udp_survives_a_responder_bug_and_logs_it_rate_limited(capture_failures)
     assert udp.counters.errors == 3
     assert udp.transport.written == [(b"a:ok", ("127.0.0.2", 5000))]
     assert len(capture_failures) == 1  # two more suppressed within the interval
+
+
+def test_udp_responder_bug_is_answered_servfail_counted_and_logged_once(capture_failures):
+    udp, _ = make_udp()
+    for _ in range(3):
+        udp.datagramReceived(BUG_QUERY, ("127.0.0.2", 5000))
+    assert udp.transport.written == [(BUG_SERVFAIL, ("127.0.0.2", 5000))] * 3
+    assert udp.counters.errors == 3 and udp.counters.responses == 3
+    assert len(capture_failures) == 1
+    assert "RuntimeError" in capture_failures[0]["log_failure"].getTraceback()
+    udp.clock.advance(61)                           # the next interval logs again
+    udp.datagramReceived(BUG_QUERY, ("127.0.0.2", 5000))
+    assert len(capture_failures) == 2 and "2 more suppressed" in (
+        capture_failures[1]["log_format"].format(**capture_failures[1]))
+
+
+def test_tcp_responder_bug_is_answered_servfail_in_order(capture_failures):
+    factory, _, _ = make_factory()
+    conn, transport = connect(factory)
+    conn.dataReceived(frame(b"q:1") + frame(BUG_QUERY) + frame(b"q:3"))
+    assert unframe(transport.value()) == [b"a:1", BUG_SERVFAIL, b"a:3"]
+    assert factory.counters.errors == 1 and not transport.disconnecting
+    assert len(capture_failures) == 1
 
 
 def test_udp_send_error_is_counted_not_raised():

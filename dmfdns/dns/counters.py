@@ -80,6 +80,8 @@ class DnsCounters:
         # query looked up and not answered from the cache), the cache the rest.
         self.cache_hits = 0
         self.cache_misses = 0
+        self.errors = {}            # proto -> decisions that raised (store failure, bug)
+        self.rrl = {}               # action ("slipped", "dropped") -> n
         self.cache_evictions = 0
         self.cache_entries = 0
         self.cache_bytes = 0
@@ -151,6 +153,12 @@ class DnsCounters:
     def durations(self) -> dict:
         """``{proto: HistogramSnapshot}`` of request durations in seconds."""
         return {proto: h.snapshot() for proto, h in self._durations.items()}
+
+    def count_error(self, proto: str) -> None:
+        self.errors[proto] = self.errors.get(proto, 0) + 1
+
+    def count_rrl(self, action: str) -> None:
+        self.rrl[action] = self.rrl.get(action, 0) + 1
 
     def cache_counts(self) -> dict:
         """The answer cache's ``hits``, ``misses``, ``evictions``, ``entries``, ``bytes``."""

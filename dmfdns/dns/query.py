@@ -113,7 +113,9 @@ def _parse_body(data: bytes, query: Query) -> None:
         offset += rdlength
     if offset != len(data):
         raise _Malformed(f"{len(data) - offset} trailing bytes after the last record")
-    if query.qdcount != 1:
+    # QDCOUNT 0 is well formed only as RFC 7873 section 5.4's query for a server cookie,
+    # which needs an OPT; the responder checks the COOKIE option itself.
+    if query.qdcount > 1 or (query.qdcount == 0 and query.opt is None):
         raise _Malformed(f"QDCOUNT is {query.qdcount}, not 1 (RFC 9619)")
 
 

@@ -16,7 +16,7 @@ from dnslib import (CLASS, RD, RR, SOA, TXT, DNSBuffer, DNSHeader, DNSLabel,
 
 from ..proto import names
 from ..proto import txt as txt_strings
-from . import cookies, edns, query as wire, rrblob
+from . import client_options, cookies, edns, policy, query as wire, rrblob
 from .answer_cache import AnswerCache
 from .counters import OTHER, DnsCounters
 from .lean import LeanPath
@@ -74,13 +74,14 @@ class _Reply:
     authority: list = field(default_factory=list)
     additional: list = field(default_factory=list)
     options: list = field(default_factory=list)       # EDNS options for our OPT
+    valid_cookie: bool = False                         # the query's server cookie is ours
 
 
 class Responder:
     """Authoritative answers for ``zones`` from ``store`` (see the module docstring)."""
 
     def __init__(self, zones, store, settings: ResponderSettings = ResponderSettings(),
-                 counters: DnsCounters | None = None):
+                 counters: DnsCounters | None = None, policies=(), on_error=None):
         origins = [zone.origin for zone in zones]
         if len(set(origins)) != len(origins):
             raise ValueError("two zones with the same origin")
@@ -92,6 +93,10 @@ class Responder:
         self._lean = LeanPath(zones, store, answer_ttl=settings.answer_ttl,
                               edns_payload=settings.edns_payload).answer
         self._above_apexes = above_apexes(zones)
+        self._policies = tuple(policies)
+        # Called (with the protocol name) inside the handler of a decision that raised, so
+        # a logger can take the traceback from there (the transports' rate-limited log).
+        self.on_error = on_error
         self.cache = None
         if settings.cache_entries and settings.cache_bytes:
             self.cache = AnswerCache(settings.cache_entries, settings.cache_bytes,
@@ -99,9 +104,38 @@ class Responder:
 
     def respond(self, query: bytes, *, now: float, max_udp: int | None, proto: str = "udp",
                 client=None) -> bytes | None:
-        """The response to ``query``, or None when nothing must be sent (runts, QR=1)."""
+        """The response to ``query``, or None when nothing must be sent (runts, QR=1, or a
+        policy chose silence)."""
         if query.__class__ is not bytes:
             query = bytes(query)            # a bytearray or a memoryview: hashable bytes
+        valid_cookie = False
+        options = client_options.split(query) if query[11:12] == b"\x01" else None
+        if options is None:
+            fast = self._fast(query, now, max_udp)
+            if fast is not None:
+                response = fast[0]
+        else:
+            fast = self._fast(options.bare, now, max_udp)
+            if fast is not None:
+                response, valid_cookie = self._add_options(query[:2] + fast[0][2:], options,
+                                                           now, client)
+                if max_udp is not None and len(response) > min(max_udp, options.payload):
+                    fast = None         # the dnslib path truncates it
+        if fast is not None:
+            self.counters.count_answer(proto, fast[1], fast[2], len(response))
+        else:
+            response, valid_cookie = self._respond_dnslib(query, now, max_udp, proto, client)
+        if self._policies and response is not None:
+            request = policy.Request(query, response, client, proto, now, valid_cookie)
+            for stage in self._policies:
+                response = stage.decide(request)
+                if response is None:
+                    break
+                request.response = response
+        return response
+
+    def _fast(self, query: bytes, now: float, max_udp):
+        """``(response, qtype, rcode)`` from the answer cache or the lean path, or None."""
         cache, counters = self.cache, self.counters
         if cache is not None:
             key = query[2:]
@@ -112,39 +146,56 @@ class Responder:
             entry = cache.lookup(key, generation, now, max_udp)
             if entry is not None:
                 counters.cache_hits += 1
-                counters.count_answer(proto, entry[3], entry[4], len(entry[5]) + 2)
-                return query[:2] + entry[5]
+                return query[:2] + entry[5], entry[3], entry[4]
             counters.cache_misses += 1
         lean = self._lean(query, now, max_udp)
-        if lean is not None:
-            response, qtype, until_ms = lean
-            rcode = response[3] & 0xF
-            if cache is not None and generation is not None:
-                cache.store(key, response[2:], generation=generation, built=now,
-                            until_ms=until_ms, max_udp=max_udp, qtype=qtype, rcode=rcode)
-            counters.count_answer(proto, qtype, rcode, len(response))
-            return response
-        return self.respond_dnslib(query, now=now, max_udp=max_udp, proto=proto,
-                                   client=client)
+        if lean is None:
+            return None
+        response, qtype, until_ms = lean
+        rcode = response[3] & 0xF
+        if cache is not None and generation is not None:
+            cache.store(key, response[2:], generation=generation, built=now,
+                        until_ms=until_ms, max_udp=max_udp, qtype=qtype, rcode=rcode)
+        return response, qtype, rcode
+
+    def _add_options(self, response: bytes, options, now: float, client):
+        """``(response with our NSID and COOKIE options, whether the query's server cookie
+        was valid)``, in the order the dnslib path writes them."""
+        out, valid = b"", False
+        settings = self.settings
+        if options.nsid and settings.nsid is not None:
+            out += client_options.option(edns.NSID, settings.nsid)
+        if options.cookie is not None and settings.cookie_secret is not None:
+            data, valid = cookies.answer(settings.cookie_secret, options.cookie,
+                                         cookies.client_address(client), now)
+            out += client_options.option(edns.COOKIE, data)
+        return client_options.add(response, out), valid
 
     def respond_dnslib(self, query: bytes, *, now: float, max_udp: int | None,
                        proto: str = "udp", client=None) -> bytes | None:
         """The general path: strict parse, decision, dnslib rendering, truncation."""
+        return self._respond_dnslib(query, now, max_udp, proto, client)[0]
+
+    def _respond_dnslib(self, query, now, max_udp, proto, client):
+        """``(response or None, whether the query carried a valid server cookie)``."""
         parsed = wire.parse(query)
         counters = self.counters
         if parsed is None or parsed.qr:
             counters.count_dropped("runt" if parsed is None else "response")
-            return None
+            return None, False
         counters.count_query(proto, parsed.qtype if parsed.qname is not None else OTHER)
         try:
             reply = self._decide(parsed, now, client)
-        except Exception:       # a store failure must not kill the transport
+        except Exception:       # a store failure or a bug: SERVFAIL, reported, counted
+            counters.count_error(proto)
+            if self.on_error is not None:
+                self.on_error(proto)
             reply = _Reply(SERVFAIL)
         response, rcode, truncated = self._render(parsed, reply, max_udp)
         if truncated:
             counters.count_truncated(proto)
         counters.count_response(proto, rcode, len(response))
-        return response
+        return response, reply.valid_cookie
 
     # The decision.
 
@@ -157,11 +208,16 @@ class Responder:
             return _Reply(BADVERS)                   # RFC 6891 section 6.1.3
         if q.opcode == UPDATE:
             return _Reply(NOTIMP if self.settings.update_enabled else REFUSED)
-        options = self._edns_options(q.opt, now, client)
+        options, valid_cookie = self._edns_options(q.opt, now, client)
         if options is None:
             return _Reply(FORMERR)                   # RFC 7873 section 5.2.2
+        if q.qname is None:
+            # RFC 7873 section 5.4: no question, only a cookie: NOERROR with our cookie.
+            cookie = any(option.code == edns.COOKIE for option in options)
+            return _Reply(NOERROR if cookie else FORMERR, options=options)
         reply = self._answer(q, now)
         reply.options[:0] = options
+        reply.valid_cookie = valid_cookie
         return reply
 
     def _answer(self, q: wire.Query, now: float) -> _Reply:
@@ -269,22 +325,22 @@ class Responder:
         return _Reply(NOERROR, aa=True, answer=answer)
 
     def _edns_options(self, opt, now, client):
-        """Our response options (NSID, COOKIE), or None when a cookie is malformed."""
+        """``(our response options (NSID, COOKIE) or None when a cookie is malformed,
+        whether the query's server cookie is valid)``."""
         if opt is None:
-            return []
-        options = []
+            return [], False
+        options, valid = [], False
         if self.settings.nsid is not None and opt.option(edns.NSID) is not None:
             options.append(edns.option(edns.NSID, self.settings.nsid))
         cookie = opt.option(edns.COOKIE)
         if cookie is not None:
             if not cookies.well_formed(cookie):
-                return None
+                return None, False
             if self.settings.cookie_secret is not None:
-                client_cookie = cookie[:cookies.CLIENT_COOKIE]
-                server = cookies.server_cookie(self.settings.cookie_secret, client_cookie,
-                                               cookies.client_address(client), now)
-                options.append(edns.option(edns.COOKIE, client_cookie + server))
-        return options
+                data, valid = cookies.answer(self.settings.cookie_secret, cookie,
+                                             cookies.client_address(client), now)
+                options.append(edns.option(edns.COOKIE, data))
+        return options, valid
 
     # Rendering.
 
@@ -321,6 +377,33 @@ class Responder:
         except Exception:       # e.g. a name dnslib refuses to encode: header-only SERVFAIL
             header = DNSHeader(id=q.id, bitmap=(flags & ~0x040F) | SERVFAIL)
             return bytes(DNSRecord(header).pack())
+
+
+def servfail_for(query: bytes) -> bytes | None:
+    """A bare SERVFAIL for ``query`` when building its response failed (a bug): the ID,
+    opcode and RD copied, the question echoed when it can be walked; None for what gets
+    no answer at all (shorter than a header, or a response)."""
+    if len(query) < 12 or query[2] & 0x80:
+        return None
+    head = query[:2] + bytes((0x80 | (query[2] & 0x79), SERVFAIL))
+    end = question_end(query) if query[4:6] == b"\x00\x01" else None
+    if end is None:
+        return head + bytes(8)
+    return head + b"\x00\x01" + bytes(6) + query[12:end]
+
+
+def question_end(message: bytes) -> int | None:
+    """Where the first question of ``message`` ends (an uncompressed name, type, class),
+    or None if it does not fit."""
+    at, size = 12, len(message)
+    while at < size:
+        length = message[at]
+        if length == 0:
+            return at + 5 if at + 5 <= size else None
+        if length > 63:
+            return None
+        at += 1 + length
+    return None
 
 
 def _name(labels) -> str | None:

@@ -34,6 +34,7 @@ from twisted.logger import Logger
 from twisted.protocols import basic, policies
 
 from ..conn_table import ConnectionTable
+from .responder import servfail_for
 
 RESPONDER_FAILURE_LOG_INTERVAL = 60.0
 # A new TCP connection is not evicted before its first query for this long (Knot's
@@ -61,7 +62,7 @@ class TransportCounters:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-class _FailureLog:
+class FailureLog:
     """Logs a responder failure at most once per interval, so a bug that every packet
     triggers cannot flood the log (operators.md §6)."""
 
@@ -73,6 +74,7 @@ class _FailureLog:
         self._suppressed = 0
 
     def failure(self, proto: str) -> None:
+        """Call from inside the ``except`` block: the traceback is taken from there."""
         now = self._clock.seconds()
         if self._next is not None and now < self._next:
             self._suppressed += 1
@@ -114,7 +116,7 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         self.proto = proto
         self.counters = counters if counters is not None else TransportCounters()
         self.observe_duration = observe_duration
-        self._failures = _FailureLog(clock, log)
+        self._failures = FailureLog(clock, log)
         self._send = None             # (transport, send) once a transport is attached
 
     def startProtocol(self) -> None:
@@ -155,7 +157,7 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         except Exception:
             counters.errors += 1
             self._failures.failure(self.proto)
-            return
+            response = servfail_for(data)
         if response is None:
             counters.dropped += 1
             return
@@ -210,9 +212,11 @@ class DNSStreamProtocol(basic.Int16StringReceiver, policies.TimeoutMixin):
         except Exception:
             factory.counters.errors += 1
             factory.failures.failure(factory.proto)
-            # Answers must stay in order; without one for this query, end the stream.
-            self.transport.loseConnection()
-            return
+            response = servfail_for(query)
+            if response is None:
+                # Answers must stay in order; without one for this query, end the stream.
+                self.transport.loseConnection()
+                return
         if response is None:
             factory.counters.dropped += 1
             return
@@ -255,7 +259,7 @@ class DNSStreamFactory(protocol.ServerFactory):
         self.proto = proto
         self.counters = counters if counters is not None else TransportCounters()
         self.observe_duration = observe_duration
-        self.failures = _FailureLog(clock, log)
+        self.failures = FailureLog(clock, log)
         self.table = ConnectionTable(
             max_total=max_connections, max_per_client=max_per_client or max_connections,
             grace=NEW_CONNECTION_GRACE)
