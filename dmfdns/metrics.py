@@ -67,6 +67,13 @@ class NodeMetrics:
     def write_refused(self, path: str, reason: str) -> None:
         self.writes_refused.labels(path, reason).inc()
 
+    def observe_write(self, path: str, accepted: bool, reason: str | None) -> None:
+        """The write service's ``observe`` hook: one admission decision."""
+        if accepted:
+            self.write_accepted(path)
+        else:
+            self.write_refused(path, reason or "other")
+
     # --- sources read at scrape time ------------------------------------------------------
 
     def watch_store(self, store) -> None:

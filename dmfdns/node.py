@@ -33,6 +33,7 @@ from .dns.zone import ZoneError, parse_zone
 from .store.api import StoreError
 from .stall_probe import StallProbe
 from .store.lmdb_store import LmdbStore
+from .store.writes import WriteService
 # http_preflight and cluster_preflight are also used by ``dmfdns serve``.
 from .node_cluster import add_cluster, cluster_preflight
 from .node_http import add_metrics_and_http, http_preflight
@@ -262,7 +263,8 @@ class Sweeper:
 class Node(service.MultiService):
     """A running dmfdns node. Attributes other parts (HTTP, metrics, sync) use:
     ``config``, ``reactor``, ``store``, ``zones``, ``responder``, ``dns_counters`` (the
-    responder's), ``listeners``, ``sweeper`` and ``stall_probe``."""
+    responder's), ``writes`` (the one write service), ``listeners``, ``sweeper`` and
+    ``stall_probe``."""
 
     def __init__(self, config: Config, reactor, *, lock: NodeLock, store, zones,
                  responder):
@@ -357,6 +359,11 @@ def make_service(config: Config, reactor) -> Node:
         lock.release()
         raise
     node = Node(config, reactor, lock=lock, store=store, zones=zones, responder=responder)
+    node.writes = WriteService(
+        store, zones=[zone.origin for zone in zones], operator_key=http_secrets.operator_key,
+        cluster_base=config.cluster.base or None,
+        observe=lambda path, accepted, reason: node.metrics.observe_write(path, accepted,
+                                                                           reason))
     observe = responder.counters.observe_duration
     for address in config.dns.listen:
         udp_counters, tcp_counters = TransportCounters(), TransportCounters()

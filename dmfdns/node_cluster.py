@@ -54,12 +54,7 @@ def add_cluster(node, settings: ClusterSettings) -> None:
     """Give ``node`` its ``ClusterSync`` (``node.cluster``) and mount ``/v1/sync/*``."""
     reactor, http = node.reactor, node.config.http
 
-    def on_write(accepted: bool, reason) -> None:
-        if accepted:
-            node.metrics.write_accepted("sync")
-        else:
-            node.metrics.write_refused("sync", reason)
-    node.cluster = ClusterSync(node.store, reactor, settings, on_write=on_write)
+    node.cluster = ClusterSync(node.store, reactor, settings, writes=node.writes)
     node.cluster.setServiceParent(node)
     SyncApi(store=node.store, token=settings.sync_token,
             limiter=TokenBucketLimiter(http.rate_limit, http.rate_burst, reactor.seconds),

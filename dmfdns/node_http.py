@@ -15,7 +15,6 @@ from .http.auth import MULTI_TENANT, WriteAuth
 from .http.site import OpenBindRefused, check_bind, make_site
 from .http.tokens import TokenFile
 from .metrics import NodeMetrics
-from .store.identities import identity_lookup
 
 # A connection flood must queue in the kernel rather than see dropped SYNs while the site
 # evicts idle connections to make room (dmfdns.http.channel).
@@ -60,13 +59,11 @@ def add_metrics_and_http(node, secrets: HttpSecrets) -> None:
                      clock=reactor.seconds)
     metrics_tokens = (http.metrics_token, operator_token) if http.metrics_token else ()
     node.http = make_site(
-        store=node.store, zones=[zone.origin for zone in node.zones], clock=reactor,
+        store=node.store, writes=node.writes, clock=reactor,
         metrics=node.metrics, auth=auth, rate_limit=http.rate_limit,
         rate_burst=http.rate_burst, trusted_proxies=http.trusted_proxies,
         max_body_bytes=http.max_body_bytes, max_connections=http.max_connections,
-        idle_timeout=http.idle_timeout, metrics_tokens=metrics_tokens,
-        operator_key=secrets.operator_key, cluster_base=config.cluster.base or None,
-        lookup_identities=identity_lookup(node.store, reactor.seconds))
+        idle_timeout=http.idle_timeout, metrics_tokens=metrics_tokens)
     node.http.readiness.require("store", lambda: node.readiness()["store"])
     node.http.readiness.require("listeners", lambda: node.readiness()["listeners"])
     for address in http.listen:

@@ -11,6 +11,7 @@ from twisted.internet.testing import StringTransport
 
 from dmfdns.http.auth import WriteAuth
 from dmfdns.http.site import make_site
+from dmfdns.store.writes import WriteService
 from dmfdns.metrics import NodeMetrics
 from dmfdns.store.memory_store import MemoryStore
 
@@ -84,6 +85,7 @@ class Harness:
     operator_token: str = ""
     tokens: object = None
     site_options: dict = field(default_factory=dict)
+    write_options: dict = field(default_factory=dict)   # operator_key, cluster_base, limits
 
     def __post_init__(self):
         self.clock = task.Clock()
@@ -94,7 +96,9 @@ class Harness:
         self.metrics.watch_store(self.store)
         self.auth = WriteAuth(self.auth_mode, operator_token=self.operator_token,
                               tokens=self.tokens, clock=self.clock.seconds)
-        self.http = make_site(store=self.store, zones=(ZONE,), clock=self.clock,
+        self.writes = WriteService(self.store, zones=(ZONE,),
+                                   observe=self.metrics.observe_write, **self.write_options)
+        self.http = make_site(store=self.store, writes=self.writes, clock=self.clock,
                               metrics=self.metrics, auth=self.auth, **self.site_options)
         self.site = self.http.site
 

@@ -18,6 +18,7 @@ from twisted.internet.testing import StringTransport
 from dmfdns.http.auth import WriteAuth
 from dmfdns.http.ratelimit import TokenBucketLimiter
 from dmfdns.http.site import make_site
+from dmfdns.store.writes import WriteService
 from dmfdns.http.sync_resources import SyncApi
 from dmfdns.metrics import NodeMetrics
 from dmfdns.proto import cluster_manifest
@@ -102,25 +103,19 @@ class FakeNode:
             operator_key=operator_key, initial_manifest=manifest,
             static_peers=tuple(peers), interval=3600.0, budget=budget,
             fullset_interval=fullset_interval)
+        self.writes = WriteService(self.store, zones=(ZONE,), operator_key=operator_key,
+                                   cluster_base=BASE, observe=self.metrics.observe_write)
         self.cluster = ClusterSync(self.store, clock, settings,
-                                   transport=transport.for_node(node_id),
-                                   on_write=self._on_write)
+                                   transport=transport.for_node(node_id), writes=self.writes)
         auth = WriteAuth("open", clock=clock.seconds)
-        self.http = make_site(store=self.store, zones=(ZONE,), clock=clock,
-                              metrics=self.metrics, auth=auth,
-                              operator_key=operator_key, cluster_base=BASE)
+        self.http = make_site(store=self.store, writes=self.writes, clock=clock,
+                              metrics=self.metrics, auth=auth)
         SyncApi(store=self.store, token=token,
                 limiter=TokenBucketLimiter(1e6, 1e6, clock.seconds),
                 current_manifest=self.cluster.current_manifest,
                 index=self.cluster.index).mount(self.http)
         self.registry.register(SyncCollector(self.cluster))
         transport.sites[urlsplit(url_of(node_id)).netloc] = self.http.site
-
-    def _on_write(self, ok, reason):
-        if ok:
-            self.metrics.write_accepted("sync")
-        else:
-            self.metrics.write_refused("sync", reason)
 
     def metric(self, name, **labels):
         return self.registry.get_sample_value(name, labels) or 0

@@ -8,7 +8,8 @@ import stat
 import pytest
 
 from dmfdns.http import auth
-from dmfdns.http.auth import WriteAuth, bearer_token, may_write, same_secret
+from dmfdns.http.auth import WriteAuth, bearer_token, same_secret
+from dmfdns.proto.authority import user_may_write as may_write
 from dmfdns.http.site import OpenBindRefused, check_bind
 from dmfdns.http.tokens import TOKEN_PREFIX, TokenFile, TokenFileError, token_hash
 from dmfdns.proto import owners

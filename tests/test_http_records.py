@@ -221,7 +221,7 @@ class _FailingStore:
     def __getattr__(self, name):
         return getattr(self._store, name)
 
-    def put(self, *args, **kwargs):
+    def write_many(self, *args, **kwargs):
         raise self._error
 
 
@@ -232,7 +232,7 @@ class _FailingStore:
     (RuntimeError("a bug with a secret path /etc/x"), 500, {"error": "internal error"}),
 ])
 def test_store_failures_map_to_statuses_without_tracebacks(node, error, status, body):
-    node.http.records.store = _FailingStore(node.store, error)
+    node.writes.store = _FailingStore(node.store, error)
     response = node.request("POST", "/v1/records/a.mesh.test", {"value": "x"})
     assert (response.status, response.json()) == (status, body)
     assert b"Traceback" not in response.body
@@ -241,8 +241,8 @@ def test_store_failures_map_to_statuses_without_tracebacks(node, error, status, 
 def test_operator_pushes_a_cluster_manifest_with_the_operator_token():
     operator = Signer(hashlib.sha256(b"http/operator").digest())
     node = Harness(auth_mode="legacy", operator_token="op-secret",
-                   site_options={"operator_key": operator.public_key,
-                                 "cluster_base": "mesh.test"})
+                   write_options={"operator_key": operator.public_key,
+                                  "cluster_base": "mesh.test"})
     node_entry = cluster_manifest.ClusterNode("n1", "http://127.0.0.1:8053", None)
     wire = cluster_manifest.sign(2, int(NOW) + 3600, operator.public_key, "mesh.test",
                                  [node_entry], operator)

@@ -20,7 +20,7 @@ from dmfdns.config import load_config
 from dmfdns.node import make_service
 from dmfdns.proto import identity, owners, prekey
 from dmfdns.proto.signing import Signer
-from dmfdns.store.identities import (MAX_IDENTITY_NAMES, identity_lookup, identity_values,
+from dmfdns.store.identities import (MAX_IDENTITY_NAMES, identity_values,
                                      pending_identity_values)
 from dmfdns.store.memory_store import MemoryStore
 from http_support import parse_responses, request_bytes
@@ -61,10 +61,6 @@ def test_identity_values_are_those_at_the_name_hash_in_the_same_parent():
         "neighbour", "first", "second"]
     assert identity_values(store, HASH12, ZONE, now=NOW + 20) == ["first", "second"]
     assert identity_values(store, HASH12, "other.test", now=NOW) == []
-    clock = [NOW + 20.0]
-    assert identity_lookup(store, lambda: clock[0])(HASH12, ZONE) == ["first", "second"]
-    clock[0] = NOW + 700.0
-    assert identity_lookup(store, lambda: clock[0])(HASH12, ZONE) == []
 
 
 def test_identity_values_read_a_bounded_number_of_names():

@@ -3,8 +3,8 @@
 The node is the single writer of its LMDB environment (DESIGN.md §3). Writes here take
 the data directory's lock (``dmfdns.node.NodeLock``) and refuse while a running node holds
 it — write through the node's HTTP API then. ``list`` opens the store read-only and works
-at any time. Every value written passes the same admission as an HTTP write
-(``dmfdns.proto.admission``, DESIGN.md §6): names canonical and inside a served zone, the
+at any time. Every write goes through the node's one write service (``dmfdns.store.writes``), with
+the same admission as an HTTP write (DESIGN.md §6): names canonical and inside a served zone, the
 reference's caps, and v=dmp1 records that parse and verify at their owner names (a prekey
 against the identity stored, or imported earlier, for its name hash) — so nothing enters
 the store that a peer would refuse in sync.
@@ -24,7 +24,7 @@ from ..node import NodeLock, NodeLocked, load_zones, open_store
 from ..proto import admission
 from ..store.api import Cursor, StoreError
 from ..store.changelog import STABLE_HORIZON_MS
-from ..store.identities import identity_values, pending_identity_values
+from ..store.writes import DELETE, PUBLISH, WriteRequest, WriteService
 from . import CommandError, read_utf8
 from .serve import load
 
@@ -100,6 +100,10 @@ class _Target:
             raise CommandError(f"{where}{text} is outside the served zones ({zones})")
         return text
 
+    def write_service(self, store) -> WriteService:
+        return WriteService(store, zones=self.origins, operator_key=self.operator_key,
+                            cluster_base=self.config.cluster.base or None)
+
     def writer(self):
         """Lock the data directory and open the store for writing; (lock, store)."""
         try:
@@ -115,35 +119,18 @@ class _Target:
             raise CommandError(str(exc)) from None
 
 
-class _Admission:
-    """Admits writes against the store's current values plus those admitted earlier in
-    the same command (so one import cannot overfill an RRset)."""
-
-    def __init__(self, target: _Target, store, now: float):
-        self.target, self.store, self.now = target, store, now
-        self.pending: dict[str, list[str]] = {}
-
-    def values(self, name: str) -> list[str]:
-        stored = [entry.value for entry in self.store.get(name, self.now)]
-        return stored + [v for v in self.pending.get(name, []) if v not in stored]
-
-    def identities(self, hash12: str, parent: str) -> list[str]:
-        """The identities that may sign ``prekeys.id-<hash12>.<parent>``: stored ones and
-        those admitted earlier in this command (an import may carry both)."""
-        return (identity_values(self.store, hash12, parent, now=self.now)
-                + pending_identity_values(self.pending, hash12, parent))
-
-    def admit(self, name: str, value: str, ttl: int, where: str = ""):
-        result = admission.admit(
-            name, value, ttl, zones=self.target.origins, now=self.now,
-            lookup_values=self.values, operator_key=self.target.operator_key,
-            cluster_base=self.target.config.cluster.base or None,
-            lookup_identities=self.identities)
+def _admit_all(target: _Target, store, now: float, triples) -> list:
+    """The store ops of ``(name, value, ttl, where)`` writes admitted by the node's write
+    service (each sees those before it: one import cannot overfill an RRset, and the
+    identities it carries verify its prekeys); the first refusal is a CommandError."""
+    service = target.write_service(store)
+    requests = [WriteRequest(PUBLISH, name, value, ttl) for name, value, ttl, _ in triples]
+    results = service.admit(requests, now=now, path="cli")
+    for (name, _, _, where), result in zip(triples, results):
         if isinstance(result, admission.Refusal):
             where = where or f"{canonical(name) or name}: "
             raise CommandError(f"{where}refused: {result.message}")
-        self.pending.setdefault(result.name, []).append(result.value)
-        return result.name, result.value, self.now + result.ttl
+    return results
 
 
 def _write(target: _Target, operation):
@@ -171,8 +158,8 @@ def put_record(args, ctx) -> int:
     value = _check_value(args.value)
 
     def put(store):
-        name_, value_, expiry = _Admission(target, store, ctx.now).admit(name, value, args.ttl)
-        return store.put(name_, value_, expiry=expiry, now=ctx.now)
+        accepted = _admit_all(target, store, ctx.now, [(name, value, args.ttl, "")])
+        return target.write_service(store).commit(accepted, now=ctx.now)[0]
     changed = _write(target, put)
     verb = "stored" if changed else "unchanged (already stored with a later expiry)"
     print(f"{name}: {verb}, ttl {args.ttl} s", file=ctx.stdout)
@@ -183,7 +170,14 @@ def delete_record(args, ctx) -> int:
     target = _Target(args)
     name = target.owner(args.name)
     value = None if args.value is None else _check_value(args.value)
-    removed = _write(target, lambda store: store.delete(name, value, now=ctx.now))
+    def delete(store):
+        service = target.write_service(store)
+        outcome = service.write([WriteRequest(DELETE, name, value)], now=ctx.now, path="cli")
+        refusal = outcome.refusals[0] if outcome.refusals else None
+        if refusal is not None:
+            raise CommandError(f"{name}: refused: {refusal.message}")
+        return outcome.changed[0]
+    removed = _write(target, delete)
     if not removed:
         what = "does not hold that value" if value is not None else "holds no value"
         raise CommandError(f"{name} {what}; nothing deleted")
@@ -246,9 +240,8 @@ def import_records(args, ctx) -> int:
     started = time.perf_counter()
 
     def put_all(store):
-        gate = _Admission(target, store, ctx.now)
-        items = [gate.admit(name, value, ttl, where) for name, value, ttl, where in triples]
-        return store.put_many(items, now=ctx.now)
+        accepted = _admit_all(target, store, ctx.now, triples)
+        return sum(target.write_service(store).commit(accepted, now=ctx.now))
     changed = _write(target, put_all)
     seconds = max(time.perf_counter() - started, 1e-9)
     print(f"imported {len(triples)} records ({changed} changed) in {seconds:.3f} s "

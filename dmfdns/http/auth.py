@@ -23,7 +23,7 @@ also has its own request bucket.
 import hmac
 from typing import Callable
 
-from ..proto import admission
+from ..proto import authority
 from .endpoint import HttpError
 from .ratelimit import TokenBucketLimiter
 from .tokens import TokenFile, TokenFileError, TokenRecord
@@ -32,14 +32,11 @@ OPEN = "open"
 LEGACY = "legacy"
 MULTI_TENANT = "multi-tenant"
 MODES = (OPEN, LEGACY, MULTI_TENANT)
-PUBLISH = "publish"
-DELETE = "delete"
+PUBLISH = authority.PUBLISH
+DELETE = authority.DELETE
 
 UNAUTHORIZED = "unauthorized"
 TOKEN_RATE_LIMITED = "per-token rate limit exceeded"
-
-_SHARED_KINDS = (admission.SLOT, admission.CHUNK, admission.CLAIM)
-
 
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header value (RFC 6750 section
@@ -84,22 +81,30 @@ class WriteAuth:
         if self._operator_token is not None and not self.is_operator(token):
             raise HttpError(401, UNAUTHORIZED)
 
-    def authorize_write(self, token: str | None, name: str | None, op: str) -> None:
-        """Raise 401 (or 429 for a throttled user token) unless ``token`` may ``op`` the
-        canonical owner ``name`` (None: a name that did not parse, operator-only)."""
+    def credential(self, token: str | None, name: str | None, op: str):
+        """The write credential of ``token`` (``dmfdns.proto.authority``) once it may
+        ``op`` the canonical owner ``name`` (None: a name that did not parse,
+        operator-only); else 401, or 429 for a throttled user token."""
         if self.mode == OPEN or self.is_operator(token):
-            return
+            return authority.ANYONE
         if self.mode == LEGACY or token is None:
             raise HttpError(401, UNAUTHORIZED)
         try:
             record = self._tokens.lookup(token)
         except TokenFileError:
             raise HttpError(503, "token store unavailable") from None
-        if record is None or not record.live(self._clock()) or name is None \
-                or not may_write(record.subject, name, op):
+        if record is None or not record.live(self._clock()):
+            raise HttpError(401, UNAUTHORIZED)
+        credential = authority.UserToken(record.subject)
+        if not authority.permits(credential, op, name):
             raise HttpError(401, UNAUTHORIZED)
         if not self._bucket(record).allow(record.hash):
             raise HttpError(429, TOKEN_RATE_LIMITED)
+        return credential
+
+    def authorize_write(self, token: str | None, name: str | None, op: str) -> None:
+        """``credential`` for callers that only need the decision."""
+        self.credential(token, name, op)
 
     def _bucket(self, record: TokenRecord) -> TokenBucketLimiter:
         bucket = self._token_buckets.get(record.hash)
@@ -109,31 +114,3 @@ class WriteAuth:
                                         max_keys=1)
             self._token_buckets[record.hash] = bucket
         return bucket
-
-
-def may_write(subject: str, name: str, op: str) -> bool:
-    """The multi-tenant rule for a user token of ``subject`` on canonical ``name``."""
-    owner = admission.classify(name)
-    if owner.kind in _SHARED_KINDS:
-        return op == PUBLISH
-    return owns(subject, owner)
-
-
-def owns(subject: str, owner: admission.Owner) -> bool:
-    """Whether ``owner`` is one of the subject's owner-exclusive names."""
-    user, _, domain = subject.partition("@")
-    anchored = f"{user}.{domain.lower().rstrip('.')}" if domain else None
-    hash16 = admission.hex_hash(user, 16)
-    if owner.kind == admission.IDENTITY_HASHED:
-        return owner.parts[0] == hash16
-    if owner.kind == admission.PREKEYS:
-        return owner.parts[0] == hash16[:12]
-    if owner.kind == admission.IDENTITY_ANCHORED:
-        return anchored is not None and owner.parent == anchored
-    if owner.kind == admission.ROTATE:
-        inner = admission.classify(owner.parent)
-        if inner.kind == admission.IDENTITY_HASHED:
-            return inner.parts[0] == hash16
-        return anchored is not None and owner.parent == "dmp." + anchored
-    return False
-

@@ -7,8 +7,9 @@
   empty body when nothing matched.
 
 The check order is the reference's (rate limit, auth, body, types, then the caps and
-validators, which live in ``dmfdns.proto.admission`` shared with the other write paths), so
-the same request gets the same status and error text. Unlike the reference, names are
+validators), so the same request gets the same status and error text. The write itself goes
+through the node's one write service (``dmfdns.store.writes``), shared with every other
+write path. Unlike the reference, names are
 canonical (lowercase) at ingress and must lie in a served zone (400 otherwise), and every
 ``v=dmp1`` value is verified before it is stored. An operator pushes a new cluster manifest by
 POSTing the signed value to ``/v1/records/cluster.<base>`` with the operator token.
@@ -16,7 +17,8 @@ POSTing the signed value to ``/v1/records/cluster.<base>`` with the operator tok
 
 from ..proto import names
 from ..proto import admission
-from ..proto.admission import Limits, Refusal
+from ..proto.admission import Refusal
+from ..store.writes import UNAUTHORIZED, WriteRequest, WriteService
 from .auth import DELETE, PUBLISH, WriteAuth, bearer_token
 from .endpoint import INVALID_BODY, Boundary, Call, Endpoint, HttpError, Reply
 from .ratelimit import TokenBucketLimiter
@@ -29,18 +31,13 @@ OUTSIDE_ZONES = "record name is outside the served zones"
 class RecordsApi:
     """The handlers of ``/v1/records/{name}`` over one store."""
 
-    def __init__(self, *, store, zones, auth: WriteAuth, limiter: TokenBucketLimiter,
-                 metrics, limits: Limits = Limits(), operator_key: bytes | None = None,
-                 cluster_base: str | None = None, lookup_identities=None):
+    def __init__(self, *, store, writes: WriteService, auth: WriteAuth,
+                 limiter: TokenBucketLimiter):
         self.store = store
-        self.zones = tuple(zones)
+        self.writes = writes
+        self.zones = writes.zones
         self.auth = auth
         self.limiter = limiter
-        self.metrics = metrics
-        self.limits = limits
-        self.operator_key = operator_key
-        self.cluster_base = cluster_base
-        self.lookup_identities = lookup_identities
 
     def endpoint(self, boundary: Boundary) -> Endpoint:
         return Endpoint("records", {"GET": self.get, "POST": self.post,
@@ -59,37 +56,30 @@ class RecordsApi:
     def post(self, call: Call) -> Reply:
         raw = self._path_name(call)
         self._rate_limit(call)
-        self.auth.authorize_write(bearer_token(call.header("Authorization")),
-                                  names.canonical(raw), PUBLISH)
+        credential = self.auth.credential(bearer_token(call.header("Authorization")),
+                                          names.canonical(raw), PUBLISH)
         body = call.json_object()
         value, ttl = body.get("value"), body.get("ttl", DEFAULT_TTL)
         if not isinstance(value, str) or isinstance(ttl, bool) or not isinstance(ttl, int) \
                 or ttl <= 0:
             raise HttpError(400, admission.TTL_TEXT)
-        result = admission.admit(
-            raw, value, ttl, zones=self.zones, now=call.now, limits=self.limits,
-            lookup_values=lambda name: [e.value for e in self.store.get(name, call.now)],
-            operator_key=self.operator_key, cluster_base=self.cluster_base,
-            lookup_identities=self.lookup_identities)
-        if isinstance(result, Refusal):
-            self.metrics.write_refused("http", result.reason)
-            status = 413 if result.reason == admission.RRSET_FULL else 400
-            raise HttpError(status, result.message)
-        self.store.put(result.name, result.value, expiry=call.now + result.ttl, now=call.now)
-        self.metrics.write_accepted("http")
+        outcome = self.writes.write([WriteRequest(PUBLISH, raw, value, ttl)], now=call.now,
+                                    path="http", credential=credential)
+        _raise_refusal(outcome.results[0])
         return Reply(201, {"ok": True})
 
     def delete(self, call: Call) -> Reply:
         raw = self._path_name(call)
         self._rate_limit(call)
-        self.auth.authorize_write(bearer_token(call.header("Authorization")),
-                                  names.canonical(raw), DELETE)
+        credential = self.auth.credential(bearer_token(call.header("Authorization")),
+                                          names.canonical(raw), DELETE)
         value = call.json_object().get("value")
         if value is not None and not isinstance(value, str):
             raise HttpError(400, INVALID_BODY)
-        name = self._served_name(raw)
-        removed = self.store.delete(name, value, now=call.now)
-        return Reply(204 if removed else 404)
+        outcome = self.writes.write([WriteRequest(DELETE, raw, value)], now=call.now,
+                                    path="http", credential=credential)
+        _raise_refusal(outcome.results[0])
+        return Reply(204 if outcome.changed[0] else 404)
 
     # --- checks ---------------------------------------------------------------------------
 
@@ -114,3 +104,10 @@ class RecordsApi:
         if not any(names.within(name, zone) for zone in self.zones):
             raise HttpError(400, OUTSIDE_ZONES)
         return name
+
+
+def _raise_refusal(result) -> None:
+    """The HTTP status of a refused write (the reference's: 413 for a full RRset)."""
+    if isinstance(result, Refusal):
+        status = {admission.RRSET_FULL: 413, UNAUTHORIZED: 401}.get(result.reason, 400)
+        raise HttpError(status, result.message)

@@ -18,7 +18,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from .. import __version__
-from ..proto.admission import Limits
+from ..store.writes import WriteService
 from .auth import OPEN, WriteAuth
 from .channel import NodeSite
 from .endpoint import Boundary, Endpoint, NotFound, Reply, Tree
@@ -73,14 +73,13 @@ class NodeHttp:
         node.putChild(parts[-1].encode(), endpoint)
 
 
-def make_site(*, store, zones, clock, metrics, auth: WriteAuth,
+def make_site(*, store, writes: WriteService, clock, metrics, auth: WriteAuth,
               rate_limit: float = 100.0, rate_burst: int = 1000, trusted_proxies=(),
               max_body_bytes: int = 65536, max_connections: int = 256,
               idle_timeout: float = 30.0, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-              metrics_tokens=(), limits: Limits = Limits(), operator_key: bytes | None = None,
-              cluster_base: str | None = None, readiness: Readiness | None = None,
-              lookup_identities=None) -> NodeHttp:
-    """The HTTP API of a node over ``store`` for the served ``zones`` (canonical names).
+              metrics_tokens=(), readiness: Readiness | None = None) -> NodeHttp:
+    """The HTTP API of a node over ``store``, writing through ``writes`` (the node's one
+    write service, which knows the served zones and the caps).
 
     ``clock`` is an ``IReactorTime`` (timeouts, rate limits, record times); ``metrics`` a
     ``dmfdns.metrics.NodeMetrics``; ``metrics_tokens`` the bearer tokens that may scrape
@@ -91,10 +90,8 @@ def make_site(*, store, zones, clock, metrics, auth: WriteAuth,
     readiness = readiness or Readiness()
     not_found = NotFound(boundary)
     root, v1 = Tree(not_found), Tree(not_found)
-    records = RecordsApi(store=store, zones=zones, auth=auth, metrics=metrics,
-                         limiter=TokenBucketLimiter(rate_limit, rate_burst, clock.seconds),
-                         limits=limits, operator_key=operator_key, cluster_base=cluster_base,
-                         lookup_identities=lookup_identities)
+    records = RecordsApi(store=store, writes=writes, auth=auth,
+                         limiter=TokenBucketLimiter(rate_limit, rate_burst, clock.seconds))
     root.putChild(b"", _index_endpoint(boundary))
     root.putChild(b"v1", v1)
     v1.putChild(b"records", records.endpoint(boundary))

@@ -121,6 +121,12 @@ class RecordStore(Protocol):
     def delete(self, name: str, value: str | None = None, *, now: float) -> int:
         """Tombstone one value, or every value when ``value`` is None; the number removed."""
 
+    def write_many(self, ops: Iterable[tuple], *, now: float) -> list[int]:
+        """Mixed ``("put", name, value, expiry)`` and ``("delete", name, value or None)``
+        ops in one transaction, in order (added for the write service: a DNS UPDATE is
+        all or nothing); each op's count of values changed. A bad op raises StoreError
+        before anything is written."""
+
     def get(self, name: str, now: float) -> list[Value]:
         """The live values of ``name`` in insertion order (empty if none)."""
 

@@ -135,6 +135,31 @@ class TableStore:
             batch.finish()
         return removed
 
+    def write_many(self, ops: Iterable[tuple], *, now: float) -> list[int]:
+        """Mixed local puts and deletes in one transaction, in order: ``("put", name, value,
+        expiry)`` and ``("delete", name, value or None)``. Every op is checked before any
+        table is touched, so a bad one raises StoreError and nothing is written. The list
+        says how many values each op changed (a put: 0 or 1)."""
+        now_ms = inputs.now_ms(now)
+        checked = [self._local_op(op) for op in ops]
+        with self._write() as tables:
+            batch = Batch(tables, now_ms, self.node_id)
+            counts = [int(batch.put(target)) if kind == "put" else batch.delete(*target)
+                      for kind, target in checked]
+            batch.finish()
+        return counts
+
+    def _local_op(self, op) -> tuple:
+        kind = op[0] if isinstance(op, tuple) and op else None
+        if kind == "put" and len(op) == 4:
+            return "put", inputs.item(*op[1:])
+        if kind == "delete" and len(op) == 3:
+            owner = inputs.owner(op[1])
+            vhash = None if op[2] is None else inputs.item(op[1], op[2], 0).value_hash
+            return "delete", (owner, vhash)
+        raise StoreError("write_many ops are (\"put\", name, value, expiry) or "
+                         "(\"delete\", name, value or None)")
+
     def apply_remote(self, change: Change, now: float) -> bool:
         now_ms = inputs.now_ms(now)
         owner, vhash, entry = inputs.remote(change, now_ms)

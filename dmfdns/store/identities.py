@@ -10,7 +10,7 @@ ordered scan (``RecordStore.names_with_prefix``). This module only finds those v
 name whose RRset holds several identities admits prekeys signed by any of them).
 """
 
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 MAX_IDENTITY_NAMES = 4
 """Names read per prekey write. Two usernames whose hashes share the first 48 bits are a
@@ -37,8 +37,3 @@ def pending_identity_values(pending: Mapping[str, Iterable[str]], hash12: str,
             if name.startswith(label) and name.partition(".")[2] == parent
             for value in values]
 
-
-def identity_lookup(store, now: Callable[[], float]) -> Callable[[str, str], list[str]]:
-    """``admit``'s ``lookup_identities`` over ``store``, reading the time from ``now()`` at
-    each call (a service passes its clock's ``seconds``)."""
-    return lambda hash12, parent: identity_values(store, hash12, parent, now=now())

@@ -32,12 +32,10 @@ from typing import Callable
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from ..proto import names
-from ..proto import admission, prefixes
-from ..proto.admission import Limits, Refusal
+from ..proto import admission
 from ..store.api import Change, Cursor, StoreError
 from ..store.changelog import format_cursor, parse_cursor
-from ..store.identities import pending_identity_values
+from ..store.writes import WriteService
 from . import wire
 from .peer_client import PeerError
 
@@ -92,69 +90,22 @@ class PeerState:
         table[reason] = table.get(reason, 0) + n
 
 
-class SyncAdmission:
-    """The write admission of the HTTP path applied to a pulled value. A tombstone only
-    needs a name in a served zone and a value within the caps: it removes, never adds.
-
-    ``lookup_identities`` (``dmfdns.store.identities.identity_lookup``) finds the stored
-    identities that verify a prekey; identities admitted since ``begin_batch`` count too."""
-
-    def __init__(self, store, *, zones, limits: Limits = Limits(),
-                 operator_key: bytes | None = None, cluster_base: str | None = None,
-                 lookup_identities=None):
-        self.store = store
-        self.zones = tuple(zones)
-        self.limits = limits
-        self.operator_key = operator_key
-        self.cluster_base = cluster_base
-        self.lookup_identities = lookup_identities
-        self._batch: dict[str, list[str]] = {}
-
-    def begin_batch(self) -> None:
-        """Forget the values admitted in the previous batch (they are stored by now)."""
-        self._batch = {}
-
-    def check(self, name: str, value: str, ttl: int, now: float, deleted: bool) -> str | None:
-        """None when the value may be stored, else a refusal reason."""
-        if deleted:
-            if not any(names.within(name, zone) for zone in self.zones):
-                return admission.ZONE
-            if len(value.encode("utf-8", "surrogatepass")) > self.limits.max_value_bytes:
-                return admission.VALUE_SIZE
-            return None
-        result = admission.admit(
-            name, value, ttl, zones=self.zones, now=now, limits=self.limits,
-            lookup_values=lambda owner: [v.value for v in self.store.get(owner, now)],
-            operator_key=self.operator_key, cluster_base=self.cluster_base,
-            lookup_identities=self._identities if self.lookup_identities else None)
-        if isinstance(result, Refusal):
-            return result.reason
-        if result.record_type == prefixes.IDENTITY:
-            self._batch.setdefault(result.name, []).append(result.value)
-        return None
-
-    def _identities(self, hash12: str, parent: str) -> list[str]:
-        return (list(self.lookup_identities(hash12, parent))
-                + pending_identity_values(self._batch, hash12, parent))
-
-
 class AntiEntropy:
-    """Sync with a set of peers. ``client_for(peer)`` gives a ``PeerClient``; ``index`` is
-    the node's ``FullSetIndex`` (None: no full-set comparison); ``on_write(accepted,
-    reason)`` reports each admission decision to the node's write metrics."""
+    """Sync with a set of peers. ``client_for(peer)`` gives a ``PeerClient``; ``writes`` is
+    the node's write service (``dmfdns.store.writes``), through which every pulled value
+    is admitted and applied; ``index`` is the node's ``FullSetIndex`` (None: no full-set
+    comparison)."""
 
-    def __init__(self, store, clock, *, client_for: Callable, checker: SyncAdmission,
+    def __init__(self, store, clock, *, client_for: Callable, writes: WriteService,
                  budget: Budget = Budget(), index=None, fullset_interval: float = 60.0,
-                 on_write: Callable[[bool, str | None], None] = lambda ok, reason: None,
                  deadline_slack: float = 10.0):
         self.store = store
         self.clock = clock
         self.client_for = client_for
-        self.checker = checker
+        self.writes = writes
         self.budget = budget
         self.index = index
         self.fullset_interval = fullset_interval
-        self.on_write = on_write
         # A peer's share of a tick ends at its budget plus this, whatever its transport
         # does (a peer that never answers must not hold up the others' next tick).
         self.deadline_slack = deadline_slack
@@ -316,23 +267,25 @@ class AntiEntropy:
             state.count(state.rejected, reason)
         now = self.clock.seconds()
         changes, got = [], set()
-        self.checker.begin_batch()
+        admission_batch = self.writes.remote_batch()
         for record in _prekeys_last(records):
-            change = self._checked(state, record, batch, advertised, got, extended, now)
+            change = self._checked(state, record, batch, advertised, got, extended, now,
+                                   admission_batch)
             if change is not None:
                 changes.append(change)
         missing = len(advertised) - len(got)
         if missing:
             state.count(state.rejected, wire.MISSING, missing)
         if changes:
-            result = self.store.apply_remote_many(changes, now)
+            result = admission_batch.apply(changes, now)
             for _ in result.rejected:
                 state.count(state.rejected, wire.STORE)
             state.applied += result.changed
             state.pulled += len(changes) - len(result.rejected)
         return len(records)
 
-    def _checked(self, state, record, batch, advertised, got, extended, now) -> Change | None:
+    def _checked(self, state, record, batch, advertised, got, extended, now,
+                 admission_batch) -> Change | None:
         """The ``Change`` to apply for a pulled record, or None (counted when refused)."""
         if record.name not in batch:
             state.count(state.rejected, wire.UNREQUESTED)
@@ -352,8 +305,7 @@ class AntiEntropy:
         if change is None:
             state.count(state.rejected, wire.BAD_RECORD)
             return None
-        reason = self.checker.check(record.name, record.value, ttl, now, change.deleted)
-        self.on_write(reason is None, reason)
+        reason = admission_batch.check(record.name, record.value, ttl, now, change.deleted)
         if reason is not None:
             state.count(state.rejected, reason)
             return None
@@ -361,7 +313,7 @@ class AntiEntropy:
 
     def _change(self, state, record, entry, value_hash, extended, now):
         """``(Change, ttl for admission)``; the expiry is capped at the node's max TTL."""
-        max_ttl = self.checker.limits.max_ttl
+        max_ttl = self.writes.limits.max_ttl
         if extended:
             # The pull may carry a newer version than the digest did; it is the one
             # applied (the merge keeps whichever version is larger anyway).

@@ -17,8 +17,8 @@ from twisted.logger import Logger
 
 from ..proto.admission import Limits
 from ..proto.signing import Signer
-from ..store.identities import identity_lookup
-from .anti_entropy import AntiEntropy, Budget, Peer, SyncAdmission
+from ..store.writes import WriteService
+from .anti_entropy import AntiEntropy, Budget, Peer
 from .fullset import FullSetIndex
 from .gossip import ManifestKeeper
 from .heartbeat import HeartbeatPublisher
@@ -60,7 +60,7 @@ class ClusterSync(service.MultiService):
     ``anti_entropy``, ``index``, ``heartbeat`` (None when off), ``settings``."""
 
     def __init__(self, store, clock, settings: ClusterSettings, *, transport=None,
-                 on_write=lambda ok, reason: None):
+                 writes: WriteService | None = None):
         super().__init__()
         self.setName("cluster")
         self.store = store
@@ -75,13 +75,12 @@ class ClusterSync(service.MultiService):
                                          operator_key=settings.operator_key,
                                          max_ttl=settings.limits.max_ttl,
                                          on_change=lambda manifest: self._follow_peers())
-        checker = SyncAdmission(store, zones=settings.zones, limits=settings.limits,
-                                operator_key=settings.operator_key,
-                                cluster_base=settings.base,
-                                lookup_identities=identity_lookup(store, clock.seconds))
+        if writes is None:     # a cluster on its own store (tests): its own write service
+            writes = WriteService(store, zones=settings.zones, limits=settings.limits,
+                                  operator_key=settings.operator_key, cluster_base=settings.base)
         self.anti_entropy = AntiEntropy(
-            store, clock, client_for=self._client, checker=checker, budget=settings.budget,
-            index=self.index, fullset_interval=settings.fullset_interval, on_write=on_write,
+            store, clock, client_for=self._client, writes=writes, budget=settings.budget,
+            index=self.index, fullset_interval=settings.fullset_interval,
             deadline_slack=2 * settings.peer_timeout)
         self.gossip_errors = 0
         self.tick_failures = 0

@@ -18,6 +18,7 @@ from twisted.internet import reactor, threads
 from dmfdns.cli import run
 from dmfdns.http.auth import WriteAuth
 from dmfdns.http.site import make_site
+from dmfdns.store.writes import WriteService
 from dmfdns.metrics import NodeMetrics
 from dmfdns.proto import cluster_manifest
 from dmfdns.proto.signing import Signer
@@ -181,9 +182,11 @@ def test_manifest_publish_posts_to_a_node_with_a_pinned_operator_key(tmp_path):
     operator = Signer(hashlib.sha256(b"integration operator").digest())
     store = MemoryStore(node_id="n1")
     metrics = NodeMetrics(CollectorRegistry())
-    site = make_site(store=store, zones=["mesh.test"], clock=reactor, metrics=metrics,
-                     auth=WriteAuth("legacy", operator_token="op-token", clock=reactor.seconds),
-                     operator_key=operator.public_key, cluster_base="mesh.test").site
+    writes = WriteService(store, zones=["mesh.test"], operator_key=operator.public_key,
+                          cluster_base="mesh.test")
+    site = make_site(store=store, writes=writes, clock=reactor, metrics=metrics,
+                     auth=WriteAuth("legacy", operator_token="op-token", clock=reactor.seconds)
+                     ).site
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     try:
         url = f"http://127.0.0.1:{port.getHost().port}"
