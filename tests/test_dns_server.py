@@ -135,11 +135,12 @@ class FakeSocket:
         self.sent.append((data, addr))
         return len(data)
 
+    def getpeername(self):
+        raise OSError(errno.ENOTCONN, "not connected")   # a listening (unconnected) socket
+
 
 class FakePort(FakeDatagramTransport):
     """A listening port as Twisted's: its socket is ``getHandle()``."""
-
-    _connectedAddr = None
 
     def __init__(self, sock):
         super().__init__()

@@ -25,7 +25,8 @@ LAYER_RULES = [
     (r"dmfdns\.config_values$", PURE),  # pure readers of config values (stdlib + proto)
     (r"dmfdns\.conn_table$", PURE),  # pure connection admission policy (DNS TCP and HTTP)
     (r"dmfdns\.store\..+", STORE),
-    (r"dmfdns\.(http|sync|client)\..+", ADAPTERS),
+    (r"dmfdns\.(http|sync|client|outbound)\..+", ADAPTERS),
+    (r"dmfdns\.twisted_private$", ADAPTERS),
     (r"dmfdns\.(metrics|stall_probe)$", ADAPTERS),
     (r"dmfdns\.commands\..+", COMPOSITION),
     (r"dmfdns\.(node|node_http|node_cluster|config|cli|__main__)$", COMPOSITION),
@@ -239,3 +240,44 @@ def test_injected_clocks_are_not_wall_clock_reads():
     source = ("import time\nimport datetime\ntime.monotonic()\nclock.seconds()\n"
               "datetime.datetime.fromtimestamp(now)\ndatetime.timedelta(seconds=1)\n")
     assert list(runtime_problems("dmfdns.proto.names", source)) == []
+
+
+# The one outbound HTTP client (DESIGN.md section 2, layer 2): the user-side client and the
+# sync workers reach nodes through ``dmfdns.outbound`` and never import the HTTP server.
+OUTBOUND_ONLY = re.compile(r"dmfdns\.(client|sync)\..+")
+OUTBOUND_HOME = re.compile(r"dmfdns\.(outbound\..+|twisted_private)")
+# Twisted's private names dmfdns relies on; only the adapter module may touch them.
+TWISTED_PRIVATE = {"_HTTP11ClientFactory", "_factory", "_respondToBadRequestAndDisconnect",
+                   "_handlingRequest", "_connectedAddr"}
+PRIVATE_ADAPTER = "dmfdns.twisted_private"
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: module_name(p))
+def test_peers_are_reached_only_through_the_outbound_client(path):
+    this = module_name(path)
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for target, node in imported_names(tree, this):
+        internal = resolve_internal(target) if target.startswith("dmfdns") else None
+        if OUTBOUND_ONLY.fullmatch(this) and internal:
+            assert not internal.startswith("dmfdns.http."), (
+                f"{this} imports {internal} at line {node.lineno}; use dmfdns.outbound")
+        if target.startswith("twisted.web.client.") and not OUTBOUND_HOME.fullmatch(this):
+            assert False, f"{this} uses {target} at line {node.lineno}; use dmfdns.outbound"
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: module_name(p))
+def test_private_twisted_api_only_in_the_adapter(path):
+    this = module_name(path)
+    if this == PRIVATE_ADAPTER:
+        return
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        name = (node.attr if isinstance(node, ast.Attribute) else
+                node.name if isinstance(node, (ast.FunctionDef, ast.alias)) else None)
+        if name is None and isinstance(node, ast.ImportFrom) and node.module and \
+                node.module.startswith("twisted"):
+            private = [a.name for a in node.names if a.name.startswith("_")]
+            assert not private, f"{this} imports Twisted's private {private} ({node.lineno})"
+        assert name not in TWISTED_PRIVATE, (
+            f"{this} uses Twisted's private {name} at line {getattr(node, 'lineno', '?')}; "
+            f"go through {PRIVATE_ADAPTER}")

@@ -9,8 +9,7 @@ with a note rather than resolved through an unverified path.
 
 from dataclasses import dataclass, field
 
-from twisted.web.client import HTTPConnectionPool
-
+from ..outbound.client import HttpClient
 from .dnsquery import DEFAULT_TIMEOUT as DNS_TIMEOUT, DnsClient, parse_server
 from .reader import RoutedReader, UnionReader
 from .resolver import ResolverPool
@@ -36,7 +35,9 @@ class Network:
 
 
 def build(reactor, profile: Profile, *, dns_timeout: float = DNS_TIMEOUT,
-          http_timeout: float = HTTP_TIMEOUT) -> Network:
+          http_timeout: float = HTTP_TIMEOUT, tls=None) -> Network:
+    """``tls``: the outbound ``TlsPolicy`` for ``https://`` nodes (None: the system trust
+    store, which OpenSSL lets ``SSL_CERT_FILE`` replace)."""
     notes = []
     client = DnsClient(reactor, timeout=dns_timeout)
     node_servers = []
@@ -62,8 +63,8 @@ def build(reactor, profile: Profile, *, dns_timeout: float = DNS_TIMEOUT,
     reader = RoutedReader(zones, union, pool) if union is not None else pool
     writer = None
     if profile.nodes:
-        http_pool = HTTPConnectionPool(reactor, persistent=True)
+        http = HttpClient(reactor, timeout=http_timeout, tls=tls, max_per_origin=8)
         writer = FanoutWriter([HttpNode(reactor, node.http, token=profile.token,
-                                        timeout=http_timeout, pool=http_pool)
+                                        timeout=http_timeout, client=http)
                                for node in profile.nodes])
     return Network(reader, writer, notes)

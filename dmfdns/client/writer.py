@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from twisted.internet import defer
-from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.http_headers import Headers
 
-from ..http.outbound import BodyCutShort, BodyTooLarge, BytesBody, read_capped
+from ..outbound.client import DEFAULT_TIMEOUT, HttpClient
+from ..outbound.errors import OutboundError, check_status
 
-DEFAULT_TIMEOUT = 5.0
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_IN_FLIGHT = 8
 
@@ -37,17 +35,6 @@ def quorum(count: int) -> int:
     return count // 2 + 1
 
 
-def error_text(body: bytes) -> str:
-    """The ``error`` field of a JSON error body, else a short excerpt of the body."""
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return body[:120].decode("utf-8", "replace").strip() or "no body"
-    if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return data["error"]
-    return json.dumps(data)[:120]
-
-
 @dataclass
 class NodeHealth:
     successes: int = 0
@@ -56,17 +43,17 @@ class NodeHealth:
 
 
 class HttpNode:
-    """The record API of one node at ``base_url`` (``http://host:port``)."""
+    """The record API of one node at ``base_url`` (``http(s)://host:port``), reached through
+    ``client`` (an outbound ``HttpClient``, shared by the nodes of a writer; one is made
+    when none is given)."""
 
     def __init__(self, reactor, base_url: str, *, token: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, max_response: int = MAX_RESPONSE_BYTES,
-                 max_in_flight: int = MAX_IN_FLIGHT, pool: HTTPConnectionPool | None = None):
-        self.reactor = reactor
+                 max_in_flight: int = MAX_IN_FLIGHT, client: HttpClient | None = None):
         self.base_url = base_url.rstrip("/")
         self.token, self.timeout, self.max_response = token, timeout, max_response
-        self.pool = pool or HTTPConnectionPool(reactor, persistent=True)
-        self.pool.maxPersistentPerHost = max_in_flight
-        self.agent = Agent(reactor, connectTimeout=timeout, pool=self.pool)
+        self.client = client or HttpClient(reactor, timeout=timeout, max_bytes=max_response,
+                                           max_per_origin=max_in_flight)
         self.slots = defer.DeferredSemaphore(max_in_flight)
         self.health = NodeHealth()
 
@@ -75,64 +62,36 @@ class HttpNode:
 
     def publish(self, name: str, value: str, ttl: int):
         body = {"value": value, "ttl": int(ttl)}
-        return self._write(b"POST", name, body, ok=(200, 201))
+        return self._write("POST", name, body, ok=(200, 201))
 
     def delete(self, name: str, value: str):
         # 404: nothing matched, which is what a delete wants.
-        return self._write(b"DELETE", name, {"value": value}, ok=(200, 204, 404))
+        return self._write("DELETE", name, {"value": value}, ok=(200, 204, 404))
 
-    def _write(self, method: bytes, name: str, body: dict, ok):
+    def _write(self, method: str, name: str, body: dict, ok):
         return self.slots.run(self._request, method, name, body, ok)
 
     @defer.inlineCallbacks
     def _request(self, method, name, body, ok):
-        url = f"{self.base_url}/v1/records/{quote(name, safe='')}".encode("ascii")
-        headers = Headers({b"Content-Type": [b"application/json"]})
+        url = f"{self.base_url}/v1/records/{quote(name, safe='')}"
+        headers = {"Content-Type": "application/json"}
         if self.token:
-            headers.addRawHeader(b"Authorization", f"Bearer {self.token}".encode("ascii"))
+            headers["Authorization"] = f"Bearer {self.token}"
         payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
-        exchange = self._exchange(method, url, headers, payload)
-        # Cancelling surfaces as whatever the Agent makes of it (ResponseNeverReceived...),
-        # so the deadline remembers that it fired.
-        expired = []
-        deadline = self.reactor.callLater(self.timeout, lambda: (expired.append(True),
-                                                                 exchange.cancel()))
         try:
-            status, text = yield exchange
-        except Exception as exc:  # connection refused, DNS, TLS: all "node unreachable"
-            if expired:
-                yield self._fail(f"{self.base_url}: no answer within {self.timeout:g} s")
-            detail = (str(exc) if isinstance(exc, (WriteError, BodyTooLarge, BodyCutShort))
-                      else _describe(exc))
-            yield self._fail(f"{self.base_url}: {detail}")
-        finally:
-            if deadline.active():
-                deadline.cancel()
-        if status not in ok:
-            yield self._fail(f"{self.base_url}: HTTP {status}: {error_text(text)}")
+            response = yield self.client.request(method, url, headers, payload,
+                                                 timeout=self.timeout,
+                                                 max_bytes=self.max_response)
+            check_status(response, ok)
+        except OutboundError as exc:
+            self.health.failures += 1
+            self.health.last_error = f"{self.base_url}: {exc.detail}"
+            raise WriteError(self.health.last_error) from None
         self.health.successes += 1
-        return status
-
-    @defer.inlineCallbacks
-    def _exchange(self, method, url, headers, payload):
-        response = yield self.agent.request(method, url, headers, BytesBody(payload))
-        text = yield read_capped(response, self.max_response, close_delimited=True)
-        return response.code, text
-
-    def _fail(self, message: str):
-        self.health.failures += 1
-        self.health.last_error = message
-        return defer.fail(WriteError(message))
+        return response.status
 
     def close(self):
-        return self.pool.closeCachedConnections()
-
-
-def _describe(exc: Exception) -> str:
-    reasons = getattr(exc, "reasons", None)   # ResponseNeverReceived and friends
-    if reasons:
-        return "; ".join(r.getErrorMessage() for r in reasons)
-    return str(exc) or type(exc).__name__
+        return self.client.close()
 
 
 class FanoutWriter:
@@ -183,7 +142,7 @@ class FanoutWriter:
         return defer.DeferredList(list(self._in_flight), consumeErrors=True)
 
     def close(self):
-        """Close the nodes' idle connections (pools shared between nodes close once)."""
-        closers = {id(getattr(n, "pool", n)): n for n in self.nodes}.values()
+        """Close the nodes' idle connections (a client shared between nodes closes once)."""
+        closers = {id(getattr(n, "client", n)): n for n in self.nodes}.values()
         return defer.DeferredList([defer.maybeDeferred(getattr(n, "close", lambda: None))
                                    for n in closers], consumeErrors=True)

@@ -93,6 +93,15 @@ def _client_host(address) -> str | None:
         return None
 
 
+def _connected(sock) -> bool:
+    """Whether a UDP socket is connected (then replies go through ``transport.write``)."""
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
+
+
 def _timed(observe, label: str, respond, query: bytes, **kwargs):
     """``respond(query, **kwargs)``, reporting its duration to ``observe(label, seconds)``."""
     if observe is None:
@@ -131,8 +140,7 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         transport = self.transport
         handle = getattr(transport, "getHandle", None)
         sock = handle() if handle is not None else None
-        if (sock is not None and hasattr(sock, "sendto")
-                and not getattr(transport, "_connectedAddr", None)):
+        if sock is not None and hasattr(sock, "sendto") and not _connected(sock):
             send = sock.sendto
         else:
             send = transport.write

@@ -1,2 +1,1 @@
-"""The twisted.web resource tree of a node, and the bounded pieces of outbound requests
-(``outbound``) that the record writer and the sync client share (layer 2)."""
+"""The twisted.web resource tree of a node (layer 2, the server side only)."""

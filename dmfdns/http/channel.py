@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from twisted.web import http, server
 
+from ..twisted_private import BadRequestHook
+
 SLOW_REQUEST = "request not received in time"
 
 
@@ -57,18 +59,14 @@ def body_too_large(cap: int) -> str:
     return f"request body exceeds cap of {cap} bytes"
 
 
-class NodeChannel(http.HTTPChannel):
+class NodeChannel(BadRequestHook):
     """One HTTP/1.1 connection with the limits of its ``NodeSite``."""
 
     def __init__(self):
         super().__init__()
         self.refused = False
+        self.busy = False        # a complete request is being answered (never evicted then)
         self._read_deadline = None
-
-    @property
-    def busy(self) -> bool:
-        """True while a complete request is being answered (never evicted then)."""
-        return self._handlingRequest
 
     def connectionMade(self):
         super().connectionMade()
@@ -83,7 +81,7 @@ class NodeChannel(http.HTTPChannel):
         if self.refused:
             return
         self.site.channel_active(self)
-        if not self._handlingRequest and self._read_deadline is None:
+        if not self.busy and self._read_deadline is None:
             self._read_deadline = self.callLater(self.site.request_timeout, self._too_slow)
         super().dataReceived(data)
 
@@ -101,12 +99,18 @@ class NodeChannel(http.HTTPChannel):
         if self.refused:
             return
         self._cancel_deadline()
+        self.busy = True
         super().allContentReceived()
+
+    def requestDone(self, request):
+        super().requestDone(request)
+        if self.persistent:          # otherwise the connection is closing after the answer
+            self.busy = False
 
     def lineLengthExceeded(self, line):
         self.refuse(431, "request header fields too large")
 
-    def _respondToBadRequestAndDisconnect(self):
+    def bad_request(self):
         # twisted.web calls this for a malformed request line, header or Content-Length.
         self.refuse(400, "malformed request")
 

@@ -22,7 +22,8 @@ from .anti_entropy import AntiEntropy, Budget, Peer
 from .fullset import FullSetIndex
 from .gossip import ManifestKeeper
 from .heartbeat import HeartbeatPublisher
-from .peer_client import AgentTransport, PeerClient, PeerError
+from ..outbound.client import HttpClient
+from .peer_client import PeerClient, PeerError
 
 log = Logger(namespace="dmfdns.sync")
 
@@ -53,6 +54,7 @@ class ClusterSettings:
     fullset_interval: float = 60.0
     limits: Limits = Limits()
     heartbeat: HeartbeatSettings | None = None
+    tls: object = None            # an outbound.tls.TlsPolicy; None: the system trust store
 
 
 class ClusterSync(service.MultiService):
@@ -66,8 +68,9 @@ class ClusterSync(service.MultiService):
         self.store = store
         self.clock = clock
         self.settings = settings
-        self.transport = transport or AgentTransport(
-            clock, timeout=settings.peer_timeout, max_bytes=settings.max_response_bytes)
+        self.transport = transport or HttpClient(
+            clock, timeout=settings.peer_timeout, max_bytes=settings.max_response_bytes,
+            tls=settings.tls)
         self.index = FullSetIndex(store)
         self.keeper = None
         if settings.operator_key is not None and settings.base:

@@ -32,7 +32,7 @@ from dmfdns.proto.signing import sha256
 from dmfdns.store.api import Change, ChangesPage, Cursor
 from dmfdns.store.changelog import format_cursor
 from dmfdns.sync import wire
-from dmfdns.sync.peer_client import AgentTransport
+from dmfdns.outbound.client import HttpClient
 from cluster_procs import OPERATOR, TOKEN, NodeProc, http_get, wait_until
 from dnsmesh_support import (ZONE, DnsmeshUser, ReferenceNode, get_values, post_record,
                              printed_messages, reference_bin, txt_values)
@@ -391,7 +391,7 @@ def http10_server():
 async def test_a_peer_speaking_http_1_0_gets_every_call_answered(http10_server):
     """A digest (GET) then pulls (POST) back to back, as one sync tick does: each POST
     must not land on the connection the peer closed after the previous answer."""
-    transport = AgentTransport(reactor, timeout=3.0, max_bytes=1 << 20)
+    transport = HttpClient(reactor, timeout=3.0, max_bytes=1 << 20)
     try:
         for method in ("GET", "POST", "POST", "GET", "POST"):
             body = b"{}" if method == "POST" else None

@@ -1,10 +1,10 @@
-"""The bounded pieces of an outbound request, shared by the record writer and the sync client.
+"""The bounded body of an outbound request and of its response.
 
-DESIGN.md section 2: everything from the network is bounded. A request body is produced from
+Everything from the network is bounded (docs/architecture.md). A request body is produced from
 memory (``BytesBody``: no cooperator, so no global reactor), and a response body is read only
 up to a cap (``read_capped``): a declared length over the cap is refused before anything is
-read, and a body that grows past it is cut off. Deadlines and the mapping of these errors to
-a caller's own error type stay with the caller.
+read, and a body that grows past it is cut off. The deadline and the error set are the client's
+(``dmfdns.outbound.client``, ``dmfdns.outbound.errors``).
 """
 
 from twisted.internet import defer, protocol

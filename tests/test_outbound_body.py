@@ -7,7 +7,7 @@ from twisted.internet import defer, protocol
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
-from dmfdns.http.outbound import BodyCutShort, BodyTooLarge, BytesBody, read_capped
+from dmfdns.outbound.body import BodyCutShort, BodyTooLarge, BytesBody, read_capped
 
 pytestmark = pytest.mark.integration
 
