@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dmfdns.proto import (admission, bootstrap, chunk, claim, cluster_manifest, heartbeat,
                           identity, owners, prekey, revocation, rotation, slot_manifest)
-from dmfdns.proto.admission import Admitted, Limits, Refusal, admit
+from dmfdns.proto.admission import MAX_RRSET_WIRE, Admitted, Limits, Refusal, admit, rrset_wire_size
 from dmfdns.proto.signing import Signer
 
 NOW = 1_800_000_000
@@ -164,6 +164,22 @@ def test_rrset_cardinality_cap_counts_stored_values_but_allows_a_refresh():
     assert result.message == "RRset at a.mesh.test already holds 64 values"
     admitted(run("a.mesh.test", "v7", stored=stored))
     admitted(run("a.mesh.test", "new", stored={"a.mesh.test": ["v"] * 63}))
+
+
+def test_rrset_wire_size_cap_keeps_every_name_answerable_over_tcp():
+    """28 values of 2,048 bytes fit (28 x 2,069 = 57,932 bytes); the 29th would make 60,001
+    and is refused, so the answer always fits a 65,535-byte DNS message."""
+    big = ["x" * 2047 + chr(ord("a") + i % 26) + str(i) for i in range(29)]
+    big = [value[-2048:] for value in big]
+    assert rrset_wire_size(big[:28]) == 28 * (12 + 2048 + 9)
+    stored = {"a.mesh.test": big[:28]}
+    result = refused(run("a.mesh.test", big[28], stored=stored), "rrset_full")
+    assert result.message == ("RRset at a.mesh.test would take 60001 bytes of a DNS message, "
+                              "over the cap of 60000")
+    admitted(run("a.mesh.test", big[3], stored=stored))      # a refresh is not a new value
+    admitted(run("a.mesh.test", "small", stored={"a.mesh.test": big[:27]}))
+    header_question_opt = 12 + (255 + 4) + (11 + 4 + 40 + 4 + 128)  # cookie and NSID
+    assert MAX_RRSET_WIRE + header_question_opt < 65535
 
 
 def test_the_rrset_lookup_uses_the_canonical_name():

@@ -12,7 +12,12 @@ dnslib path decides:
 * additional: nothing, or exactly one OPT with owner root, EDNS version 0, extended rcode
   0 and no options (any other OPT goes the slow way: cookies, NSID, BADVERS, FORMERR);
 * the name owns no static zone data (the apex never takes this path);
-* the response fits the size limit (the dnslib path sets TC otherwise).
+* over TCP, the response fits 65,535 bytes (admission caps an RRset well below that;
+  only data stored before the cap can exceed it, and the dnslib path answers SERVFAIL).
+
+An answer over the UDP size limit is truncated here as the dnslib path does it (RFC 2181
+section 9: no partial RRsets): TC set, the question and our OPT only, so a large RRset asked
+over UDP costs a splice, not a dnslib rendering, and is cached like any other answer.
 
 A positive answer (TXT with live values) is spliced: header, the question bytes as received
 (0x20 case kept), one RR per live entry (``c00c`` pointer to the question name, TXT IN, the
@@ -131,9 +136,12 @@ class LeanPath:
             answered = self._respond(query, labels, qend, qtype, name, info, now, has_opt)
         except Exception:       # a store failure: the slow path answers SERVFAIL
             return None
-        if len(answered[0]) > limit:
-            return None
-        return answered[0], qtype, answered[1]
+        response = answered[0]
+        if len(response) > limit:
+            if max_udp is None:
+                return None
+            response = _truncated(response, qend, has_opt)
+        return response, qtype, answered[1]
 
     def _respond(self, query, labels, qend, qtype, name, info, now, has_opt):
         """``(response, until_ms)``."""
@@ -201,6 +209,13 @@ class LeanPath:
             serial = (info.serial + generation) & 0xFFFFFFFF
             tail = info.tail = (generation, _SERIAL(serial) + info.timers)
         return names + tail[1]
+
+
+def _truncated(response: bytes, qend: int, has_opt: bool) -> bytes:
+    """``response`` cut to its header (TC set, no records), question and OPT."""
+    return b"".join((response[:2], bytes((response[2] | 0x02, response[3])),
+                     b"\x00\x01\x00\x00\x00\x00", response[10:qend],
+                     response[-11:] if has_opt else b""))
 
 
 def _shared_suffix(labels, name) -> int:

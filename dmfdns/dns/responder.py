@@ -123,6 +123,8 @@ class Responder:
                     fast = None         # the dnslib path truncates it
         if fast is not None:
             self.counters.count_answer(proto, fast[1], fast[2], len(response))
+            if response[2] & 0x02:          # TC: a large RRset asked over UDP
+                self.counters.count_truncated(proto)
         else:
             response, valid_cookie = self._respond_dnslib(query, now, max_udp, proto, client)
         if self._policies and response is not None:

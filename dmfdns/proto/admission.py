@@ -7,7 +7,13 @@ HTTP writes, anti-entropy pulls and (later) DNS UPDATE all call ``admit``; it is
    value at most 2048 bytes of UTF-8;
 2. the owner name: canonical form (RFC 4343 lowercase, no trailing dot, a leading ``_``
    label allowed), inside a served zone;
-3. RRset cardinality: at most 64 values per name (re-writing a present value refreshes it);
+3. RRset size: at most 64 values per name, and at most ``MAX_RRSET_WIRE`` bytes of answer
+   section as served (re-writing a present value refreshes it). A DNS message carries at
+   most 65,535 bytes (RFC 1035 section 4.2.2); 64 values of 2,048 bytes would need about
+   132,000, so such a name could never be answered, not even over TCP. The cap leaves 5,535
+   bytes for the header, the question (at most 259) and the OPT record with its options.
+   A write past it is refused (``rrset_full``, HTTP 413, like the 65th value); the values
+   already there keep being served until they expire or are deleted;
 4. the value: printable ASCII without ``"`` (every v=dmp1 value is ASCII; ``"`` breaks zone
    file presentation, RFC 1035 section 5.1);
 5. DMP semantics (DESIGN.md section 6, "Admission"): a value starting with ``v=dmp`` must be a
@@ -46,7 +52,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from . import (bootstrap, chunk, claim, cluster_manifest, heartbeat, identity, names, owners,
-               prefixes, prekey, revocation, rotation, slot_manifest)
+               prefixes, prekey, revocation, rotation, slot_manifest, txt)
 
 # Refusal reasons: a fixed set, so they can label a metric.
 TTL = "ttl"
@@ -61,6 +67,10 @@ OWNER = "owner"
 INVALID_RECORD = "invalid_record"
 TIME = "time"
 NO_KEY = "no_key"
+# Bytes of answer section one TXT RRset may take: per record a 2-byte compressed owner
+# name, 10 bytes of type, class, TTL and RDLENGTH, and the RDATA (RFC 1035 section 4.1.3).
+MAX_RRSET_WIRE = 60_000
+RR_OVERHEAD = 12
 REASONS = (TTL, VALUE_SIZE, NAME, ZONE, RRSET_FULL, VALUE, UNKNOWN_TYPE, NOT_DMP, OWNER,
            INVALID_RECORD, TIME, NO_KEY)
 
@@ -77,6 +87,7 @@ class Limits:
     max_ttl: int = 86400
     max_value_bytes: int = 2048
     max_values_per_name: int = 64
+    max_rrset_wire: int = MAX_RRSET_WIRE
 
 
 @dataclass(frozen=True)
@@ -189,8 +200,10 @@ def admit(name, value, ttl, *, zones: Sequence[str], now: float,
     if zone is None:
         return Refusal(ZONE, "record name is outside the served zones")
     existing = list(lookup_values(canonical))
-    if value not in existing and len(existing) >= limits.max_values_per_name:
-        return Refusal(RRSET_FULL, f"RRset at {canonical} already holds {len(existing)} values")
+    if value not in existing:
+        problem = _rrset_problem(canonical, existing, value, limits)
+        if problem:
+            return problem
     if not _printable(value):
         return Refusal(VALUE, INVALID_VALUE_TEXT)
     context = _Context(canonical, zone, int(now), operator_key,
@@ -210,6 +223,22 @@ def _caps_problem(value, ttl, limits: Limits) -> Refusal | None:
         return Refusal(TTL, f"ttl exceeds cap of {limits.max_ttl}s")
     if len(value.encode("utf-8", "surrogatepass")) > limits.max_value_bytes:
         return Refusal(VALUE_SIZE, f"value exceeds cap of {limits.max_value_bytes} bytes")
+    return None
+
+
+def rrset_wire_size(values: Iterable[str]) -> int:
+    """Bytes the TXT RRset of ``values`` takes in an answer section."""
+    return sum(RR_OVERHEAD + txt.rdata_length(value.encode("utf-8", "surrogatepass"))
+               for value in values)
+
+
+def _rrset_problem(name: str, existing: list, value: str, limits: Limits) -> Refusal | None:
+    if len(existing) >= limits.max_values_per_name:
+        return Refusal(RRSET_FULL, f"RRset at {name} already holds {len(existing)} values")
+    size = rrset_wire_size([*existing, value])
+    if size > limits.max_rrset_wire:
+        return Refusal(RRSET_FULL, f"RRset at {name} would take {size} bytes of a DNS "
+                                   f"message, over the cap of {limits.max_rrset_wire}")
     return None
 
 

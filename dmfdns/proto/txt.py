@@ -18,6 +18,11 @@ def join(strings) -> bytes:
     return b"".join(strings)
 
 
+def rdata_length(value: bytes) -> int:
+    """``len(rdata(value))`` without building it."""
+    return len(value) + max(1, -(-len(value) // MAX_STRING))
+
+
 def rdata(value: bytes) -> bytes:
     """TXT RDATA: each character-string with its one-byte length prefix."""
     return b"".join(bytes([len(s)]) + s for s in split(value))
