@@ -169,6 +169,63 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class RegistrationConfig:
+    """Self-service registration of users (docs/http-api.md, "Registration")."""
+
+    enabled: bool = setting(
+        False, kinds.boolean,
+        "serve /v1/registration/* (needs auth_mode = \"multi-tenant\" and node_hostname)")
+    node_hostname: str = setting(
+        "", kinds.domain, "this node's public host name, signed into every registration")
+    zone: str = setting(
+        "", kinds.domain, "zone the minted TSIG keys are scoped to; \"\" = the first zone")
+    allowlist: tuple = setting(
+        (), kinds.domain_list, "subject domains that may register; [] = any")
+    credential_ttl: float = setting(
+        7_776_000.0, kinds.duration(60, 10 * 365 * 86400),
+        "lifetime of registered tokens and TSIG keys")
+    token_rate: float = setting(
+        10.0, kinds.number(0.001, 1_000_000), "requests per second of a registered token")
+    token_burst: int = setting(
+        50, kinds.integer(1, 10_000_000), "request burst of a registered token")
+    requests_per_hour: float = setting(
+        5.0, kinds.number(0.001, 1_000_000),
+        "registration requests per client address per hour")
+    request_burst: int = setting(
+        5, kinds.integer(1, 1_000_000), "registration requests a client may make at once")
+    tsig_scope: str = setting(
+        "standard", kinds.choice("standard", "tight", "loose"),
+        "scope of minted TSIG keys: standard (own names + shared pools), tight (own names), "
+        "loose (the whole zone)")
+    max_pending: int = setting(
+        10_000, kinds.integer(1, 1_000_000), "challenges held in memory at once")
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """DNS UPDATE (RFC 2136) with TSIG (RFC 8945), and unsigned claims (docs/dns-update.md)."""
+
+    enabled: bool = setting(
+        False, kinds.boolean, "accept DNS UPDATE; REFUSED while false")
+    tsig_fudge: float = setting(
+        300.0, kinds.duration(1, 3600), "TSIG time window either side of our clock")
+    replay_cache: int = setting(
+        100_000, kinds.integer(100, 10_000_000), "signed UPDATEs remembered to refuse replays")
+    claims: bool = setting(
+        True, kinds.boolean, "accept unsigned UPDATEs adding claims (first contact)")
+    claim_max_ttl: float = setting(
+        86400.0, kinds.duration(60, 7 * 86400), "longest a claim is kept")
+    claim_rate: float = setting(
+        0.5, kinds.number(0.001, 1_000_000), "claims per second into one mailbox")
+    claim_burst: int = setting(
+        30, kinds.integer(1, 1_000_000), "claim burst into one mailbox")
+    claim_budget_rate: float = setting(
+        20.0, kinds.number(0.001, 1_000_000), "claims per second into all mailboxes together")
+    claim_budget_burst: int = setting(
+        200, kinds.integer(1, 10_000_000), "claim burst into all mailboxes together")
+
+
+@dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -176,11 +233,14 @@ class Config:
     zones: tuple = ()
     http: HttpConfig = field(default_factory=HttpConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
     source: pathlib.Path | None = field(default=None, compare=False)
 
 
 SECTIONS = {"node": NodeConfig, "store": StoreConfig, "dns": DnsConfig, "http": HttpConfig,
-            "cluster": ClusterConfig}
+            "cluster": ClusterConfig, "registration": RegistrationConfig,
+            "update": UpdateConfig}
 TOP_LEVEL_KEYS = tuple(SECTIONS) + ("zones",)
 
 
@@ -233,6 +293,7 @@ def parse_config(text: str, *, base, cwd=None, origin=None) -> Config:
     zones = _load_zones(data.get("zones", []), base)
     config = Config(zones=zones, source=origin, **sections)
     _check_http(config.http)
+    _check_registration(config)
     return config
 
 
@@ -297,6 +358,17 @@ def _check_http(http: HttpConfig) -> None:
             http.operator_token or http.operator_token_file):
         raise ConfigError(f"[http] auth_mode = \"{http.auth_mode}\" needs operator_token or "
                           "operator_token_file")
+
+
+def _check_registration(config: Config) -> None:
+    registration = config.registration
+    if not registration.enabled:
+        return
+    if config.http.auth_mode != "multi-tenant":
+        raise ConfigError("[registration] enabled needs [http] auth_mode = \"multi-tenant\"")
+    if not registration.node_hostname:
+        raise ConfigError("[registration] enabled needs node_hostname (the host name clients "
+                          "sign into their registration)")
 
 
 def _anchor_cluster_files(cluster: ClusterConfig, base: pathlib.Path) -> ClusterConfig:

@@ -166,6 +166,13 @@ def domain(value, where):
     return value.lower().rstrip(".")
 
 
+@_described("list of DNS names")
+def domain_list(value, where):
+    if not isinstance(value, list) or len(value) > 1000:
+        fail(where, "a list of at most 1000 DNS names", value)
+    return tuple(domain(item, where) for item in value if item != "")
+
+
 # --- addresses and URLs ------------------------------------------------------------------------
 
 @dataclass(frozen=True, order=True)

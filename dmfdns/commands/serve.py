@@ -3,7 +3,7 @@
 from twisted.logger import (FilteringLogObserver, Logger, LogLevel,
                             LogLevelFilterPredicate, globalLogBeginner, textFileLogObserver)
 
-from ..config import ConfigError, ListenAddress, load_config
+from ..config import ConfigError, ListenAddress, load_config, read_operator_token
 from ..dns.zone import ZoneError
 from ..node import NodeError, cluster_preflight, http_preflight, load_zones, make_service
 from ..store.api import StoreError
@@ -42,14 +42,30 @@ def check_config(args, ctx) -> int:
     try:
         # Everything make_service reads before binding: zone files, token and key files.
         zones = load_zones(config)
-        http_preflight(config)
+        secrets = http_preflight(config)
         cluster_preflight(config, [zone.origin for zone in zones])
     except (ConfigError, ZoneError) as exc:
         raise CommandError(f"{args.file}: {exc}") from None
+    for warning in rehearsal_warnings(config, secrets.operator_token):
+        print(f"dmfdns: warning: {args.file}: {warning}", file=ctx.stderr)
     print(f"{args.file}: OK", file=ctx.stdout)
     for line in summary(config, zones):
         print(f"  {line}", file=ctx.stdout)
     return 0
+
+
+REHEARSAL_PREFIX = "rehearsal-"
+"""Secrets shipped in the repository (``node/public/operator.token``) start with this."""
+
+
+def rehearsal_warnings(config, operator_token: str) -> list[str]:
+    """Warnings for a rehearsal secret used where others can reach the node."""
+    public = [str(a) for a in config.http.listen + config.dns.listen if not a.is_loopback]
+    if not public or not operator_token.startswith(REHEARSAL_PREFIX):
+        return []
+    return [f"the operator token is the public rehearsal value from the repository, and "
+            f"the node listens on non-loopback {', '.join(public)}: write a new token "
+            "(e.g. `openssl rand -hex 32`) into the operator token file"]
 
 
 def summary(config, zones, dns_bound=None) -> list[str]:
@@ -95,6 +111,8 @@ def serve(args, ctx) -> int:
         node.close()
         raise CommandError(str(exc)) from None
     start_logging(ctx.stderr)
+    for warning in rehearsal_warnings(config, read_operator_token(config.http)):
+        log.warn("{warning}", warning=warning)
     bound = node.dns_addresses("udp")
     for line in summary(config, node.zones, bound):
         log.info("{line}", line=line)
