@@ -37,9 +37,9 @@ answer cache in the responder keeps it that long.
 import struct
 
 from ..proto.names import canonical_wire
+from .rrblob import FOREVER_MS, live_wire_rdata
 from .zone import above_apexes
 
-_ENTRY = struct.Struct(">QH").unpack_from
 _COUNTS_NO_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 _RR_HEAD = b"\xc0\x0c\x00\x10\x00\x01"
@@ -48,7 +48,7 @@ _MIN_UDP = 512
 _TXT = 16
 _DECLINED_TYPES = frozenset({41, 251, 252, 255})       # OPT, IXFR, AXFR, ANY
 _SERIAL = struct.Struct(">I").pack
-FOREVER_MS = 2**63 - 1          # an answer exact until the store changes
+_NO_RECORDS = ((), FOREVER_MS)
 
 
 class _ZoneInfo:
@@ -148,17 +148,7 @@ class LeanPath:
         now_ms = round(now * 1000)        # the store's rounding (changelog.to_ms)
         key = b".".join(reversed(labels)).lower()       # proto.names.reversed_key, from the wire
         blob = self._store.packed_txt_at(key)
-        records, soonest = [], FOREVER_MS
-        if blob:
-            offset, end = 0, len(blob)
-            while offset < end:
-                expiry_ms, length = _ENTRY(blob, offset)
-                stop = offset + 10 + length
-                if expiry_ms > now_ms:
-                    if expiry_ms < soonest:
-                        soonest = expiry_ms
-                    records.append(blob[offset + 8:stop])
-                offset = stop
+        records, soonest = live_wire_rdata(blob, now_ms) if blob else _NO_RECORDS
         opt = (_OPT_HEAD + self._payload + b"\x00\x00" + bytes((query[qend + 7] & 0x80, 0))
                + b"\x00\x00") if has_opt else b""
         arcount = b"\x00\x01" if has_opt else b"\x00\x00"

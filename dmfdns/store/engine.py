@@ -4,9 +4,11 @@ MemoryStore and LmdbStore differ only in their tables and transactions: each pro
 ``_writing()`` (a context manager yielding the tables of one write transaction, committed
 durably on a clean exit, discarded on an exception) and ``_reading()`` (a short read
 snapshot). Everything else, from checks to merge to paging, lives here, so the contract
-suite exercises one algorithm over two storage layers. The DNS hot-path reads
-(``packed_txt``, ``has_descendants`` and their by-key forms ``packed_txt_at``,
-``descendants_live_until``) are each store's own, written for speed.
+suite exercises one algorithm over two storage layers. The two DNS hot-path reads are each
+store's own, written for speed, by the name's reversed-label key (``packed_txt_at``,
+``descendants_live_until``, which the lean path calls with a key built from the wire); their
+by-name forms (``packed_txt``, ``has_descendants``) check the name and are written here.
+Blobs are read only through ``dmfdns.dns.rrblob``.
 
 ``generation()`` is read on every DNS answer (the SOA serial, the answer cache's validity),
 so a handle that makes the writes keeps it in memory: it is noted from the write
@@ -17,10 +19,11 @@ LMDB handle (a DNS worker process) sees another process's commits, so it reads t
 from the store every time.
 """
 
-import struct
 from contextlib import AbstractContextManager, contextmanager
 from typing import Iterable
 
+from ..dns import rrblob
+from ..dns.rrblob import FOREVER_MS
 from ..proto.names import from_reversed_key, reversed_key
 from . import inputs
 from .api import ApplyResult, Change, ChangesPage, Cursor, StoreError, Value
@@ -30,36 +33,6 @@ from .changelog import MAX_PAGE, STABLE_HORIZON_MS, page
 ENT_PROBE = 8
 """How many descendants ``has_descendants`` checks for a live value before it answers
 True anyway (a subtree of expired, unswept names counts as existing until swept)."""
-
-FOREVER_MS = 2**63 - 1
-"""``descendants_live_until`` when the answer holds until the next write."""
-
-_EXPIRY = struct.Struct(">QH")
-
-
-def has_live_entry(blob, now_ms: int) -> bool:
-    """True if some entry of an ``rrblob`` blob expires after ``now_ms``; reads only the
-    entry headers, so it works on a memoryview into the map without copying."""
-    offset, end = 0, len(blob)
-    while offset < end:
-        expiry_ms, length = _EXPIRY.unpack_from(blob, offset)
-        if expiry_ms > now_ms:
-            return True
-        offset += _EXPIRY.size + length
-    return False
-
-
-def live_until(blob, now_ms: int) -> int | None:
-    """The last millisecond at which some entry of ``blob`` that is live at ``now_ms`` is
-    still live (its expiry minus one), or None if no entry is live at ``now_ms``. Entries
-    never come back to life as time goes on, so None stays true until the blob changes."""
-    last, offset, end = None, 0, len(blob)
-    while offset < end:
-        expiry_ms, length = _EXPIRY.unpack_from(blob, offset)
-        if expiry_ms > now_ms and (last is None or expiry_ms - 1 > last):
-            last = expiry_ms - 1
-        offset += _EXPIRY.size + length
-    return last
 
 
 def probe_descendants(blobs, now_ms: int) -> int | None:
@@ -71,7 +44,7 @@ def probe_descendants(blobs, now_ms: int) -> int | None:
     when the first ``ENT_PROBE`` are all expired (they count until swept, and the sweep is
     a write)."""
     for probe, blob in enumerate(blobs, 1):
-        last = live_until(blob, now_ms)
+        last = rrblob.live_until(blob, now_ms)
         if last is not None:
             return last
         if probe == ENT_PROBE:
@@ -250,10 +223,17 @@ class TableStore:
                     # byte after ".").
                     seek = key[:dot] + b"/"
                     continue
-                if has_live_entry(blob, now_ms):
+                if rrblob.live_until(blob, now_ms) is not None:
                     found.append(from_reversed_key(key))
                 seek = key + b"\x00"     # the next key (keys never hold 0x00)
         return found
+
+    def packed_txt(self, name: str) -> bytes | None:
+        return self.packed_txt_at(inputs.owner_key(name))
+
+    def has_descendants(self, name: str, now: float) -> bool:
+        key, now_ms = inputs.owner_key(name), inputs.fast_now_ms(now)
+        return self.descendants_live_until(key, now_ms) is not None
 
     def generation(self) -> int:
         known = self._generation

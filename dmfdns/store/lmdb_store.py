@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import lmdb
 
-from . import inputs, layout
+from . import layout
 from .api import Cursor, StoreError, StoreFull, StoreStats
 from .batch import SCHEMA, VALUES, meta_int
 from .changelog import STABLE_HORIZON_MS
@@ -211,15 +211,8 @@ class LmdbStore(TableStore):
 
     # the DNS hot path: one short read transaction each
 
-    def packed_txt(self, name: str) -> bytes | None:
-        return self.packed_txt_at(inputs.owner_key(name))
-
-    def has_descendants(self, name: str, now: float) -> bool:
-        key, now_ms = inputs.owner_key(name), inputs.fast_now_ms(now)
-        return self.descendants_live_until(key, now_ms) is not None
-
     def packed_txt_at(self, key: bytes) -> bytes | None:
-        """``packed_txt`` by the name's reversed-label key, which the caller has checked."""
+        """The blob of the name with reversed-label key ``key`` (unchecked), or None."""
         txn = self._begin()
         try:
             return txn.get(key, db=self._dbs[1])
@@ -229,7 +222,7 @@ class LmdbStore(TableStore):
             txn.abort()
 
     def descendants_live_until(self, key: bytes, now_ms: int) -> int | None:
-        """``has_descendants`` by key, with how long its answer holds (engine)."""
+        """``has_descendants`` by key, with how long its answer holds (``engine``)."""
         prefix = key + b"."
         txn = self._begin()
         try:

@@ -8,7 +8,6 @@ from bisect import bisect_left, bisect_right, insort
 from contextlib import contextmanager
 from typing import Iterator
 
-from . import inputs
 from .api import Cursor, StoreError, StoreStats
 from .batch import VALUES, meta_int
 from .engine import TableStore, probe_descendants
@@ -111,19 +110,12 @@ class MemoryStore(TableStore):
             raise StoreError("store is closed")
         return self._tables
 
-    def packed_txt(self, name: str) -> bytes | None:
-        return self.packed_txt_at(inputs.owner_key(name))
-
-    def has_descendants(self, name: str, now: float) -> bool:
-        key, now_ms = inputs.owner_key(name), inputs.fast_now_ms(now)
-        return self.descendants_live_until(key, now_ms) is not None
-
     def packed_txt_at(self, key: bytes) -> bytes | None:
-        """``packed_txt`` by the name's reversed-label key, which the caller has checked."""
+        """The blob of the name with reversed-label key ``key`` (unchecked), or None."""
         return self._open().blobs.get(key)
 
     def descendants_live_until(self, key: bytes, now_ms: int) -> int | None:
-        """``has_descendants`` by key, with how long its answer holds (engine)."""
+        """``has_descendants`` by key, with how long its answer holds (``engine``)."""
         tables, prefix = self._open(), key + b"."
         keys = tables.blob_keys
         index = bisect_left(keys, prefix)
