@@ -53,6 +53,12 @@ class StoreConfig:
         60.0, kinds.duration(0.1, 86400), "how often expired values and tombstones are removed")
     sweep_batch: int = setting(
         1000, kinds.integer(1, 1_000_000), "at most this many removed per sweep tick")
+    commit_max_records: int = setting(
+        1000, kinds.integer(1, 100_000),
+        "most writes one group commit (one durable transaction) carries")
+    commit_delay: float = setting(
+        0.0, kinds.duration(0, 1),
+        "how long a write waits for others to share its commit (0: the next reactor turn)")
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,10 @@ class NodeMetrics:
         """Export a ``dmfdns.stall_probe.StallProbe``: how late the reactor ran a timer."""
         self.registry.register(_StallCollector(probe))
 
+    def watch_commits(self, committer) -> None:
+        """Export a ``dmfdns.group_commit.GroupCommitter``'s commits and writes."""
+        self.registry.register(_CommitCollector(committer))
+
     def watch_dns(self, counters) -> None:
         """Export a ``dmfdns.dns.counters.DnsCounters``."""
         self.registry.register(_DnsCollector(counters))
@@ -158,6 +162,23 @@ class _StallCollector(_SafeCollector):
         family.add_metric([], [(_bound(le), n) for le, n in probe.histogram()],
                           probe.total_lateness)
         yield family
+
+
+class _CommitCollector(_SafeCollector):
+    def __init__(self, committer):
+        self._committer = committer
+
+    def families(self):
+        committer = self._committer
+        yield CounterMetricFamily("dmfdns_store_commits", "Group commits: durable store "
+                                  "transactions carrying queued writes.",
+                                  value=committer.commits)
+        yield CounterMetricFamily("dmfdns_store_committed_writes", "Writes carried by "
+                                  "group commits (divided by commits: the mean batch).",
+                                  value=committer.writes)
+        yield CounterMetricFamily("dmfdns_store_failed_commits", "Group commits that "
+                                  "failed; every write in them was answered with the error.",
+                                  value=committer.failed_commits)
 
 
 class _DnsCollector(_SafeCollector):

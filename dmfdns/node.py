@@ -31,6 +31,7 @@ from .dns.server import (DNSDatagramProtocol, DNSStreamFactory, FailureLog, Tran
                          log as dns_log)
 from .dns.zone import ZoneError, parse_zone
 from .store.api import StoreError
+from .group_commit import CommitLimits, GroupCommitter
 from .stall_probe import StallProbe
 from .store.lmdb_store import LmdbStore
 from .store.writes import WriteService
@@ -263,8 +264,8 @@ class Sweeper:
 class Node(service.MultiService):
     """A running dmfdns node. Attributes other parts (HTTP, metrics, sync) use:
     ``config``, ``reactor``, ``store``, ``zones``, ``responder``, ``dns_counters`` (the
-    responder's), ``writes`` (the one write service), ``listeners``, ``sweeper`` and
-    ``stall_probe``."""
+    responder's), ``writes`` (the one write service), ``committer`` (its group commit),
+    ``listeners``, ``sweeper`` and ``stall_probe``."""
 
     def __init__(self, config: Config, reactor, *, lock: NodeLock, store, zones,
                  responder):
@@ -327,6 +328,9 @@ class Node(service.MultiService):
         self.sweeper.stop()
         self.stall_probe.stop()
         yield super().stopService()
+        committer = getattr(self, "committer", None)
+        if committer is not None:
+            committer.stop()       # what was admitted is committed before the store closes
         self.close()
 
     def close(self) -> None:
@@ -364,6 +368,8 @@ def make_service(config: Config, reactor) -> Node:
         cluster_base=config.cluster.base or None,
         observe=lambda path, accepted, reason: node.metrics.observe_write(path, accepted,
                                                                            reason))
+    node.committer = GroupCommitter(node.writes.commit, reactor, CommitLimits(
+        max_records=config.store.commit_max_records, max_delay=config.store.commit_delay))
     observe = responder.counters.observe_duration
     for address in config.dns.listen:
         udp_counters, tcp_counters = TransportCounters(), TransportCounters()

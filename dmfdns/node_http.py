@@ -52,6 +52,7 @@ def add_metrics_and_http(node, secrets: HttpSecrets) -> None:
     node.metrics.watch_dns_transports(lambda: _listener_counters(node))
     node.metrics.watch_sweeper(lambda: node.sweeper.removed)
     node.metrics.watch_stalls(node.stall_probe)
+    node.metrics.watch_commits(node.committer)
     http = config.http
     tokens = TokenFile(config.node.data_dir) if http.auth_mode == MULTI_TENANT else None
     operator_token = secrets.operator_token
@@ -63,7 +64,8 @@ def add_metrics_and_http(node, secrets: HttpSecrets) -> None:
         metrics=node.metrics, auth=auth, rate_limit=http.rate_limit,
         rate_burst=http.rate_burst, trusted_proxies=http.trusted_proxies,
         max_body_bytes=http.max_body_bytes, max_connections=http.max_connections,
-        idle_timeout=http.idle_timeout, metrics_tokens=metrics_tokens)
+        idle_timeout=http.idle_timeout, metrics_tokens=metrics_tokens,
+        committer=node.committer)
     node.http.readiness.require("store", lambda: node.readiness()["store"])
     node.http.readiness.require("listeners", lambda: node.readiness()["listeners"])
     for address in http.listen:

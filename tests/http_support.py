@@ -62,9 +62,12 @@ def request_bytes(method: str, path: str, body=None, headers=None) -> bytes:
 class Connection:
     channel: object
     transport: StringTransport
+    clock: object = None     # advanced by 0 after each send: group commits run then
 
     def send(self, data: bytes) -> None:
         self.channel.dataReceived(data)
+        if self.clock is not None:
+            self.clock.advance(0)
 
     def output(self) -> bytes:
         return self.transport.value()
@@ -110,7 +113,7 @@ class Harness:
         transport = StringTransport(peerAddress=address,
                                     hostAddress=IPv4Address("TCP", "127.0.0.1", 8053))
         channel.makeConnection(transport)
-        return Connection(channel, transport)
+        return Connection(channel, transport, self.clock)
 
     def raw(self, data: bytes, **connect) -> Connection:
         connection = self.connect(**connect)

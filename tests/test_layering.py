@@ -27,7 +27,7 @@ LAYER_RULES = [
     (r"dmfdns\.store\..+", STORE),
     (r"dmfdns\.(http|sync|client|outbound)\..+", ADAPTERS),
     (r"dmfdns\.twisted_private$", ADAPTERS),
-    (r"dmfdns\.(metrics|stall_probe)$", ADAPTERS),
+    (r"dmfdns\.(metrics|stall_probe|group_commit)$", ADAPTERS),
     (r"dmfdns\.commands\..+", COMPOSITION),
     (r"dmfdns\.(node|node_http|node_cluster|config|cli|__main__)$", COMPOSITION),
 ]

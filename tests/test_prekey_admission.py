@@ -98,6 +98,7 @@ class HttpNode:
         channel.makeConnection(transport)
         channel.dataReceived(request_bytes("POST", f"/v1/records/{name}",
                                            {"value": value, "ttl": 600}))
+        self.reactor.advance(0)           # the group commit of this turn
         (response,) = parse_responses(transport.value())
         return response.status, json.loads(response.body)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import unquote
 
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
@@ -123,13 +124,13 @@ class _FailureLog:
         self._next = None
         self._suppressed = 0
 
-    def failure(self, handler: str) -> None:
+    def failure(self, handler: str, failure=None) -> None:
         now = self._clock.seconds()
         if self._next is not None and now < self._next:
             self._suppressed += 1
             return
         self._log.failure("HTTP handler {handler} failed ({suppressed} more suppressed)",
-                          handler=handler, suppressed=self._suppressed)
+                          failure, handler=handler, suppressed=self._suppressed)
         self._suppressed = 0
         self._next = now + FAILURE_LOG_INTERVAL
 
@@ -158,6 +159,20 @@ class Endpoint(resource.Resource):
         started = self.boundary.clock.seconds()
         method = request.method.decode("latin-1", "replace")
         reply = self._dispatch(request, method)
+        if isinstance(reply, defer.Deferred):
+            # A handler that waits (a write waiting for its durable commit) answers later;
+            # its failures go through the same taxonomy.
+            gone = []
+            request.notifyFinish().addErrback(gone.append)
+            reply.addErrback(lambda failure: self._refusal(failure.value, failure))
+            reply.addCallback(lambda later: gone or self._respond(request, method, later,
+                                                                  started))
+            reply.addErrback(lambda failure: self._failures.failure(self.handler, failure))
+        else:
+            self._respond(request, method, reply, started)
+        return server.NOT_DONE_YET
+
+    def _respond(self, request, method: str, reply: Reply, started: float) -> None:
         payload = self._write_head(request, reply)
         # Written here rather than returned, so twisted.web adds no Content-Length to a 204
         # (RFC 9110 section 8.6) and a HEAD answer keeps the GET's length without its body.
@@ -165,9 +180,9 @@ class Endpoint(resource.Resource):
         request.finish()
         self.boundary.observe(self.handler, method_label(method), reply.status,
                               max(0.0, self.boundary.clock.seconds() - started))
-        return server.NOT_DONE_YET
 
-    def _dispatch(self, request, method: str) -> Reply:
+    def _dispatch(self, request, method: str):
+        """The handler's ``Reply`` (or a Deferred of one)."""
         handler = self.methods.get(method)
         if handler is None and method == "HEAD":
             handler = self.methods.get("GET")
@@ -178,15 +193,19 @@ class Endpoint(resource.Resource):
                 raise HttpError(405, "method not allowed",
                                 headers=((b"Allow", ", ".join(self._allowed()).encode()),))
             return handler(Call(request, method, self.boundary))
-        except HttpError as refusal:
-            return refusal.reply()
-        except StoreFull:
+        except Exception as exc:
+            return self._refusal(exc)
+
+    def _refusal(self, exc: BaseException, failure=None) -> Reply:
+        """The reply for what a handler raised (``failure``: when it came in a Deferred)."""
+        if isinstance(exc, HttpError):
+            return exc.reply()
+        if isinstance(exc, StoreFull):
             return Reply(507, {"ok": False, "error": "the store is full; writes are refused"})
-        except StoreError as exc:
+        if isinstance(exc, StoreError):
             return Reply(502, {"ok": False, "error": str(exc)})
-        except Exception:
-            self._failures.failure(self.handler)
-            return Reply(500, {"error": "internal error"})
+        self._failures.failure(self.handler, failure)
+        return Reply(500, {"error": "internal error"})
 
     def _allowed(self) -> list[str]:
         allowed = list(self.methods)

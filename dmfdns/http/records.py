@@ -29,12 +29,15 @@ OUTSIDE_ZONES = "record name is outside the served zones"
 
 
 class RecordsApi:
-    """The handlers of ``/v1/records/{name}`` over one store."""
+    """The handlers of ``/v1/records/{name}`` over one store. Writes are admitted by
+    ``writes`` and committed by ``committer`` (the node's ``dmfdns.group_commit``), so a
+    201/204 goes out once the write's group commit is durable."""
 
     def __init__(self, *, store, writes: WriteService, auth: WriteAuth,
-                 limiter: TokenBucketLimiter):
+                 limiter: TokenBucketLimiter, committer):
         self.store = store
         self.writes = writes
+        self.committer = committer
         self.zones = writes.zones
         self.auth = auth
         self.limiter = limiter
@@ -63,10 +66,8 @@ class RecordsApi:
         if not isinstance(value, str) or isinstance(ttl, bool) or not isinstance(ttl, int) \
                 or ttl <= 0:
             raise HttpError(400, admission.TTL_TEXT)
-        outcome = self.writes.write([WriteRequest(PUBLISH, raw, value, ttl)], now=call.now,
-                                    path="http", credential=credential)
-        _raise_refusal(outcome.results[0])
-        return Reply(201, {"ok": True})
+        return self._write(call, WriteRequest(PUBLISH, raw, value, ttl), credential).addCallback(
+            lambda _changed: Reply(201, {"ok": True}))
 
     def delete(self, call: Call) -> Reply:
         raw = self._path_name(call)
@@ -76,10 +77,16 @@ class RecordsApi:
         value = call.json_object().get("value")
         if value is not None and not isinstance(value, str):
             raise HttpError(400, INVALID_BODY)
-        outcome = self.writes.write([WriteRequest(DELETE, raw, value)], now=call.now,
-                                    path="http", credential=credential)
-        _raise_refusal(outcome.results[0])
-        return Reply(204 if outcome.changed[0] else 404)
+        return self._write(call, WriteRequest(DELETE, raw, value), credential).addCallback(
+            lambda changed: Reply(204 if changed else 404))
+
+    def _write(self, call: Call, request: WriteRequest, credential):
+        """Admit ``request`` (a refusal raises HttpError now), then hand it to the group
+        commit: the Deferred fires with the values it changed once that is durable."""
+        (result,) = self.writes.admit([request], now=call.now, path="http",
+                                      credential=credential)
+        _raise_refusal(result)
+        return self.committer.submit(result)
 
     # --- checks ---------------------------------------------------------------------------
 

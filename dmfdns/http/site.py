@@ -18,6 +18,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from .. import __version__
+from ..group_commit import GroupCommitter
 from ..store.writes import WriteService
 from .auth import OPEN, WriteAuth
 from .channel import NodeSite
@@ -77,7 +78,8 @@ def make_site(*, store, writes: WriteService, clock, metrics, auth: WriteAuth,
               rate_limit: float = 100.0, rate_burst: int = 1000, trusted_proxies=(),
               max_body_bytes: int = 65536, max_connections: int = 256,
               idle_timeout: float = 30.0, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-              metrics_tokens=(), readiness: Readiness | None = None) -> NodeHttp:
+              metrics_tokens=(), readiness: Readiness | None = None,
+              committer: GroupCommitter | None = None) -> NodeHttp:
     """The HTTP API of a node over ``store``, writing through ``writes`` (the node's one
     write service, which knows the served zones and the caps).
 
@@ -91,7 +93,8 @@ def make_site(*, store, writes: WriteService, clock, metrics, auth: WriteAuth,
     not_found = NotFound(boundary)
     root, v1 = Tree(not_found), Tree(not_found)
     records = RecordsApi(store=store, writes=writes, auth=auth,
-                         limiter=TokenBucketLimiter(rate_limit, rate_burst, clock.seconds))
+                         limiter=TokenBucketLimiter(rate_limit, rate_burst, clock.seconds),
+                         committer=committer or GroupCommitter(writes.commit, clock))
     root.putChild(b"", _index_endpoint(boundary))
     root.putChild(b"v1", v1)
     v1.putChild(b"records", records.endpoint(boundary))

@@ -1,0 +1,111 @@
+"""Group commit: writes that arrive together share one durable store transaction (issue 16).
+
+Every acknowledged write must be on disk before it is acknowledged (DESIGN.md section 3),
+and a durable LMDB commit costs two disk flushes whatever it carries. So an admitted write
+(``dmfdns.store.writes.Accepted``) is not committed on its own: ``GroupCommitter.submit``
+queues it and returns a Deferred, and the queue goes to the write service's commit step
+(``WriteService.commit``: one store transaction) on the reactor's next turn (after
+``max_delay`` seconds, 0 by default), or at once when it holds ``max_records`` writes or
+``max_bytes`` of names and values. Everything the reactor read in one turn (many clients'
+requests) thus goes into one transaction; a lone client is not kept waiting.
+
+Each Deferred fires only after the transaction is durable, with the number of values that
+write changed. A commit that fails for want of room (StoreFull) fails every Deferred of the
+batch and none is acknowledged. Any other StoreError of a batch of several is retried write
+by write, so a write the store refuses fails alone and the others are still applied. The
+commit runs on the reactor thread: LMDB has one writer, and the batch bounds keep it short.
+"""
+
+from dataclasses import dataclass
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from .store.api import StoreError, StoreFull
+
+log = Logger(namespace="dmfdns.store")
+
+
+@dataclass(frozen=True)
+class CommitLimits:
+    max_records: int = 1000
+    max_bytes: int = 4 * 2**20
+    max_delay: float = 0.0
+
+
+class GroupCommitter:
+    """Batches admitted writes for ``commit(accepted, now=...)`` (``WriteService.commit``)
+    on ``clock`` (an IReactorTime). Counters for the metrics: ``commits``, ``writes``,
+    ``failed_commits``, ``largest``."""
+
+    def __init__(self, commit, clock, limits: CommitLimits = CommitLimits()):
+        self.commit = commit
+        self.clock = clock
+        self.limits = limits
+        self._queue: list[tuple[object, defer.Deferred]] = []
+        self._bytes = 0
+        self._call = None
+        self.commits = 0
+        self.writes = 0
+        self.failed_commits = 0
+        self.largest = 0
+
+    def submit(self, write) -> defer.Deferred:
+        """Queue ``write``; the Deferred fires with its result once durable, or fails
+        with the StoreError that refused it or its whole batch."""
+        done = defer.Deferred()
+        self._queue.append((write, done))
+        self._bytes += len(write.name) + len(write.value or "")
+        if (len(self._queue) >= self.limits.max_records
+                or self._bytes >= self.limits.max_bytes):
+            self.flush()
+        elif self._call is None:
+            self._call = self.clock.callLater(self.limits.max_delay, self.flush)
+        return done
+
+    def flush(self) -> None:
+        """Commit everything queued now (also called by the timer)."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        batch, self._queue, self._bytes = self._queue, [], 0
+        if not batch:
+            return
+        try:
+            results = self.commit([write for write, _ in batch], now=self.clock.seconds())
+        except StoreError as error:
+            if isinstance(error, StoreFull) or len(batch) == 1:
+                self._failed(batch, error)
+            else:
+                for one in batch:           # find the write the store refuses
+                    self._commit_alone(one)
+            return
+        except Exception as error:          # a bug: nothing of the batch was applied
+            log.failure("a group commit of {n} writes failed", n=len(batch))
+            self._failed(batch, error)
+            return
+        self._done(batch, results)
+
+    def _commit_alone(self, item) -> None:
+        try:
+            results = self.commit([item[0]], now=self.clock.seconds())
+        except StoreError as error:
+            self._failed([item], error)
+        else:
+            self._done([item], results)
+
+    def _done(self, batch, results) -> None:
+        self.commits += 1
+        self.writes += len(batch)
+        self.largest = max(self.largest, len(batch))
+        for (_, done), result in zip(batch, results):
+            done.callback(result)
+
+    def _failed(self, batch, error) -> None:
+        self.failed_commits += 1
+        for _, done in batch:
+            done.errback(error)
+
+    def stop(self) -> None:
+        """Commit what is queued (a node stopping still answers what it took)."""
+        self.flush()
