@@ -863,3 +863,38 @@ def test_next_ts_is_strictly_increasing_and_never_far_ahead_of_the_clock(steps):
             assert ts > last and ts >= clock
             assert ts <= highest_clock + commits
             last = ts
+
+
+# --- which names each generation touched (for the DNS answer caches) --------------------------
+
+def test_touched_between_names_what_each_generation_changed(store):
+    start = store.generation()
+    store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0)
+    store.put_many([("b.mesh.test", "v", T0 + 5), ("c.b.mesh.test", "v", T0 + 100)],
+                   now=T0)
+    store.put("a.mesh.test", "v", expiry=T0 + 100, now=T0)     # no change, no generation
+    store.delete("a.mesh.test", now=T0 + 1)
+    store.sweep(T0 + 10, 100)
+    end = store.generation()
+    assert end == start + 4
+    assert store.touched_between(start, start + 1) == {b"test.mesh.a"}
+    assert store.touched_between(start + 1, start + 2) == {b"test.mesh.b", b"test.mesh.b.c"}
+    assert store.touched_between(start + 3, end) == {b"test.mesh.b"}       # the sweep
+    assert store.touched_between(start, end) == {b"test.mesh.a", b"test.mesh.b",
+                                                 b"test.mesh.b.c"}
+    assert store.touched_between(end, end) == set()
+    assert store.touched_between(end, end + 1) is None          # not written yet
+    assert store.touched_between(end, start) is None            # backwards
+
+
+def test_touched_between_is_unknown_past_the_ring_or_for_huge_writes(store):
+    from dmfdns.store.touched import MAX_NAMES, RING
+    start = store.generation()
+    store.put_many([(f"n{i}.mesh.test", "v", T0 + 100) for i in range(MAX_NAMES + 1)],
+                   now=T0)
+    assert store.touched_between(start, start + 1) is None
+    for i in range(RING):
+        store.put("x.mesh.test", f"v{i}", expiry=T0 + 100, now=T0)
+    end = store.generation()
+    assert store.touched_between(end - RING, end) == {b"test.mesh.x"}
+    assert store.touched_between(start, end) is None            # the ring lapped it

@@ -5,10 +5,12 @@ The key is the query after its 2-byte ID, so everything that shapes the response
 the question as sent (0x20 case), the flags (RD, CD), the OPT record (payload, DO). The
 value is the response after its ID and the conditions under which it is still exact:
 
-* the store **generation** it was built at: every commit bumps the generation (SOA
-  serials follow it too), and the cache empties when it sees a new one, so no write can be
-  missed. The generation is an in-process counter of the writing store (``engine``), so
-  checking it costs no LMDB transaction;
+* the store **generation**: every commit bumps it (SOA serials follow it too). When the
+  cache sees a new one it drops the answers for the names the commits since touched (the
+  store keeps them per generation: ``store/touched.py``) and every negative answer (their
+  SOA serial changed), and keeps the rest, which no write changed; if the store cannot
+  tell what changed, it empties. The generation is an in-process counter of the writing
+  store (``engine``), so checking it costs no LMDB transaction;
 * the **time window** ``[built, until]`` over which its bytes do not change: the lean path
   says until when (``until_ms``): a positive answer until its TTL would start counting down
   (served TTL = min(configured, remaining lifetime)), or, in a record's last
@@ -32,12 +34,15 @@ link, the entry tuple, the bytes headers and the floats (measured with tracemall
 
 
 class AnswerCache:
-    """``entries`` maps a key to ``(built, until, max_udp, qtype, rcode, body)``; every entry
-    belongs to ``generation``. The responder reads ``entries`` inline on its hot path."""
+    """``entries`` maps a key to ``(built, until, max_udp, qtype, rcode, body, name)``; every
+    entry is exact for ``generation``. The responder reads ``entries`` inline on its hot
+    path. ``touched_between(old, new)`` (the store's) names what a run of generations
+    changed; without it, or when it cannot tell, a new generation empties the cache."""
 
-    __slots__ = ("entries", "generation", "max_entries", "max_bytes", "bytes", "_counters")
+    __slots__ = ("entries", "generation", "max_entries", "max_bytes", "bytes", "_counters",
+                 "_touched_between", "_by_name", "_negatives")
 
-    def __init__(self, max_entries: int, max_bytes: int, counters):
+    def __init__(self, max_entries: int, max_bytes: int, counters, touched_between=None):
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("the answer cache needs room for at least one entry")
         self.entries = OrderedDict()
@@ -46,12 +51,17 @@ class AnswerCache:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._counters = counters
+        self._touched_between = touched_between
+        self._by_name = {}          # question name (lowercase wire) -> set of keys
+        self._negatives = set()     # keys of answers carrying the SOA (no answer records)
 
     def lookup(self, key: bytes, generation: int, now: float, max_udp):
         """The cached response body for ``key`` if it is exact at ``now``, else None."""
+        if generation != self.generation:
+            self.advance(generation)
         entry = self.entries.get(key)
-        if (entry is None or generation != self.generation or generation is None
-                or not entry[0] <= now <= entry[1] or entry[2] != max_udp):
+        if (entry is None or generation is None or not entry[0] <= now <= entry[1]
+                or entry[2] != max_udp):
             return None
         self.entries.move_to_end(key)
         return entry
@@ -61,8 +71,7 @@ class AnswerCache:
         """Keep ``body`` (the response after its ID) for ``key``; exact from ``built``
         through the last millisecond ``until_ms`` (as ``round(now * 1000)``)."""
         if generation != self.generation:
-            self.clear()
-            self.generation = generation
+            self.advance(generation)
         # round(t * 1000) <= until_ms for every t up to this bound: half a millisecond
         # short covers the rounding of the multiplication.
         until = (until_ms - 0.5) / 1000
@@ -71,25 +80,66 @@ class AnswerCache:
         size = len(key) + len(body) + ENTRY_OVERHEAD
         if size > self.max_bytes:
             return
-        entries = self.entries
-        old = entries.pop(key, None)
-        if old is not None:
-            self.bytes -= len(key) + len(old[5]) + ENTRY_OVERHEAD
-        entries[key] = (built, until, max_udp, qtype, rcode, body)
+        self._drop(key)
+        name = key[10:key.find(0, 10) + 1].lower()      # the question name, wire form
+        self.entries[key] = (built, until, max_udp, qtype, rcode, body, name)
+        self._by_name.setdefault(name, set()).add(key)
+        if rcode or body[4:6] == b"\x00\x00":            # no answer records: the SOA
+            self._negatives.add(key)
         self.bytes += size
         evicted = 0
-        while len(entries) > self.max_entries or self.bytes > self.max_bytes:
-            old_key, old = entries.popitem(last=False)
-            self.bytes -= len(old_key) + len(old[5]) + ENTRY_OVERHEAD
+        while len(self.entries) > self.max_entries or self.bytes > self.max_bytes:
+            self._drop(next(iter(self.entries)))
             evicted += 1
-        counters = self._counters
-        counters.cache_evictions += evicted
-        counters.cache_entries = len(entries)
-        counters.cache_bytes = self.bytes
+        self._counters.cache_evictions += evicted
+        self._note_size()
+
+    def advance(self, generation) -> None:
+        """Move to ``generation``: drop the answers for the names the generations since
+        changed and every negative answer (its SOA serial follows the generation); forget
+        everything when that is not known."""
+        old, self.generation = self.generation, generation
+        keys = None
+        if old is not None and generation is not None and self._touched_between is not None:
+            try:
+                keys = self._touched_between(old, generation)
+            except Exception:       # the store cannot tell: start afresh
+                keys = None
+        if keys is None:
+            self.clear()
+            return
+        for name in map(_wire_name, keys):
+            for key in list(self._by_name.get(name, ())):
+                self._drop(key)
+        for key in list(self._negatives):
+            self._drop(key)
+        self._note_size()
 
     def clear(self) -> None:
-        """Forget every entry (a new generation: the store changed)."""
+        """Forget every entry."""
         self.entries.clear()
+        self._by_name.clear()
+        self._negatives.clear()
         self.bytes = 0
-        self._counters.cache_entries = 0
-        self._counters.cache_bytes = 0
+        self._note_size()
+
+    def _drop(self, key: bytes) -> None:
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            return
+        self.bytes -= len(key) + len(entry[5]) + ENTRY_OVERHEAD
+        keys = self._by_name[entry[6]]
+        keys.discard(key)
+        if not keys:
+            del self._by_name[entry[6]]
+        self._negatives.discard(key)
+
+    def _note_size(self) -> None:
+        self._counters.cache_entries = len(self.entries)
+        self._counters.cache_bytes = self.bytes
+
+
+def _wire_name(reversed_key: bytes) -> bytes:
+    """The lowercase wire form of a name from its reversed-label key (``a.b`` -> b.a)."""
+    labels = reversed_key.split(b".")[::-1]
+    return b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"

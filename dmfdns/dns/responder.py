@@ -100,7 +100,8 @@ class Responder:
         self.cache = None
         if settings.cache_entries and settings.cache_bytes:
             self.cache = AnswerCache(settings.cache_entries, settings.cache_bytes,
-                                     self.counters)
+                                     self.counters,
+                                     getattr(store, "touched_between", None))
 
     def respond(self, query: bytes, *, now: float, max_udp: int | None, proto: str = "udp",
                 client=None) -> bytes | None:

@@ -145,6 +145,10 @@ class RecordStore(Protocol):
         """A counter that grows with every committed change (drives SOA serials and the DNS
         answer cache). The writing handle keeps it in memory (no read transaction)."""
 
+    def touched_between(self, old: int, new: int) -> set | None:
+        """The reversed-label keys of the names generations ``old+1 .. new`` changed, or
+        None if the store no longer knows them all (the DNS answer caches then empty)."""
+
     def meta_get(self, key: str) -> bytes | None: ...
 
     def meta_set(self, key: str, value: bytes) -> None:

@@ -12,6 +12,7 @@ from typing import Iterator, Protocol
 from ..dns import rrblob
 from ..proto.names import from_reversed_key
 from .api import Change, Cursor
+from . import touched
 from .changelog import next_ts
 from .inputs import Item, Owner
 from .merge import NEW_ORDER, Entry, local_delete, local_put, merge_remote
@@ -120,7 +121,8 @@ class Batch:
             self._tables.set_blob(rkey, blob_of(self._tables.entries(rkey), self._now_ms) or None)
         if not (self.changed or self.removed):
             return
-        self._bump(GENERATION, 1)
+        generation = self._bump(GENERATION, 1)
+        touched.record(self._tables, generation, self._touched)
         if self._live_delta:
             self._bump(VALUES, self._live_delta)
         if self.changed:
@@ -153,5 +155,7 @@ class Batch:
         self._next_order += 1
         return order
 
-    def _bump(self, key: str, delta: int) -> None:
-        self._tables.set_meta(key, str(meta_int(self._tables, key) + delta).encode())
+    def _bump(self, key: str, delta: int) -> int:
+        value = meta_int(self._tables, key) + delta
+        self._tables.set_meta(key, str(value).encode())
+        return value

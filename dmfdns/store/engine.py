@@ -25,7 +25,7 @@ from typing import Iterable
 from ..dns import rrblob
 from ..dns.rrblob import FOREVER_MS
 from ..proto.names import from_reversed_key, reversed_key
-from . import inputs
+from . import inputs, touched
 from .api import ApplyResult, Change, ChangesPage, Cursor, StoreError, Value
 from .batch import GENERATION, META_PREFIX, Batch, Tables, meta_int, to_change
 from .changelog import MAX_PAGE, STABLE_HORIZON_MS, page
@@ -243,6 +243,12 @@ class TableStore:
             if self._keeps_generation:
                 self._generation = known
         return known
+
+    def touched_between(self, old: int, new: int) -> set | None:
+        """The reversed-label keys of the names generations ``old+1 .. new`` changed, or
+        None when the store no longer knows them all (``touched``)."""
+        with self._reading() as tables:
+            return touched.between(tables, old, new)
 
     def meta_get(self, key: str) -> bytes | None:
         self._check_meta_key(key)
