@@ -34,6 +34,7 @@ from .store.api import StoreError
 from .group_commit import CommitLimits, GroupCommitter
 from .stall_probe import StallProbe
 from .store.lmdb_store import LmdbStore
+from .store.credentials import Credentials
 from .store.writes import WriteService
 # http_preflight and cluster_preflight are also used by ``dmfdns serve``.
 from .node_cluster import add_cluster, cluster_preflight
@@ -265,7 +266,8 @@ class Node(service.MultiService):
     """A running dmfdns node. Attributes other parts (HTTP, metrics, sync) use:
     ``config``, ``reactor``, ``store``, ``zones``, ``responder``, ``dns_counters`` (the
     responder's), ``writes`` (the one write service), ``committer`` (its group commit),
-    ``listeners``, ``sweeper`` and ``stall_probe``."""
+    ``credentials`` (tokens and TSIG keys), ``listeners``, ``sweeper`` and
+    ``stall_probe``."""
 
     def __init__(self, config: Config, reactor, *, lock: NodeLock, store, zones,
                  responder):
@@ -363,6 +365,7 @@ def make_service(config: Config, reactor) -> Node:
         lock.release()
         raise
     node = Node(config, reactor, lock=lock, store=store, zones=zones, responder=responder)
+    node.credentials = Credentials(store)
     node.writes = WriteService(
         store, zones=[zone.origin for zone in zones], operator_key=http_secrets.operator_key,
         cluster_base=config.cluster.base or None,

@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry
 from .config import Config, ConfigError, read_operator_key, read_operator_token
 from .http.auth import MULTI_TENANT, WriteAuth
 from .http.site import OpenBindRefused, check_bind, make_site
-from .http.tokens import TokenFile
 from .metrics import NodeMetrics
 
 # A connection flood must queue in the kernel rather than see dropped SYNs while the site
@@ -54,7 +53,7 @@ def add_metrics_and_http(node, secrets: HttpSecrets) -> None:
     node.metrics.watch_stalls(node.stall_probe)
     node.metrics.watch_commits(node.committer)
     http = config.http
-    tokens = TokenFile(config.node.data_dir) if http.auth_mode == MULTI_TENANT else None
+    tokens = node.credentials if http.auth_mode == MULTI_TENANT else None
     operator_token = secrets.operator_token
     auth = WriteAuth(http.auth_mode, operator_token=operator_token, tokens=tokens,
                      clock=reactor.seconds)

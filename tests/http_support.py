@@ -11,6 +11,7 @@ from twisted.internet.testing import StringTransport
 
 from dmfdns.http.auth import WriteAuth
 from dmfdns.http.site import make_site
+from dmfdns.store.credentials import Credentials
 from dmfdns.store.writes import WriteService
 from dmfdns.metrics import NodeMetrics
 from dmfdns.store.memory_store import MemoryStore
@@ -94,6 +95,8 @@ class Harness:
         self.clock = task.Clock()
         self.clock.advance(NOW)
         self.store = MemoryStore(node_id="test")
+        if self.tokens is None and self.auth_mode == "multi-tenant":
+            self.tokens = Credentials(self.store)
         self.registry = CollectorRegistry()
         self.metrics = NodeMetrics(self.registry)
         self.metrics.watch_store(self.store)

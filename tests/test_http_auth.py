@@ -2,8 +2,6 @@
 the open-mode bind guard."""
 
 import hashlib
-import json
-import stat
 
 import pytest
 
@@ -11,7 +9,8 @@ from dmfdns.http import auth
 from dmfdns.http.auth import WriteAuth, bearer_token, same_secret
 from dmfdns.proto.authority import user_may_write as may_write
 from dmfdns.http.site import OpenBindRefused, check_bind
-from dmfdns.http.tokens import TOKEN_PREFIX, TokenFile, TokenFileError, token_hash
+from dmfdns.store.credentials import TOKEN_PREFIX, CredentialError, Credentials, token_hash
+from dmfdns.store.memory_store import MemoryStore
 from dmfdns.proto import owners
 from http_support import NOW, Harness
 
@@ -72,12 +71,12 @@ def test_auth_comes_before_the_body_as_in_the_reference(legacy):
 # --- multi-tenant -----------------------------------------------------------------------------
 
 @pytest.fixture
-def tenants(tmp_path):
-    tokens = TokenFile(tmp_path)
-    node = Harness(auth_mode="multi-tenant", operator_token="operator-secret", tokens=tokens)
-    node.alice = tokens.issue("alice@mesh.test", now=NOW, rate_per_sec=100, rate_burst=100)
-    node.bob = tokens.issue("bob", now=NOW)
-    node.tokens = tokens
+def tenants():
+    node = Harness(auth_mode="multi-tenant", operator_token="operator-secret")
+    tokens = node.tokens
+    node.alice = tokens.issue_token("alice@mesh.test", now=NOW, rate_per_sec=100,
+                                    rate_burst=100)
+    node.bob = tokens.issue_token("bob", now=NOW)
     return node
 
 
@@ -138,11 +137,11 @@ def test_revoked_expired_and_unknown_tokens_are_refused(tenants):
     name = owners.prekeys("bob", "mesh.test")
     assert tenants.request("DELETE", f"/v1/records/{name}", headers=bearer(tenants.bob)) \
         .status == 404  # allowed, nothing there
-    revoked = tenants.tokens.revoke(token_hash(tenants.bob)[:10], now=NOW)
+    revoked = tenants.tokens.revoke_tokens(token_hash(tenants.bob)[:10], now=NOW)
     assert [r.subject for r in revoked] == ["bob"]
     assert tenants.request("DELETE", f"/v1/records/{name}", headers=bearer(tenants.bob)) \
         .status == 401
-    carol = tenants.tokens.issue("carol", now=NOW, expires_at=NOW + 10)
+    carol = tenants.tokens.issue_token("carol", now=NOW, expires_at=NOW + 10)
     carol_name = owners.prekeys("carol", "mesh.test")
     assert tenants.request("DELETE", f"/v1/records/{carol_name}",
                            headers=bearer(carol)).status == 404
@@ -154,7 +153,7 @@ def test_revoked_expired_and_unknown_tokens_are_refused(tenants):
 
 
 def test_a_user_token_has_its_own_bucket(tenants):
-    dave = tenants.tokens.issue("dave", now=NOW, rate_per_sec=1, rate_burst=2)
+    dave = tenants.tokens.issue_token("dave", now=NOW, rate_per_sec=1, rate_burst=2)
     name = owners.prekeys("dave", "mesh.test")
     statuses = [tenants.request("DELETE", f"/v1/records/{name}", headers=bearer(dave)).status
                 for _ in range(3)]
@@ -170,50 +169,58 @@ def test_multi_tenant_needs_a_tokens_file():
         WriteAuth("anything", clock=lambda: 0.0)
 
 
-# --- the tokens file --------------------------------------------------------------------------
+# --- the credentials store ---------------------------------------------------------------
 
-def test_tokens_are_stored_hashed_and_private(tmp_path):
-    tokens = TokenFile(tmp_path)
-    token = tokens.issue("alice@mesh.test", now=NOW, note="laptop")
+def test_tokens_are_stored_hashed(tmp_path):
+    store = MemoryStore()
+    tokens = Credentials(store)
+    token = tokens.issue_token("alice@mesh.test", now=NOW, note="laptop")
     assert token.startswith(TOKEN_PREFIX) and len(token) == len(TOKEN_PREFIX) + 52
-    text = tokens.path.read_text()
-    assert token not in text and token[len(TOKEN_PREFIX):] not in text
-    assert json.loads(text)["tokens"][0]["hash"] == hashlib.sha256(token.encode()).hexdigest()
-    assert stat.S_IMODE(tokens.path.stat().st_mode) == 0o600
-    record = tokens.lookup(token)
+    stored = b"".join(value for _, value in store.auth_scan(b""))
+    assert token.encode() not in stored and token[len(TOKEN_PREFIX):].encode() not in stored
+    assert hashlib.sha256(token.encode()).hexdigest().encode() in stored
+    record = tokens.lookup_token(token)
     assert (record.subject, record.note, record.live(NOW)) == ("alice@mesh.test", "laptop", True)
-    assert tokens.lookup(token + "x") is None
+    assert tokens.lookup_token(token + "x") is None
 
 
-def test_a_running_reader_sees_tokens_issued_later(tmp_path):
-    reader, writer = TokenFile(tmp_path), TokenFile(tmp_path)
-    assert reader.records() == []
-    token = writer.issue("late", now=NOW)
-    assert reader.lookup(token).subject == "late"
-    writer.revoke(token, now=NOW + 1)
-    assert reader.lookup(token).revoked_at == NOW + 1
+def test_a_cached_reader_sees_changes_and_reloads_only_then():
+    store = MemoryStore()
+    reader, writer = Credentials(store), Credentials(store)
+    assert reader.tokens() == []
+    token = writer.issue_token("late", now=NOW)
+    assert reader.lookup_token(token).subject == "late"
+    reloads = reader.reloads
+    for _ in range(100):
+        reader.lookup_token(token)
+    assert reader.reloads == reloads                  # cached: no rebuild per lookup
+    writer.revoke_tokens(token, now=NOW + 1)
+    assert reader.lookup_token(token).revoked_at == NOW + 1
+    assert reader.reloads == reloads + 1
 
 
-def test_revoke_needs_a_real_selector(tmp_path):
-    tokens = TokenFile(tmp_path)
-    tokens.issue("a", now=NOW)
+def test_revoke_needs_a_real_selector():
+    tokens = Credentials(MemoryStore())
+    tokens.issue_token("a", now=NOW)
     for bad in ("abc", "not-hex-at-all", ""):
-        with pytest.raises(TokenFileError):
-            tokens.revoke(bad, now=NOW)
-    with pytest.raises(TokenFileError):
-        tokens.issue("   ", now=NOW)
+        with pytest.raises(CredentialError):
+            tokens.revoke_tokens(bad, now=NOW)
+    with pytest.raises(CredentialError):
+        tokens.issue_token("   ", now=NOW)
 
 
-def test_a_corrupt_tokens_file_is_a_clear_error(tmp_path):
-    (tmp_path / "tokens.json").write_text("{not json")
-    with pytest.raises(TokenFileError, match="not a valid tokens file"):
-        TokenFile(tmp_path).records()
+def test_the_audit_trail_is_bounded():
+    tokens = Credentials(MemoryStore(), audit_limit=5)
+    for n in range(12):
+        tokens.issue_token(f"user{n}", now=NOW + n)
+    trail = tokens.audit(100)
+    assert [entry.subject for entry in trail] == [f"user{n}" for n in range(7, 12)]
+    assert all(entry.event == "token-issued" for entry in trail)
 
 
-def test_a_corrupt_tokens_file_refuses_user_writes_without_a_traceback(tmp_path):
-    tokens = TokenFile(tmp_path)
-    node = Harness(auth_mode="multi-tenant", operator_token="operator-secret", tokens=tokens)
-    (tmp_path / "tokens.json").write_text("{not json")
+def test_a_corrupt_credential_refuses_user_writes_without_a_traceback():
+    node = Harness(auth_mode="multi-tenant", operator_token="operator-secret")
+    node.store.auth_write({b"token:" + b"0" * 64: b"{not json", b"serial": b"x"})
     response = node.request("POST", "/v1/records/www.mesh.test", {"value": "x"},
                             headers=bearer("dmp_v1_whatever"))
     assert (response.status, response.json()) == (503, {"error": "token store unavailable"})

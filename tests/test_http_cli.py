@@ -1,4 +1,4 @@
-"""``dmfdns token issue|list|revoke`` and the argument checks of ``dmfdns manifest publish``
+"""``dmfdns token issue|list|revoke``, ``dmfdns tsig list|revoke`` and the argument checks of ``dmfdns manifest publish``
 (its network path runs against a real node in tests/integration/test_http_node.py)."""
 
 import hashlib
@@ -8,7 +8,8 @@ import pytest
 
 from dmfdns.cli import run
 from dmfdns.config import defaults_dir
-from dmfdns.http.tokens import TOKEN_PREFIX, TokenFile
+from dmfdns.store.credentials import TOKEN_PREFIX, Credentials
+from dmfdns.store.lmdb_store import LmdbStore
 from dmfdns.proto import cluster_manifest
 from dmfdns.proto.signing import Signer
 
@@ -19,6 +20,14 @@ def dmfdns(*argv, now=NOW):
     out, err = io.StringIO(), io.StringIO()
     status = run(list(argv), now=now, stdout=out, stderr=err)
     return status, out.getvalue(), err.getvalue()
+
+
+def lookup(tmp_path, token):
+    store = LmdbStore(tmp_path / "data", map_size=2**24)
+    try:
+        return Credentials(store).lookup_token(token)
+    finally:
+        store.close()
 
 
 @pytest.fixture
@@ -42,10 +51,10 @@ def test_issue_prints_the_token_once_and_stores_its_hash(config, tmp_path):
     token = out.strip()
     assert token.startswith(TOKEN_PREFIX)
     assert "only its hash is stored" in err
-    record = TokenFile(tmp_path / "data").lookup(token)
+    record = lookup(tmp_path, token)
     assert (record.subject, record.note, record.expires_at) == ("alice@mesh.test", "laptop",
                                                                 NOW + 30 * 86400)
-    assert token not in (tmp_path / "data" / "tokens.json").read_text()
+    assert token.encode() not in (tmp_path / "data" / "data.mdb").read_bytes()
 
 
 def test_list_shows_hash_prefixes_and_states(config):
@@ -68,7 +77,7 @@ def test_revoke_by_hash_prefix_or_token(config, tmp_path):
     prefix = hashlib.sha256(token.encode()).hexdigest()[:10]
     status, out, _ = dmfdns("token", "revoke", prefix, "--config", config)
     assert status == 0 and "carol" in out
-    assert TokenFile(tmp_path / "data").lookup(token).revoked_at == NOW
+    assert lookup(tmp_path, token).revoked_at == NOW
     status, _, err = dmfdns("token", "revoke", token, "--config", config)
     assert status == 1 and "no live token" in err
     status, _, err = dmfdns("token", "revoke", "xyz", "--config", config)
@@ -112,3 +121,23 @@ def test_manifest_publish_refuses_bad_input_before_any_network(tmp_path):
                             "--token-file", str(tmp_path / "missing"))
     assert status == 1 and "cannot read" in err
     assert dmfdns("manifest", "publish", str(wire), "--node", "http://x")[0] == 2
+
+
+def test_tsig_list_and_revoke(config, tmp_path):
+    store = LmdbStore(tmp_path / "data", map_size=2**30)
+    try:
+        Credentials(store).mint_tsig("alice-01234567-abcdef.mesh.test", "alice@mesh.test",
+                                     "01" * 32, suffixes=("id-0123.mesh.test",), now=NOW,
+                                     ttl=86400)
+    finally:
+        store.close()
+    status, out, err = dmfdns("tsig", "list", "--config", config)
+    assert status == 0, err
+    assert "alice-01234567-abcdef.mesh.test." in out and "id-0123.mesh.test" in out
+    assert "live" in out
+    status, out, _ = dmfdns("tsig", "revoke", "alice@mesh.test", "--config", config)
+    assert status == 0 and "revoked alice-01234567-abcdef.mesh.test." in out
+    assert "alice" not in dmfdns("tsig", "list", "--config", config)[1]
+    assert "revoked" in dmfdns("tsig", "list", "--all", "--config", config)[1]
+    status, _, err = dmfdns("tsig", "revoke", "alice@mesh.test", "--config", config)
+    assert status == 1 and "no live TSIG key" in err

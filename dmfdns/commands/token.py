@@ -1,15 +1,19 @@
-"""``dmfdns token issue|list|revoke``: per-user bearer tokens for ``multi-tenant`` auth.
+"""``dmfdns token issue|list|revoke`` and ``dmfdns tsig list|revoke``: per-user credentials
+for ``multi-tenant`` auth and DNS UPDATE.
 
-Tokens live hashed in ``<data_dir>/tokens.json`` (``dmfdns.http.tokens``); a running node
-re-reads the file when it changes, so these commands work while the node serves. ``issue``
-prints the token once, on stdout; nobody can print it again.
+Credentials live in the node's LMDB store (``dmfdns.store.credentials``: tokens hashed, TSIG
+keys, a bounded audit trail). LMDB lets this process write while the node serves, and the
+node sees each change at its next lookup, so these commands work on a running node.
+``token issue`` prints the token once, on stdout; nobody can print it again.
 """
 
 import datetime
 
 from ..config import parse_duration
 from ..http.auth import MULTI_TENANT
-from ..http.tokens import DEFAULT_BURST, DEFAULT_RATE, TokenFile, TokenFileError
+from ..node import open_store
+from ..store.api import StoreError
+from ..store.credentials import DEFAULT_BURST, DEFAULT_RATE, CredentialError, Credentials
 from . import CommandError
 from .serve import load
 
@@ -46,14 +50,30 @@ def register(sub) -> None:
     for action in (issue, listing, revoke):
         action.add_argument("--config", metavar="FILE",
                             help="node configuration (TOML); default: the embedded one")
+    register_tsig(sub)
 
 
-def _tokens(args, ctx) -> TokenFile:
+def _credentials(args, ctx, *, write: bool = True):
+    """(Credentials, store) of the configured node; the caller closes the store."""
     config = load(args.config)
     if config.http.auth_mode != MULTI_TENANT:
         print(f"dmfdns: note: the node's auth_mode is \"{config.http.auth_mode}\"; user "
               "tokens take effect only with auth_mode = \"multi-tenant\"", file=ctx.stderr)
-    return TokenFile(config.node.data_dir)
+    try:
+        store = open_store(config, readonly=not write)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    return Credentials(store), store
+
+
+def _run(args, ctx, action, *, write: bool = True):
+    credentials, store = _credentials(args, ctx, write=write)
+    try:
+        return action(credentials)
+    except (CredentialError, StoreError) as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        store.close()
 
 
 def issue_token(args, ctx) -> int:
@@ -62,23 +82,16 @@ def issue_token(args, ctx) -> int:
         raise CommandError(f"--expires: not a duration: {args.expires!r}")
     if args.rate <= 0 or args.burst < 1:
         raise CommandError("--rate must be above 0 and --burst at least 1")
-    tokens = _tokens(args, ctx)
-    try:
-        token = tokens.issue(args.subject, now=ctx.now,
-                             expires_at=ctx.now + lifetime if lifetime else 0,
-                             note=args.note, rate_per_sec=args.rate, rate_burst=args.burst)
-    except TokenFileError as exc:
-        raise CommandError(str(exc)) from None
+    token = _run(args, ctx, lambda credentials: credentials.issue_token(
+        args.subject, now=ctx.now, expires_at=ctx.now + lifetime if lifetime else 0,
+        note=args.note, rate_per_sec=args.rate, rate_burst=args.burst))
     print(token, file=ctx.stdout)
     print("dmfdns: keep this token now: only its hash is stored", file=ctx.stderr)
     return 0
 
 
 def list_tokens(args, ctx) -> int:
-    try:
-        records = _tokens(args, ctx).records()
-    except TokenFileError as exc:
-        raise CommandError(str(exc)) from None
+    records = _run(args, ctx, lambda credentials: credentials.tokens())
     shown = [r for r in records if args.all or r.live(ctx.now)]
     print(f"{'HASH':<16}  {'SUBJECT':<30}  {'ISSUED':<20}  {'EXPIRES':<20}  STATE  NOTE",
           file=ctx.stdout)
@@ -92,10 +105,7 @@ def list_tokens(args, ctx) -> int:
 
 
 def revoke_token(args, ctx) -> int:
-    try:
-        revoked = _tokens(args, ctx).revoke(args.selector, now=ctx.now)
-    except TokenFileError as exc:
-        raise CommandError(str(exc)) from None
+    revoked = _run(args, ctx, lambda c: c.revoke_tokens(args.selector, now=ctx.now))
     if not revoked:
         raise CommandError(f"no live token matches {args.selector!r}")
     for record in revoked:
@@ -106,3 +116,46 @@ def revoke_token(args, ctx) -> int:
 def _when(seconds: float) -> str:
     moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+# --- TSIG keys --------------------------------------------------------------------------------
+
+def register_tsig(sub) -> None:
+    tsig = sub.add_parser("tsig", help="list or revoke the TSIG keys users registered")
+    actions = tsig.add_subparsers(dest="tsig_command", metavar="ACTION")
+    actions.required = True
+    listing = actions.add_parser("list", help="list TSIG keys (names and scopes, no secrets)")
+    listing.add_argument("--all", action="store_true",
+                         help="include revoked and expired keys")
+    listing.set_defaults(handler=list_tsig)
+    revoke = actions.add_parser("revoke", help="revoke a TSIG key, or every key of a user")
+    revoke.add_argument("selector", metavar="KEY_OR_SUBJECT",
+                        help="a key name as 'tsig list' shows it, or a subject user@domain")
+    revoke.set_defaults(handler=revoke_tsig)
+    for action in (listing, revoke):
+        action.add_argument("--config", metavar="FILE",
+                            help="node configuration (TOML); default: the embedded one")
+
+
+def list_tsig(args, ctx) -> int:
+    keys = _run(args, ctx, lambda credentials: credentials.tsig_keys())
+    print(f"{'KEY NAME':<48}  {'SUBJECT':<28}  {'CREATED':<20}  {'EXPIRES':<20}  STATE  "
+          "SCOPE", file=ctx.stdout)
+    for key in keys:
+        if not (args.all or key.live(ctx.now)):
+            continue
+        state = ("revoked" if key.revoked_at is not None
+                 else "live" if key.live(ctx.now) else "expired")
+        expires = _when(key.expires_at) if key.expires_at else "never"
+        print(f"{key.name + '.':<48}  {key.subject:<28}  {_when(key.created_at):<20}  "
+              f"{expires:<20}  {state:<5}  {' '.join(key.suffixes)}", file=ctx.stdout)
+    return 0
+
+
+def revoke_tsig(args, ctx) -> int:
+    revoked = _run(args, ctx, lambda c: c.revoke_tsig(args.selector, now=ctx.now))
+    if not revoked:
+        raise CommandError(f"no live TSIG key matches {args.selector!r}")
+    for key in revoked:
+        print(f"revoked {key.name}. ({key.subject})", file=ctx.stdout)
+    return 0

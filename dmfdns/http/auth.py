@@ -3,7 +3,7 @@
 * ``open``: anyone may write (the config refuses it on a non-loopback listener unless the
   operator explicitly allows it);
 * ``legacy``: only the operator token;
-* ``multi-tenant``: the operator token, or a per-user token (``dmfdns.http.tokens``) that
+* ``multi-tenant``: the operator token, or a per-user token (``dmfdns.store.credentials``) that
   may write by owner-name class (dmp-node.md section 2.2):
 
   - **owner-exclusive**: the token subject's own identity, prekey and rotation names:
@@ -26,7 +26,7 @@ from typing import Callable
 from ..proto import authority
 from .endpoint import HttpError
 from .ratelimit import TokenBucketLimiter
-from .tokens import TokenFile, TokenFileError, TokenRecord
+from ..store.credentials import CredentialError, Credentials, TokenRecord
 
 OPEN = "open"
 LEGACY = "legacy"
@@ -61,12 +61,12 @@ def same_secret(given: str | None, expected: str | None) -> bool:
 class WriteAuth:
     """The auth decisions of the records API for one node."""
 
-    def __init__(self, mode: str, *, operator_token: str = "", tokens: TokenFile | None = None,
+    def __init__(self, mode: str, *, operator_token: str = "", tokens: Credentials | None = None,
                  clock: Callable[[], float]):
         if mode not in MODES:
             raise ValueError(f"auth mode must be one of {', '.join(MODES)}")
         if mode == MULTI_TENANT and tokens is None:
-            raise ValueError("multi-tenant auth needs a tokens file")
+            raise ValueError("multi-tenant auth needs the credentials store")
         self.mode = mode
         self._operator_token = operator_token or None
         self._tokens = tokens
@@ -90,8 +90,8 @@ class WriteAuth:
         if self.mode == LEGACY or token is None:
             raise HttpError(401, UNAUTHORIZED)
         try:
-            record = self._tokens.lookup(token)
-        except TokenFileError:
+            record = self._tokens.lookup_token(token)
+        except CredentialError:
             raise HttpError(503, "token store unavailable") from None
         if record is None or not record.live(self._clock()):
             raise HttpError(401, UNAUTHORIZED)

@@ -168,6 +168,30 @@ class TableStore:
             batch.finish()
         return removed
 
+    # the auth table (credentials): opaque byte keys and values, one transaction per call
+
+    def auth_get(self, key: bytes) -> bytes | None:
+        with self._reading() as tables:
+            return tables.auth_get(key)
+
+    def auth_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """Every ``(key, value)`` whose key starts with ``prefix``, in key order."""
+        with self._reading() as tables:
+            return tables.auth_scan(prefix)
+
+    def auth_write(self, changes, update=None) -> None:
+        """Set (or, for a None value, delete) ``changes`` in one durable transaction.
+        ``update(reader)``, when given, runs inside the transaction first and returns more
+        changes computed from what it reads through ``reader.auth_get(key)`` and
+        ``reader.auth_scan(prefix)`` (a read-modify-write no other writer, in this process
+        or another, can interleave with); an exception from it writes nothing."""
+        with self._writing() as tables:
+            found = dict(changes)
+            if update is not None:
+                found.update(update(tables))
+            for key, value in found.items():
+                tables.auth_set(key, value)
+
     def meta_set(self, key: str, value: bytes) -> None:
         self._check_meta_key(key)
         if key.startswith(META_PREFIX):

@@ -1,7 +1,7 @@
 """LmdbStore: the RecordStore on one LMDB environment (DESIGN.md section 3).
 
-The only module that imports ``lmdb``. One environment, five named sub-databases (see
-``layout``), opened with LMDB's full sync (``sync`` and ``metasync`` on), so a write that
+The only module that imports ``lmdb``. One environment, five named sub-databases for the
+records (see ``layout``) and an ``auth`` table for credentials, opened with LMDB's full sync (``sync`` and ``metasync`` on), so a write that
 returned is on disk (``reliability.md`` section 3.2). Every call runs one short
 transaction that never leaves this module; reads return plain Python values.
 
@@ -23,15 +23,17 @@ from .engine import TableStore, probe_descendants
 
 SCHEMA_VERSION = b"1"
 _DATABASES = (b"records", b"names", b"log", b"expiry", b"meta")
+_AUTH_DATABASE = b"auth"
 _MAX_DBS = 8
 
 
 class _LmdbTables:
     """The ``batch.Tables`` operations inside one LMDB transaction."""
 
-    def __init__(self, txn, dbs):
+    def __init__(self, txn, dbs, auth_db=None):
         self._txn = txn
         self._records, self._names, self._log, self._expiry, self._meta = dbs
+        self._auth = auth_db
 
     def entry(self, rkey, vhash):
         raw = self._txn.get(layout.record_key(rkey, vhash), db=self._records)
@@ -108,6 +110,27 @@ class _LmdbTables:
     def set_meta(self, key, value):
         self._txn.put(key.encode("utf-8"), value, db=self._meta)
 
+    def auth_get(self, key):
+        return None if self._auth is None else self._txn.get(key, db=self._auth)
+
+    def auth_scan(self, prefix):
+        if self._auth is None:
+            return []
+        scan = self._txn.cursor(self._auth)
+        found = []
+        if scan.set_range(prefix):
+            for key, value in scan:
+                if not key.startswith(prefix):
+                    break
+                found.append((bytes(key), bytes(value)))
+        return found
+
+    def auth_set(self, key, value):
+        if value is None:
+            self._txn.delete(key, db=self._auth)
+        else:
+            self._txn.put(key, value, db=self._auth)
+
     def count(self, db_name: str) -> int:
         db = {"records": self._records, "names": self._names}[db_name]
         return self._txn.stat(db)["entries"]
@@ -148,6 +171,7 @@ class LmdbStore(TableStore):
         except lmdb.Error as error:
             raise StoreError(f"no dmfdns store at {self._path}: {error}") from None
         self._dbs = dbs
+        self._auth_db = self._open_auth_db()
         if not self._readonly:
             self._init_schema()
         with self._reading() as tables:
@@ -156,6 +180,18 @@ class LmdbStore(TableStore):
             raise StoreError(f"store at {self._path} has schema {schema!r}, "
                              f"this dmfdns reads {SCHEMA_VERSION!r}")
         return dbs
+
+    def _open_auth_db(self):
+        """The ``auth`` table (credentials, ``dmfdns.store.credentials``). A writable handle
+        creates it in a store made before it existed (no schema change: the record tables
+        are untouched); a read-only handle (a DNS worker) does without it."""
+        try:
+            return self._env.open_db(_AUTH_DATABASE, create=not self._readonly)
+        except lmdb.Error:
+            if self._readonly:
+                return None
+            raise StoreError(f"cannot open the auth table of the store at {self._path}") \
+                from None
 
     def _init_schema(self):
         with self._writing() as tables:
@@ -177,7 +213,7 @@ class LmdbStore(TableStore):
     def _reading(self):
         txn = self._begin()
         try:
-            yield _LmdbTables(txn, self._dbs)
+            yield _LmdbTables(txn, self._dbs, self._auth_db)
         except lmdb.Error as error:
             raise StoreError(f"store read failed: {error}") from None
         finally:
@@ -189,7 +225,7 @@ class LmdbStore(TableStore):
             raise StoreError("store is open read-only")
         txn = self._begin(write=True)
         try:
-            yield _LmdbTables(txn, self._dbs)
+            yield _LmdbTables(txn, self._dbs, self._auth_db)
             txn.commit()
         except lmdb.MapFullError:
             txn.abort()

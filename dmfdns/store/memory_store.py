@@ -29,6 +29,7 @@ class _MemoryTables:
         self.log: list[Cursor] = []
         self.expiries: list[tuple[int, bytes, bytes]] = []
         self.meta_values: dict[str, bytes] = {}
+        self.auth: dict[bytes, bytes] = {}
 
     def entry(self, rkey, vhash):
         return self.records.get(rkey, {}).get(vhash)
@@ -88,6 +89,18 @@ class _MemoryTables:
 
     def set_meta(self, key, value):
         self.meta_values[key] = value
+
+    def auth_get(self, key):
+        return self.auth.get(key)
+
+    def auth_scan(self, prefix):
+        return sorted((k, v) for k, v in self.auth.items() if k.startswith(prefix))
+
+    def auth_set(self, key, value):
+        if value is None:
+            self.auth.pop(key, None)
+        else:
+            self.auth[key] = value
 
 
 class MemoryStore(TableStore):
