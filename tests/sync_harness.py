@@ -1,35 +1,33 @@
-"""Several nodes' sync machinery in one process on one ``task.Clock``, without sockets.
+"""Several real nodes in one process on one memory reactor, their peers reached without sockets.
 
-Each ``FakeNode`` has a MemoryStore, its real twisted.web site with ``/v1/records`` and
-``/v1/sync/*``, and a ``ClusterSync``. Peers talk through ``SiteTransport``: a request goes
-into the other node's site over a StringTransport and the response bytes come back, so the
-whole HTTP path (auth, JSON, headers, status codes) is exercised deterministically. Links
-can be cut, and a peer URL can be served by a hostile handler instead of a node.
+Each ``SyncNode`` is what ``make_service`` builds from a loopback configuration: its LMDB
+store under the test's directory, its real twisted.web site with ``/v1/records`` and
+``/v1/sync/*``, its ``ClusterSync`` and metrics. All of them share one memory reactor (so
+time is the test's to advance and nothing binds a socket), and the peer transport is
+injected: ``SiteTransport`` takes a request into the other node's site over a
+StringTransport and brings the response bytes back, so the whole HTTP path (auth, JSON,
+headers, status codes) is exercised deterministically. Links can be cut, and a peer URL can
+be served by a hostile handler instead of a node.
 """
 
+
 import json
+import pathlib
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from dmfdns.http.auth import WriteAuth
-from dmfdns.http.ratelimit import TokenBucketLimiter
-from dmfdns.http.site import make_site
-from dmfdns.store.writes import WriteService
-from dmfdns.http.sync_resources import SyncApi
-from dmfdns.metrics import NodeMetrics
+from dmfdns.node import make_service
 from dmfdns.proto import cluster_manifest
 from dmfdns.proto.cluster_manifest import ClusterNode
 from dmfdns.proto.signing import Signer
-from dmfdns.store.memory_store import MemoryStore
+from dmfdns.store.api import Cursor
 from dmfdns.sync.anti_entropy import Budget
 from dmfdns.sync.peer_client import HttpResponse, PeerError, UNREACHABLE
-from dmfdns.sync.service import ClusterSettings, ClusterSync
-from dmfdns.sync.sync_metrics import SyncCollector
 from http_support import parse_responses, request_bytes
+from node_support import node_config
 
 NOW = 1_800_000_000.0
 ZONE = "mesh.test"
@@ -89,36 +87,42 @@ class _Bound:
         return self.transport.deliver(self.node_id, method, url, headers, body)
 
 
-class FakeNode:
-    def __init__(self, node_id, clock, transport: SiteTransport, *, manifest=None,
+class SyncNode:
+    """One node from the real ``make_service``, its data under ``root/<node_id>`` unless
+    ``data_dir`` is given. ``start()`` and ``stop()`` are the node's own (``stop`` closes
+    its LMDB like a process exiting, so a new ``SyncNode`` on the same directory is a
+    restart)."""
+
+    def __init__(self, root, node_id, clock, transport: SiteTransport, *, manifest=None,
                  peers=(), token=TOKEN, budget=Budget(), fullset_interval=30.0,
-                 store=None, operator_key=OPERATOR.public_key):
+                 data_dir=None, operator_key=OPERATOR.public_key):
         self.node_id = node_id
         self.clock = clock
-        self.store = store or MemoryStore(node_id=node_id)
-        self.registry = CollectorRegistry()
-        self.metrics = NodeMetrics(self.registry)
-        settings = ClusterSettings(
-            node_id=node_id, zones=(ZONE,), sync_token=token, base=BASE,
-            operator_key=operator_key, initial_manifest=manifest,
-            static_peers=tuple(peers), interval=3600.0, budget=budget,
-            fullset_interval=fullset_interval)
-        self.writes = WriteService(self.store, zones=(ZONE,), operator_key=operator_key,
-                                   cluster_base=BASE, observe=self.metrics.observe_write)
-        self.cluster = ClusterSync(self.store, clock, settings,
-                                   transport=transport.for_node(node_id), writes=self.writes)
-        auth = WriteAuth("open", clock=clock.seconds)
-        self.http = make_site(store=self.store, writes=self.writes, clock=clock,
-                              metrics=self.metrics, auth=auth)
-        SyncApi(store=self.store, token=token,
-                limiter=TokenBucketLimiter(1e6, 1e6, clock.seconds),
-                current_manifest=self.cluster.current_manifest,
-                index=self.cluster.index).mount(self.http)
-        self.registry.register(SyncCollector(self.cluster))
-        transport.sites[urlsplit(url_of(node_id)).netloc] = self.http.site
+        root = pathlib.Path(root)
+        cluster = {"base": BASE, "operator_key": operator_key.hex(), "sync_token": token,
+                   "peers": list(peers), "sync_interval": 3600,
+                   "fullset_interval": fullset_interval, "page_limit": budget.page_limit,
+                   "max_pages_per_tick": budget.max_pages,
+                   "max_records_per_tick": budget.max_records, "tick_budget": budget.seconds}
+        if manifest is not None:
+            manifest_file = root / f"{node_id}-manifest.txt"
+            manifest_file.write_text(manifest + "\n")
+            cluster["manifest_file"] = str(manifest_file)
+        config = node_config(root, data_dir or root / node_id, node_id=node_id,
+                             http_options={"rate_limit": 0}, cluster=cluster)
+        self.node = make_service(config, clock, peer_transport=transport.for_node(node_id))
+        self.store = self.node.store
+        self.cluster = self.node.cluster
+        transport.sites[urlsplit(url_of(node_id)).netloc] = self.node.http.site
+
+    def start(self) -> None:
+        self.node.startService()
+
+    def stop(self) -> None:
+        self.node.stopService()
 
     def metric(self, name, **labels):
-        return self.registry.get_sample_value(name, labels) or 0
+        return self.node.metrics.registry.get_sample_value(name, labels) or 0
 
     def state(self, peer_id):
         return self.cluster.anti_entropy.states[peer_id]
@@ -126,24 +130,48 @@ class FakeNode:
     def records(self) -> set:
         """Every live (name, value) pair: the set nodes must agree on."""
         now = self.clock.seconds()
-        page = self.store.changes_after(_start(), 10_000, now=now + 10, tombstones=False)
+        page = self.store.changes_after(Cursor(), 10_000, now=now + 10, tombstones=False)
         return {(c.name, c.value) for c in page.changes}
 
     def put(self, name, value, ttl=3600):
         self.store.put(name, value, expiry=self.clock.seconds() + ttl, now=self.clock.seconds())
 
 
-def _start():
-    from dmfdns.store.api import Cursor
-    return Cursor()
+class ClusterReactor(MemoryReactorClock):
+    """The one reactor a test's nodes share: a clock, and listeners that bind nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self._ports = iter(range(40000, 50000))
+        self.advance(NOW)
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        return _Port("UDP", interface, port or next(self._ports))
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        super().listenTCP(port, factory, backlog, interface)
+        return _Port("TCP", interface, port or next(self._ports))
 
 
-def make_cluster(node_ids=("n1", "n2", "n3"), **options):
-    clock = task.Clock()
-    clock.advance(NOW)
+class _Port:
+    def __init__(self, kind, host, port):
+        self.address = IPv4Address(kind, host, port)
+
+    def getHost(self):
+        return self.address
+
+    def stopListening(self):
+        return None
+
+
+def make_cluster(root, node_ids=("n1", "n2", "n3"), **options):
+    """Nodes ``node_ids`` under ``root`` on one new reactor, each adopting a manifest that
+    lists them all; not started."""
+    clock = ClusterReactor()
     transport = SiteTransport()
     manifest = sign_manifest(node_ids)
-    nodes = {n: FakeNode(n, clock, transport, manifest=manifest, **options) for n in node_ids}
+    nodes = {n: SyncNode(root, n, clock, transport, manifest=manifest, **options)
+             for n in node_ids}
     return clock, transport, nodes
 
 

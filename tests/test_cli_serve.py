@@ -12,7 +12,7 @@ import time
 import pytest
 
 from dmfdns.cli import run
-from dmfdns.node import NodeLock
+from dmfdns.node_lock import NodeLock
 from dmfdns.proto import owners
 
 from node_support import free_port

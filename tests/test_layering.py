@@ -29,7 +29,7 @@ LAYER_RULES = [
     (r"dmfdns\.twisted_private$", ADAPTERS),
     (r"dmfdns\.(metrics|stall_probe|group_commit)$", ADAPTERS),
     (r"dmfdns\.commands\..+", COMPOSITION),
-    (r"dmfdns\.(node|node_http|node_cluster|config|cli|__main__)$", COMPOSITION),
+    (r"dmfdns\.(node|node_[a-z]+|config|cli|__main__)$", COMPOSITION),
 ]
 
 # proto uses the standard library and these only (DESIGN section 2).

@@ -10,8 +10,9 @@ from twisted.internet.testing import MemoryReactorClock
 
 from dmfdns.config import ListenAddress, load_config
 from dmfdns.dns.server import DNSDatagramProtocol, DNSStreamFactory
-from dmfdns.node import (LOCK_FILE, NodeError, NodeLock, NodeLocked, Sweeper, make_service,
-                         open_store)
+from dmfdns.node import make_service
+from dmfdns.node_lock import LOCK_FILE, NodeError, NodeLock, NodeLocked
+from dmfdns.node_store import Sweeper, open_store
 from dmfdns.store.api import StoreError
 
 
@@ -222,3 +223,73 @@ def test_stopping_cancels_a_pending_batch():
     sweeper.tick()
     sweeper.stop()
     assert clock.getDelayedCalls() == []
+
+
+# --- the ordered build --------------------------------------------------------------------
+
+class ClosingTransport:
+    """A peer transport that records being closed."""
+
+    def __init__(self):
+        self.closed = 0
+
+    def request(self, method, url, headers, body):
+        raise AssertionError("no peer is called while building")
+
+    def close(self):
+        self.closed += 1
+
+
+BUILD_STEPS = ("make_responder", "dns_listeners", "node_metrics", "make_http",
+               "http_listeners", "make_cluster", "Node")
+
+
+@pytest.mark.parametrize("step", BUILD_STEPS)
+def test_a_failing_build_step_releases_everything_made_before_it(tmp_path, monkeypatch, step):
+    import dmfdns.node as node_module
+
+    def fail(*args, **kwargs):
+        raise RuntimeError(f"{step} failed")
+    monkeypatch.setattr(node_module, step, fail)
+    config = config_for(tmp_path)
+    transport = ClosingTransport()
+    with pytest.raises(RuntimeError, match=f"{step} failed"):
+        make_service(config, FakeReactor(), peer_transport=transport)
+    # The lock is free and LMDB (which refuses a second handle to one environment in one
+    # process) opens again: the store was closed.
+    NodeLock(config.node.data_dir).acquire("check").release()
+    open_store(config).close()
+    assert transport.closed == (1 if step == "Node" else 0)
+    monkeypatch.undo()
+    make_service(config, FakeReactor()).close()
+
+
+def test_stopping_closes_the_transport_then_the_store_then_the_lock(tmp_path):
+    config = config_for(tmp_path)
+    transport = ClosingTransport()
+    node = make_service(config, FakeReactor(), peer_transport=transport)
+    node.startService()
+    assert node.cluster.transport is transport
+    node.stopService()
+    assert transport.closed >= 1 and not node.lock.held and not node.store_open
+    open_store(config).close()
+    node.close()                                   # idempotent
+    assert transport.closed >= 1 and not node.lock.held
+
+
+def test_the_operator_key_file_is_read_once(tmp_path, monkeypatch):
+    import dmfdns.node_files as files_module
+    key_file = tmp_path / "operator.pub"
+    key_file.write_text("ab" * 32 + "\n")
+    config = config_for(tmp_path)
+    config = dataclasses.replace(config, cluster=dataclasses.replace(
+        config.cluster, base="mesh.test", operator_key_file=key_file))
+    reads = []
+    real = files_module.read_operator_key
+    monkeypatch.setattr(files_module, "read_operator_key",
+                        lambda cluster: reads.append(cluster) or real(cluster))
+    node = make_service(config, FakeReactor())
+    assert len(reads) == 1
+    assert node.cluster.settings.operator_key == bytes.fromhex("ab" * 32)
+    assert node.http.records.operator_key == bytes.fromhex("ab" * 32)
+    node.close()

@@ -148,10 +148,10 @@ def test_http_a_later_identity_governs_later_prekeys(http_node):
 
 # --- anti-entropy ------------------------------------------------------------------------------
 
-def two_nodes():
-    clock, _, nodes = make_cluster(("n1", "n2"))
+def two_nodes(root):
+    clock, _, nodes = make_cluster(root, ("n1", "n2"))
     for node in nodes.values():
-        node.cluster.startService()
+        node.start()
     return clock, nodes
 
 
@@ -165,8 +165,8 @@ def user_records(node) -> set:
     return {(name, value) for name, value in node.records() if "id-" in name}
 
 
-def test_sync_admits_prekeys_of_the_stored_identity_and_refuses_others():
-    _, nodes = two_nodes()
+def test_sync_admits_prekeys_of_the_stored_identity_and_refuses_others(tmp_path):
+    _, nodes = two_nodes(tmp_path)
     n1, n2 = nodes["n1"], nodes["n2"]
     # n1 holds what a structural-only peer (a dnsmesh node) would accept.
     for value in (an_identity(), a_prekey(ALICE, 1), a_prekey(MALLORY, 2)):
@@ -183,8 +183,8 @@ def test_sync_admits_prekeys_of_the_stored_identity_and_refuses_others():
     assert n2.state("n1").caught_up
 
 
-def test_sync_verifies_prekeys_against_an_identity_pulled_in_the_same_batch():
-    clock, nodes = two_nodes()
+def test_sync_verifies_prekeys_against_an_identity_pulled_in_the_same_batch(tmp_path):
+    clock, nodes = two_nodes(tmp_path)
     n1, n2 = nodes["n1"], nodes["n2"]
     # Prekeys first, so the peer lists them before the identity.
     n1.put(ALICE_PREKEYS, a_prekey(MALLORY, 2))
@@ -196,8 +196,8 @@ def test_sync_verifies_prekeys_against_an_identity_pulled_in_the_same_batch():
     assert n2.state("n1").rejected.get("invalid_record") == 1
 
 
-def test_sync_checks_prekeys_structurally_without_an_identity():
-    _, nodes = two_nodes()
+def test_sync_checks_prekeys_structurally_without_an_identity(tmp_path):
+    _, nodes = two_nodes(tmp_path)
     nodes["n1"].put(CAROL_PREKEYS, a_prekey(MALLORY, 2))
     nodes["n1"].put(CAROL_PREKEYS, a_prekey(MALLORY, 3, exp=NOW + 31 * 86400))
     pull_once(nodes)

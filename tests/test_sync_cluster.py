@@ -1,5 +1,6 @@
-"""Three nodes' sync in one process on one task.Clock: convergence, deletes, restarts,
-partitions, hostile peers and manifest gossip, through the real HTTP sites."""
+"""Three real nodes (``make_service``) syncing in one process on one memory reactor:
+convergence, deletes, restarts, partitions, hostile peers and manifest gossip, through the
+real HTTP sites and LMDB stores."""
 
 import hashlib
 import json
@@ -9,15 +10,15 @@ from twisted.internet import defer
 from dmfdns.proto import identity, owners
 from dmfdns.proto.signing import Signer
 from dmfdns.store.api import Cursor
+from dmfdns.store.lmdb_store import LmdbStore
 from dmfdns.sync.anti_entropy import Budget, CURSOR_META
-from sync_harness import (BASE, NOW, OPERATOR, TOKEN, FakeNode, SiteTransport, json_response,
-                          make_cluster, run, sign_manifest, url_of)
-from twisted.internet import task
+from sync_harness import (BASE, NOW, TOKEN, ClusterReactor, SiteTransport, SyncNode,
+                          json_response, make_cluster, run, sign_manifest, url_of)
 
 
 def start(nodes):
     for node in nodes.values():
-        node.cluster.startService()
+        node.start()
 
 
 def identical(nodes) -> bool:
@@ -25,8 +26,8 @@ def identical(nodes) -> bool:
     return all(s == sets[0] for s in sets)
 
 
-def test_a_thousand_records_written_on_two_nodes_reach_all_three():
-    clock, _, nodes = make_cluster()
+def test_a_thousand_records_written_on_two_nodes_reach_all_three(tmp_path):
+    clock, _, nodes = make_cluster(tmp_path)
     start(nodes)
     n1, n2, n3 = nodes.values()
     for i in range(500):
@@ -40,8 +41,8 @@ def test_a_thousand_records_written_on_two_nodes_reach_all_three():
     assert n3.metric("dmfdns_writes_accepted_total", path="sync") >= 1000
 
 
-def test_a_delete_replicates_and_a_republish_brings_the_value_back():
-    clock, _, nodes = make_cluster()
+def test_a_delete_replicates_and_a_republish_brings_the_value_back(tmp_path):
+    clock, _, nodes = make_cluster(tmp_path)
     start(nodes)
     n1, n2, n3 = nodes.values()
     n1.put("gone.mesh.test", "v1")
@@ -60,8 +61,8 @@ def test_a_delete_replicates_and_a_republish_brings_the_value_back():
             {"v1", "v2"}
 
 
-def test_the_cursor_is_a_position_in_the_peers_log_persisted_in_meta():
-    clock, _, nodes = make_cluster()
+def test_the_cursor_is_a_position_in_the_peers_log_persisted_in_meta(tmp_path):
+    clock, _, nodes = make_cluster(tmp_path)
     start(nodes)
     n1, n2, _ = nodes.values()
     n1.put("x.mesh.test", "v")
@@ -73,8 +74,8 @@ def test_the_cursor_is_a_position_in_the_peers_log_persisted_in_meta():
     assert n2.state("n1").cursor == Cursor(int(ts), name, value_hash)
 
 
-def test_a_restarted_node_resumes_and_confirms_convergence_without_repulling():
-    clock, transport, nodes = make_cluster()
+def test_a_restarted_node_resumes_and_confirms_convergence_without_repulling(tmp_path):
+    clock, transport, nodes = make_cluster(tmp_path)
     start(nodes)
     n1, n2, n3 = nodes.values()
     for i in range(300):
@@ -82,13 +83,12 @@ def test_a_restarted_node_resumes_and_confirms_convergence_without_repulling():
     run(clock, nodes.values(), ticks=3)
     assert identical(nodes.values())
     clock.advance(5)                       # quiet: every change is past the horizon
-    store = n3.store
-    n3.cluster.stopService()
+    n3.stop()
     before = len(transport.requests)
-    # The same store, a new ClusterSync (a process restart keeps LMDB, loses memory).
-    restarted = FakeNode("n3", clock, transport, store=store, manifest=sign_manifest(
+    # The same data directory, a new node (a process restart keeps LMDB, loses memory).
+    restarted = SyncNode(tmp_path, "n3", clock, transport, manifest=sign_manifest(
         ["n1", "n2", "n3"]))
-    restarted.cluster.startService()
+    restarted.start()
     run(clock, [restarted], ticks=1)
     for peer in ("n1", "n2"):
         state = restarted.state(peer)
@@ -99,28 +99,34 @@ def test_a_restarted_node_resumes_and_confirms_convergence_without_repulling():
     assert restarted.metric("dmfdns_sync_peer_converged", peer="n1") == 1
 
 
-def test_a_lost_record_is_found_by_the_full_set_comparison():
+def test_a_lost_record_is_found_by_the_full_set_comparison(tmp_path):
     """A record the cursor walk passed but the store lost (restored backup, bit rot)."""
-    clock, _, nodes = make_cluster(fullset_interval=5.0)
+    clock, _, nodes = make_cluster(tmp_path, fullset_interval=5.0)
     start(nodes)
     n1, n2, _ = nodes.values()
     for i in range(50):
         n1.put(f"a{i}.mesh.test", f"v{i}")
     run(clock, nodes.values(), ticks=2)
     # Simulate loss on n2 behind the sync's back: a raw store write of a tombstone would
-    # replicate, so instead build a fresh n2 store holding all but one record, cursors kept.
+    # replicate, so instead restart n2 on a fresh store holding all but one record, cursors
+    # kept.
     lost = ("a7.mesh.test", "v7")
-    fresh = type(n2.store)(node_id="n2")
-    for change in n2.store.changes_after(Cursor(), 1000, now=clock.seconds()).changes:
+    changes = n2.store.changes_after(Cursor(), 1000, now=clock.seconds()).changes
+    cursors = {peer: n2.store.meta_get(CURSOR_META + peer) for peer in ("n1", "n3")}
+    n2.stop()
+    restored = tmp_path / "n2-restored"
+    restored.mkdir()
+    fresh = LmdbStore(restored, map_size=64 * 2**20, node_id="n2")
+    for change in changes:
         if (change.name, change.value) != lost:
             fresh.apply_remote(change, clock.seconds())
-    for peer in ("n1", "n3"):
-        fresh.meta_set(CURSOR_META + peer, n2.store.meta_get(CURSOR_META + peer))
-    n2.cluster.stopService()
-    n2b = FakeNode("n2", clock, _transport_of(nodes), store=fresh,
+    for peer, cursor in cursors.items():
+        fresh.meta_set(CURSOR_META + peer, cursor)
+    fresh.close()
+    n2b = SyncNode(tmp_path, "n2", clock, _transport_of(nodes), data_dir=restored,
                    manifest=sign_manifest(["n1", "n2", "n3"]), fullset_interval=5.0)
     clock.advance(2)
-    n2b.cluster.startService()
+    n2b.start()
     run(clock, [n2b], seconds=3, ticks=2)
     assert lost in n2b.records()
     assert n2b.state("n1").fullset_checks.get("mismatch", 0) >= 1
@@ -130,8 +136,8 @@ def _transport_of(nodes):
     return next(iter(nodes.values())).cluster.transport.transport
 
 
-def test_partitioned_node_catches_up_after_the_link_heals():
-    clock, transport, nodes = make_cluster()
+def test_partitioned_node_catches_up_after_the_link_heals(tmp_path):
+    clock, transport, nodes = make_cluster(tmp_path)
     start(nodes)
     n1, n2, n3 = nodes.values()
     transport.cut |= {("n3", "n1.peers.invalid:80"), ("n3", "n2.peers.invalid:80")}
@@ -147,8 +153,8 @@ def test_partitioned_node_catches_up_after_the_link_heals():
     assert identical(nodes.values()) and len(n3.records()) == 401
 
 
-def test_the_budget_limits_one_tick_and_the_walk_resumes_next_tick():
-    clock, _, nodes = make_cluster(budget=Budget(page_limit=100, max_pages=3))
+def test_the_budget_limits_one_tick_and_the_walk_resumes_next_tick(tmp_path):
+    clock, _, nodes = make_cluster(tmp_path, budget=Budget(page_limit=100, max_pages=3))
     start(nodes)
     n1, n2, _ = nodes.values()
     for i in range(1000):
@@ -203,17 +209,16 @@ class Hostile:
         return json_response(404, {"error": "not found"})
 
 
-def test_a_hostile_peer_stores_nothing_invalid_and_honest_sync_goes_on():
-    clock = task.Clock()
-    clock.advance(NOW)
+def test_a_hostile_peer_stores_nothing_invalid_and_honest_sync_goes_on(tmp_path):
+    clock = ClusterReactor()
     transport = SiteTransport()
     manifest = sign_manifest(["n1", "n2", "evil"])
-    n1 = FakeNode("n1", clock, transport, manifest=manifest)
-    n2 = FakeNode("n2", clock, transport, manifest=manifest)
+    n1 = SyncNode(tmp_path, "n1", clock, transport, manifest=manifest)
+    n2 = SyncNode(tmp_path, "n2", clock, transport, manifest=manifest)
     hostile = Hostile(clock)
     transport.handlers["evil.peers.invalid:80"] = hostile
     for node in (n1, n2):
-        node.cluster.startService()
+        node.start()
     for i in range(100):
         n2.put(f"h{i}.mesh.test", f"v{i}")
     run(clock, [n1, n2], ticks=2)
@@ -238,15 +243,14 @@ def test_a_hostile_peer_stores_nothing_invalid_and_honest_sync_goes_on():
     assert n1.state("evil").errors["malformed"] >= 1
 
 
-def test_a_peer_that_never_answers_does_not_hold_up_the_others():
-    clock = task.Clock()
-    clock.advance(NOW)
+def test_a_peer_that_never_answers_does_not_hold_up_the_others(tmp_path):
+    clock = ClusterReactor()
     transport = SiteTransport()
     manifest = sign_manifest(["n1", "n2", "slow"])
-    n1 = FakeNode("n1", clock, transport, manifest=manifest)
-    n2 = FakeNode("n2", clock, transport, manifest=manifest)
+    n1 = SyncNode(tmp_path, "n1", clock, transport, manifest=manifest)
+    n2 = SyncNode(tmp_path, "n2", clock, transport, manifest=manifest)
     transport.handlers["slow.peers.invalid:80"] = lambda *a: defer.Deferred()
-    n1.cluster.startService()
+    n1.start()
     n2.put("a.mesh.test", "v")
     clock.advance(2)
     first = n1.cluster.tick()
@@ -262,8 +266,8 @@ def test_a_peer_that_never_answers_does_not_hold_up_the_others():
 
 # --- manifest gossip --------------------------------------------------------------------------
 
-def test_a_newer_manifest_reaches_every_node_within_two_intervals():
-    clock, _, nodes = make_cluster()
+def test_a_newer_manifest_reaches_every_node_within_two_intervals(tmp_path):
+    clock, _, nodes = make_cluster(tmp_path)
     start(nodes)
     n1, n2, n3 = nodes.values()
     newer = sign_manifest(["n1", "n2", "n3", "n4"], seq=2)
@@ -279,12 +283,11 @@ def test_a_newer_manifest_reaches_every_node_within_two_intervals():
         assert node.metric("dmfdns_cluster_manifest_seq") == 2
 
 
-def test_rollback_expired_and_forged_manifests_are_refused_and_the_old_stays():
-    clock = task.Clock()
-    clock.advance(NOW)
+def test_rollback_expired_and_forged_manifests_are_refused_and_the_old_stays(tmp_path):
+    clock = ClusterReactor()
     transport = SiteTransport()
     current = sign_manifest(["n1", "liar"], seq=5)
-    n1 = FakeNode("n1", clock, transport, manifest=current)
+    n1 = SyncNode(tmp_path, "n1", clock, transport, manifest=current)
     offers = [sign_manifest(["n1", "liar", "x"], seq=4),                     # rollback
               sign_manifest(["n1", "x"], seq=9, exp=int(NOW) - 10),          # expired
               sign_manifest(["n1", "x"], seq=9, signer=Signer(b"\x09" * 32)),  # other key
@@ -295,7 +298,7 @@ def test_rollback_expired_and_forged_manifests_are_refused_and_the_old_stays():
         json_response(200, {"wire": next(served), "seq": 9, "exp": 0, "cluster_name": BASE})
         if "cluster-manifest" in path else json_response(200, {"records": [],
                                                                 "has_more": False}))
-    n1.cluster.startService()
+    n1.start()
     for _ in offers[1:]:
         run(clock, [n1], ticks=1)
     keeper = n1.cluster.keeper
@@ -306,14 +309,13 @@ def test_rollback_expired_and_forged_manifests_are_refused_and_the_old_stays():
     assert n1.metric("dmfdns_cluster_manifest_rejected_total", reason="invalid") == 2
 
 
-def test_sync_endpoints_refuse_a_wrong_token():
-    clock = task.Clock()
-    clock.advance(NOW)
+def test_sync_endpoints_refuse_a_wrong_token(tmp_path):
+    clock = ClusterReactor()
     transport = SiteTransport()
     manifest = sign_manifest(["n1", "n2"])
-    n1 = FakeNode("n1", clock, transport, manifest=manifest)
-    FakeNode("n2", clock, transport, manifest=manifest, token="another-token")
-    n1.cluster.startService()
+    n1 = SyncNode(tmp_path, "n1", clock, transport, manifest=manifest)
+    SyncNode(tmp_path, "n2", clock, transport, manifest=manifest, token="another-token")
+    n1.start()
     run(clock, [n1], ticks=1)
     assert n1.state("n2").errors == {"forbidden": 2}     # the start tick and one more
     assert TOKEN != "another-token"

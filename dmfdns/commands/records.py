@@ -20,7 +20,9 @@ from dnslib import QTYPE
 from ..config import ConfigError, read_operator_key
 from ..proto.names import canonical, within
 from ..dns.zone import ZoneError, parse_zone
-from ..node import NodeLock, NodeLocked, load_zones, open_store
+from ..node_files import load_zones
+from ..node_lock import NodeLock, NodeLocked
+from ..node_store import open_store
 from ..proto import admission
 from ..store.api import Cursor, StoreError
 from ..store.changelog import STABLE_HORIZON_MS

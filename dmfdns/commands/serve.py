@@ -3,9 +3,11 @@
 from twisted.logger import (FilteringLogObserver, Logger, LogLevel,
                             LogLevelFilterPredicate, globalLogBeginner, textFileLogObserver)
 
-from ..config import ConfigError, ListenAddress, load_config, read_operator_token
+from ..config import ConfigError, ListenAddress, load_config
 from ..dns.zone import ZoneError
-from ..node import NodeError, cluster_preflight, http_preflight, load_zones, make_service
+from ..node import make_service
+from ..node_files import read_node_files
+from ..node_lock import NodeError
 from ..store.api import StoreError
 from . import CommandError
 
@@ -41,15 +43,13 @@ def check_config(args, ctx) -> int:
     config = load(args.file)
     try:
         # Everything make_service reads before binding: zone files, token and key files.
-        zones = load_zones(config)
-        secrets = http_preflight(config)
-        cluster_preflight(config, [zone.origin for zone in zones])
+        files = read_node_files(config)
     except (ConfigError, ZoneError) as exc:
         raise CommandError(f"{args.file}: {exc}") from None
-    for warning in rehearsal_warnings(config, secrets.operator_token):
+    for warning in rehearsal_warnings(config, files.operator_token):
         print(f"dmfdns: warning: {args.file}: {warning}", file=ctx.stderr)
     print(f"{args.file}: OK", file=ctx.stdout)
-    for line in summary(config, zones):
+    for line in summary(config, files.zones):
         print(f"  {line}", file=ctx.stdout)
     return 0
 
@@ -111,7 +111,7 @@ def serve(args, ctx) -> int:
         node.close()
         raise CommandError(str(exc)) from None
     start_logging(ctx.stderr)
-    for warning in rehearsal_warnings(config, read_operator_token(config.http)):
+    for warning in rehearsal_warnings(config, node.files.operator_token):
         log.warn("{warning}", warning=warning)
     bound = node.dns_addresses("udp")
     for line in summary(config, node.zones, bound):

@@ -1,0 +1,55 @@
+"""The node's DNS side: the responder over the store and a TCP and a UDP listener per
+``[dns] listen`` address (layer 3, built by ``make_service``)."""
+
+from .config import Config
+from .dns.counters import DnsCounters
+from .dns.responder import Responder, ResponderSettings
+from .dns.server import (DNSDatagramProtocol, DNSStreamFactory, FailureLog, TransportCounters,
+                         log as dns_log)
+from .node_listener import Listener
+from .node_store import cookie_secret
+
+
+def responder_settings(config: Config, secret: bytes | None) -> ResponderSettings:
+    dns = config.dns
+    return ResponderSettings(answer_ttl=dns.answer_ttl, edns_payload=dns.udp_max_payload,
+                             nsid=dns.nsid.encode("utf-8") or None,
+                             server_id=dns.server_id or None, version=dns.version or None,
+                             cookie_secret=secret)
+
+
+def make_responder(config: Config, reactor, zones, store) -> Responder:
+    """The responder for ``zones`` over ``store``, with the store's cookie secret; a failing
+    answer is logged at most once per interval of ``reactor``'s clock."""
+    settings = responder_settings(config, cookie_secret(store))
+    return Responder(list(zones), store, settings, DnsCounters(),
+                     on_error=FailureLog(reactor, dns_log).failure)
+
+
+def dns_listeners(config: Config, reactor, responder: Responder) -> list[Listener]:
+    """Per address a TCP listener, then a UDP one that takes the port TCP got (port 0)."""
+    dns = config.dns
+    observe = responder.counters.observe_duration
+    listeners = []
+    for address in dns.listen:
+        udp_counters, tcp_counters = TransportCounters(), TransportCounters()
+        udp = DNSDatagramProtocol(responder, reactor, max_udp=dns.udp_max_payload,
+                                  counters=udp_counters, observe_duration=observe)
+        tcp = DNSStreamFactory(responder, reactor, idle_timeout=dns.tcp_idle_timeout,
+                               max_connections=dns.max_tcp_connections,
+                               max_per_client=dns.max_tcp_connections_per_client,
+                               max_message=dns.max_tcp_message,
+                               counters=tcp_counters, observe_duration=observe)
+        tcp_listener = Listener(reactor, "tcp", address, tcp, tcp_counters)
+        listeners += [tcp_listener, Listener(reactor, "udp", address, udp, udp_counters,
+                                             same_port_as=tcp_listener)]
+    return listeners
+
+
+def transport_counters(listeners) -> dict:
+    """``{"udp": [TransportCounters, ...], "tcp": [...]}`` of the DNS listeners."""
+    grouped = {}
+    for listener in listeners:
+        if listener.kind in ("udp", "tcp"):
+            grouped.setdefault(listener.kind, []).append(listener.counters)
+    return grouped

@@ -1,0 +1,67 @@
+"""The node's store: opening the LMDB environment, the secret it keeps in the store's meta
+table, and the sweep loop that removes expired values (layer 3, used by ``make_service``
+and the admin commands)."""
+
+import os
+
+from twisted.logger import Logger
+
+from .config import Config
+from .store.api import StoreError
+from .store.lmdb_store import LmdbStore
+
+store_log = Logger(namespace="dmfdns.store")
+COOKIE_SECRET_KEY = "dns:cookie_secret"
+COOKIE_SECRET_BYTES = 16
+
+
+def open_store(config: Config, *, readonly: bool = False) -> LmdbStore:
+    """The node's LMDB store (created on first use unless ``readonly``)."""
+    data_dir = config.node.data_dir
+    if not readonly:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    elif not (data_dir / "data.mdb").exists():
+        raise StoreError(f"no dmfdns store at {data_dir} (nothing was written yet)")
+    return LmdbStore(data_dir, map_size=None if readonly else config.store.map_size,
+                     readonly=readonly, node_id=config.node.node_id)
+
+
+def cookie_secret(store) -> bytes:
+    """The node's RFC 9018 cookie secret, made once and kept in the store so server
+    cookies stay valid across restarts."""
+    secret = store.meta_get(COOKIE_SECRET_KEY)
+    if secret is None or len(secret) != COOKIE_SECRET_BYTES:
+        secret = os.urandom(COOKIE_SECRET_BYTES)
+        store.meta_set(COOKIE_SECRET_KEY, secret)
+    return secret
+
+
+class Sweeper:
+    """Removes expired values in bounded batches: one batch per tick, and while a batch
+    comes back full the next one follows on the next reactor turn (never a loop that holds
+    the reactor). A failing batch is logged and counted; the loop goes on."""
+
+    def __init__(self, store, clock, batch: int):
+        self.store = store
+        self.clock = clock
+        self.batch = batch
+        self.removed = 0
+        self.failures = 0
+        self._follow_up = None
+
+    def tick(self) -> None:
+        self._follow_up = None
+        try:
+            removed = self.store.sweep(self.clock.seconds(), self.batch)
+        except Exception:
+            self.failures += 1
+            store_log.failure("sweep failed; retrying at the next tick")
+            return
+        self.removed += removed
+        if removed >= self.batch:
+            self._follow_up = self.clock.callLater(0, self.tick)
+
+    def stop(self) -> None:
+        if self._follow_up is not None and self._follow_up.active():
+            self._follow_up.cancel()
+        self._follow_up = None
