@@ -291,5 +291,5 @@ def test_the_operator_key_file_is_read_once(tmp_path, monkeypatch):
     node = make_service(config, FakeReactor())
     assert len(reads) == 1
     assert node.cluster.settings.operator_key == bytes.fromhex("ab" * 32)
-    assert node.http.records.operator_key == bytes.fromhex("ab" * 32)
+    assert node.writes.operator_key == bytes.fromhex("ab" * 32)
     node.close()
