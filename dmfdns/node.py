@@ -28,7 +28,7 @@ from .config import Config, ListenAddress
 from .node_cluster import make_cluster
 from .node_dns import dns_listeners, make_responder
 from .node_files import NodeFiles, read_node_files
-from .node_http import http_listeners, make_http, node_metrics
+from .node_http import add_registration, http_listeners, make_http, node_metrics
 from .node_listener import Listener
 from .node_lock import NodeError, NodeLock, NodeLocked  # noqa: F401 (the node's errors)
 from .node_store import Sweeper, open_store
@@ -163,6 +163,7 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     credentials = Credentials(store)
     http = make_http(config, reactor, store, files, metrics, writes, committer,
                      credentials)
+    add_registration(config, reactor, http, credentials, files.origins)
     listeners += http_listeners(config, reactor, http)
     cluster = make_cluster(config, reactor, store, files, metrics=metrics, http=http,
                            writes=writes, transport=peer_transport)

@@ -2,7 +2,8 @@
 
 ``node_metrics`` makes the registry the DNS counters, the store, the sweeper, the HTTP site
 and the cluster sync all export through; ``make_http`` builds the site from the files read
-before the lock; ``http_listeners`` gives it one listener per ``[http] listen`` address.
+before the lock; ``add_registration`` mounts ``/v1/registration/*`` when ``[registration]``
+is on; ``http_listeners`` gives it one listener per ``[http] listen`` address.
 """
 
 from prometheus_client import CollectorRegistry
@@ -10,6 +11,8 @@ from prometheus_client import CollectorRegistry
 from .config import Config
 from .group_commit import GroupCommitter
 from .http.auth import MULTI_TENANT, WriteAuth
+from .http.ratelimit import TokenBucketLimiter
+from .http.registration import RegistrationApi, RegistrationSettings
 from .http.site import NodeHttp, make_site
 from .metrics import NodeMetrics
 from .node_dns import transport_counters
@@ -57,3 +60,24 @@ def make_http(config: Config, reactor, store, files: NodeFiles, metrics: NodeMet
 def http_listeners(config: Config, reactor, http: NodeHttp) -> list[Listener]:
     return [Listener(reactor, "http", address, http.site, None, backlog=HTTP_LISTEN_BACKLOG)
             for address in config.http.listen]
+
+
+def add_registration(config: Config, reactor, http: NodeHttp, credentials: Credentials,
+                     origins) -> RegistrationApi | None:
+    """Mount ``/v1/registration/*`` over ``credentials`` when ``[registration]`` is on;
+    minted TSIG keys are scoped to its ``zone`` (default: the first served zone)."""
+    settings = config.registration
+    if not settings.enabled:
+        return None
+    zone = settings.zone or (origins[0] if origins else settings.node_hostname)
+    api = RegistrationApi(
+        credentials=credentials, clock=reactor,
+        settings=RegistrationSettings(
+            node_hostname=settings.node_hostname, zone=zone, allowlist=settings.allowlist,
+            credential_ttl=settings.credential_ttl, token_rate=settings.token_rate,
+            token_burst=settings.token_burst, tsig_scope=settings.tsig_scope,
+            max_pending=settings.max_pending),
+        limiter=TokenBucketLimiter(settings.requests_per_hour / 3600.0,
+                                   settings.request_burst, reactor.seconds))
+    api.mount(http)
+    return api

@@ -176,3 +176,18 @@ def test_connection_counters_follow_open_and_close(node):
 def test_hundreds_of_pipelined_requests_in_one_read_are_all_answered(node):
     connection = node.raw(request_bytes("GET", "/healthz") * 500)
     assert [r.status for r in connection.responses()] == [200] * 500
+
+
+@pytest.mark.parametrize("target", [b"http://dmp.mesh.test/stats", b"HTTP://x:8053/stats",
+                                    b"https://dmp.mesh.test/stats?x=1"])
+def test_a_request_target_in_absolute_form_is_served(node, target):
+    # RFC 9112 section 3.2.2 (what a client sends through a forward proxy).
+    connection = node.raw(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    (response,) = connection.responses()
+    assert response.status == 200 and "records" in json.loads(response.body)
+
+
+def test_an_absolute_form_without_a_path_is_the_root(node):
+    connection = node.raw(b"GET http://dmp.mesh.test HTTP/1.1\r\nHost: x\r\n\r\n")
+    (response,) = connection.responses()
+    assert response.status == 200 and json.loads(response.body)["service"] == "dmfdns"

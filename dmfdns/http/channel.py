@@ -40,9 +40,25 @@ def error_response(status: int, message: str) -> bytes:
 
 
 class NodeRequest(server.Request):
-    """Counts a chunked body as it arrives, so the cap holds without a Content-Length."""
+    """Counts a chunked body as it arrives, so the cap holds without a Content-Length, and
+    takes request targets in absolute form."""
 
     _body_bytes = 0
+
+    def requestReceived(self, command, path, version):
+        # RFC 9112 section 3.2.2: a server must accept the absolute form
+        # ("GET http://host/v1/... HTTP/1.1"), which clients send through a proxy;
+        # twisted.web would route it as a path beginning "http:".
+        lowered = path[:8].lower()
+        if lowered.startswith(b"http://") or lowered.startswith(b"https://"):
+            rest = path.split(b"://", 1)[1]
+            slash = rest.find(b"/")
+            query = rest.find(b"?")
+            if slash == -1 or (query != -1 and query < slash):
+                path = b"/" + (rest[query:] if query != -1 else b"")
+            else:
+                path = rest[slash:]
+        super().requestReceived(command, path, version)
 
     def handleContentChunk(self, data):
         channel = self.channel
