@@ -7,7 +7,7 @@ import os
 from twisted.logger import Logger
 
 from .config import Config
-from .store.api import StoreError
+from .store.api import StoreError, StoreFull
 from .store.lmdb_store import LmdbStore
 
 store_log = Logger(namespace="dmfdns.store")
@@ -39,26 +39,39 @@ def cookie_secret(store) -> bytes:
 class Sweeper:
     """Removes expired values in bounded batches: one batch per tick, and while a batch
     comes back full the next one follows on the next reactor turn (never a loop that holds
-    the reactor). A failing batch is logged and counted; the loop goes on."""
+    the reactor). A failing batch is logged and counted; the loop goes on. A batch refused
+    because even the store's reserve for removals is too small is retried at once with half
+    as many records, down to one; a success restores the full batch."""
 
     def __init__(self, store, clock, batch: int):
         self.store = store
         self.clock = clock
         self.batch = batch
+        self._batch_now = batch
         self.removed = 0
         self.failures = 0
         self._follow_up = None
 
     def tick(self) -> None:
         self._follow_up = None
+        batch = self._batch_now
         try:
-            removed = self.store.sweep(self.clock.seconds(), self.batch)
+            removed = self.store.sweep(self.clock.seconds(), batch)
+        except StoreFull as full:
+            self.failures += 1
+            if batch > 1:
+                self._batch_now = batch // 2
+                self._follow_up = self.clock.callLater(0, self.tick)
+            store_log.warn("sweep of {batch} records refused: {error}; next batch {next}",
+                           batch=batch, error=str(full), next=self._batch_now)
+            return
         except Exception:
             self.failures += 1
             store_log.failure("sweep failed; retrying at the next tick")
             return
+        self._batch_now = self.batch
         self.removed += removed
-        if removed >= self.batch:
+        if removed >= batch:
             self._follow_up = self.clock.callLater(0, self.tick)
 
     def stop(self) -> None:

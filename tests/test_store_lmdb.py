@@ -65,6 +65,51 @@ def test_every_acknowledged_put_survives_kill_9(tmp_path):
         store.close()
 
 
+def fill_until_full(store, prefix: str, expiry: float, now: float) -> int:
+    for written in range(100_000):
+        try:
+            store.put(f"{prefix}{written}.mesh.test", "x" * 1000, expiry=expiry, now=now)
+        except StoreFull:
+            return written
+    raise AssertionError("the map never filled")
+
+
+def sweep_all(store, now: float) -> int:
+    removed = batch = 1000
+    total = 0
+    while removed == batch:
+        removed = store.sweep(now, batch)
+        total += removed
+    return total
+
+
+def test_a_full_map_drains_itself_through_deletes_and_sweeps_cycle_after_cycle(tmp_path):
+    """Writes stop short of the map; deletes and sweeps use the reserve, so a full store
+    never needs a bigger map_size to recover: three fill / expire / sweep cycles, one of
+    them across a restart."""
+    path, map_size = tmp_path / "db", 4 * 2**20
+    store = LmdbStore(path, map_size=map_size, node_id="n1")
+    assert store.reserve == 2**20
+    try:
+        now = T0
+        for cycle in range(3):
+            written = fill_until_full(store, f"c{cycle}-", now + 60, now)
+            assert written > 500
+            assert store.delete(f"c{cycle}-0.mesh.test", now=now) == 1   # DELETE works
+            with pytest.raises(StoreFull):
+                store.put("one-more.mesh.test", "x" * 1000, expiry=now + 60, now=now)
+            if cycle == 1:                      # a restart does not lose the way out
+                store.close()
+                store = LmdbStore(path, map_size=map_size, node_id="n1")
+            now += 120                          # every value expired
+            assert sweep_all(store, now) >= written - 1
+            assert store.stats().values == 0
+            assert store.put("after.mesh.test", "v", expiry=now + 60, now=now)
+            assert store.stats().map_size_bytes == map_size
+    finally:
+        store.close()
+
+
 def test_a_full_map_refuses_writes_with_a_clear_error_and_reads_go_on(tmp_path):
     store = LmdbStore(tmp_path / "db", map_size=256 * 1024, node_id="n1")
     try:

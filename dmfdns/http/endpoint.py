@@ -201,6 +201,9 @@ class Endpoint(resource.Resource):
         if isinstance(exc, HttpError):
             return exc.reply()
         if isinstance(exc, StoreFull):
+            # One line per refused write: ops/runbooks/lmdb-map-full.md greps for it.
+            self.log.warn("{handler} write refused with 507: {error}", handler=self.handler,
+                          error=str(exc))
             return Reply(507, {"ok": False, "error": "the store is full; writes are refused"})
         if isinstance(exc, StoreError):
             return Reply(502, {"ok": False, "error": str(exc)})

@@ -67,18 +67,20 @@ class TableStore:
         self.horizon_ms = horizon_ms
         self._generation: int | None = None     # the committed generation, once known
 
-    def _writing(self) -> AbstractContextManager[Tables]:
+    def _writing(self, drain: bool = False) -> AbstractContextManager[Tables]:
+        """A write transaction; ``drain`` marks one that only removes (deletes, sweeps),
+        which a store with a size cap lets into the room it keeps for them."""
         raise NotImplementedError
 
     def _reading(self) -> AbstractContextManager[Tables]:
         raise NotImplementedError
 
     @contextmanager
-    def _write(self):
-        """``_writing()``, noting the generation it committed. While a write is under way,
-        or after one failed, the generation is unknown and read from the store again."""
+    def _write(self, drain: bool = False):
+        """``_writing(drain)``, noting the generation it committed. While a write is under
+        way, or after one failed, the generation is unknown and read from the store again."""
         self._generation = None
-        with self._writing() as tables:
+        with self._writing(drain) as tables:
             yield tables
             generation = meta_int(tables, GENERATION)
         if self._keeps_generation:
@@ -102,7 +104,7 @@ class TableStore:
         now_ms = inputs.now_ms(now)
         owner = inputs.owner(name)
         vhash = None if value is None else inputs.item(name, value, 0).value_hash
-        with self._write() as tables:
+        with self._write(drain=True) as tables:
             batch = Batch(tables, now_ms, self.node_id)
             removed = batch.delete(owner, vhash)
             batch.finish()
@@ -115,7 +117,7 @@ class TableStore:
         says how many values each op changed (a put: 0 or 1)."""
         now_ms = inputs.now_ms(now)
         checked = [self._local_op(op) for op in ops]
-        with self._write() as tables:
+        with self._write(drain=all(kind == "delete" for kind, _ in checked)) as tables:
             batch = Batch(tables, now_ms, self.node_id)
             counts = [int(batch.put(target)) if kind == "put" else batch.delete(*target)
                       for kind, target in checked]
@@ -162,7 +164,7 @@ class TableStore:
         now_ms = inputs.now_ms(now)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise StoreError(f"invalid sweep limit: {limit!r}")
-        with self._write() as tables:
+        with self._write(drain=True) as tables:
             batch = Batch(tables, now_ms, self.node_id)
             removed = batch.sweep(limit)
             batch.finish()

@@ -6,7 +6,11 @@ returned is on disk (``reliability.md`` section 3.2). Every call runs one short
 transaction that never leaves this module; reads return plain Python values.
 
 A full map (``MDB_MAP_FULL``) aborts the write transaction, so nothing is half written;
-it surfaces as StoreFull while reads go on. A read-only handle (``readonly=True``), e.g.
+it surfaces as StoreFull while reads go on. So that a full store can always drain itself,
+the last ``reserve`` bytes of the map are kept for writes that only remove (deletes and
+sweeps): other writes see a map ``reserve`` bytes smaller (``Environment.set_mapsize``,
+which LMDB allows between transactions), and a removing write lifts the limit for its own
+transaction. Once it commits, the pages it freed are reused by later writes. A read-only handle (``readonly=True``), e.g.
 in a DNS worker process, sees every commit of the writer from its next read on.
 """
 
@@ -22,6 +26,7 @@ from .changelog import STABLE_HORIZON_MS
 from .engine import TableStore, probe_descendants
 
 SCHEMA_VERSION = b"1"
+MIN_RESERVE, MAX_RESERVE = 2**20, 64 * 2**20
 _DATABASES = (b"records", b"names", b"log", b"expiry", b"meta")
 _AUTH_DATABASE = b"auth"
 _MAX_DBS = 8
@@ -151,9 +156,12 @@ class LmdbStore(TableStore):
             raise StoreError("LmdbStore needs an explicit map_size in bytes")
         self._path = os.fspath(path)
         self._readonly = readonly
+        self._map_size = map_size or 0
+        self.reserve = 0 if readonly else drain_reserve(map_size)
         self._keeps_generation = not readonly    # a writer elsewhere bumps it
         try:
-            self._env = lmdb.open(self._path, map_size=0 if readonly else map_size,
+            self._env = lmdb.open(self._path,
+                                  map_size=0 if readonly else map_size - self.reserve,
                                   readonly=readonly, create=not readonly, subdir=True,
                                   max_dbs=_MAX_DBS, max_readers=max_readers, sync=True,
                                   metasync=True, readahead=False, lock=True)
@@ -220,9 +228,30 @@ class LmdbStore(TableStore):
             txn.abort()
 
     @contextmanager
-    def _writing(self):
+    def _writing(self, drain: bool = False):
         if self._readonly:
             raise StoreError("store is open read-only")
+        if drain and self.reserve:
+            self._set_limit(self._map_size)
+            try:
+                with self._transaction() as tables:
+                    yield tables
+            finally:
+                self._set_limit(self._map_size - self.reserve)
+        else:
+            with self._transaction() as tables:
+                yield tables
+
+    def _set_limit(self, size: int) -> None:
+        """LMDB keeps at least the size already used, so lowering it again after a drain
+        cannot cut into committed data."""
+        try:
+            self._env.set_mapsize(size)
+        except lmdb.Error as error:
+            raise StoreError(f"store unavailable: {error}") from None
+
+    @contextmanager
+    def _transaction(self):
         txn = self._begin(write=True)
         try:
             yield _LmdbTables(txn, self._dbs, self._auth_db)
@@ -241,9 +270,10 @@ class LmdbStore(TableStore):
             raise
 
     def _full_message(self) -> str:
-        return (f"store is full: the LMDB map of {self._env.info()['map_size']} bytes at "
-                f"{self._path} has no room; writes are refused, reads go on. Raise "
-                "map_size or let sweep remove expired records")
+        return (f"store is full: the LMDB map of {self._map_size} bytes at {self._path} "
+                f"has no room; writes are refused, reads go on. The sweeper and deletes "
+                f"use the {self.reserve} bytes kept for them and free room as records "
+                "expire; if writes stay refused, raise map_size")
 
     # the DNS hot path: one short read transaction each
 
@@ -287,7 +317,8 @@ class LmdbStore(TableStore):
         info, stat = self._env.info(), self._env.stat()
         return StoreStats(names=names, values=values,
                           map_used_bytes=(info["last_pgno"] + 1) * stat["psize"],
-                          map_size_bytes=info["map_size"], tombstones=total - values)
+                          map_size_bytes=self._map_size or info["map_size"],
+                          tombstones=total - values)
 
     def reap_stale_readers(self) -> int:
         try:
@@ -298,3 +329,10 @@ class LmdbStore(TableStore):
     def close(self) -> None:
         self._env.close()
         self._generation = None
+
+
+def drain_reserve(map_size: int) -> int:
+    """Bytes of the map kept for deletes and sweeps: 1/16 of it, at least 1 MiB and at most
+    64 MiB, never more than a quarter (enough for a sweep batch of 1,000 records to rewrite
+    the pages it touches)."""
+    return min(max(map_size // 16, MIN_RESERVE), MAX_RESERVE, map_size // 4)

@@ -111,7 +111,7 @@ class MemoryStore(TableStore):
         self._tables: _MemoryTables | None = _MemoryTables()
 
     @contextmanager
-    def _writing(self):
+    def _writing(self, drain: bool = False):
         yield self._open()
 
     @contextmanager
