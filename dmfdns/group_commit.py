@@ -11,7 +11,8 @@ requests) thus goes into one transaction; a lone client is not kept waiting.
 
 Each Deferred fires only after the transaction is durable, with the number of values that
 write changed. A commit that fails for want of room (StoreFull) fails every Deferred of the
-batch and none is acknowledged. Any other StoreError of a batch of several is retried write
+batch that adds, and none is acknowledged; its deletes are committed again on their own,
+since a store keeps room for writes that only remove (a full store must drain). Any other StoreError of a batch of several is retried write
 by write, so a write the store refuses fails alone and the others are still applied. The
 commit runs on the reactor thread: LMDB has one writer, and the batch bounds keep it short.
 """
@@ -74,7 +75,9 @@ class GroupCommitter:
         try:
             results = self.commit([write for write, _ in batch], now=self.clock.seconds())
         except StoreError as error:
-            if isinstance(error, StoreFull) or len(batch) == 1:
+            if isinstance(error, StoreFull) and len(batch) > 1:
+                self._deletes_apart(batch, error)
+            elif isinstance(error, StoreFull) or len(batch) == 1:
                 self._failed(batch, error)
             else:
                 for one in batch:           # find the write the store refuses
@@ -85,6 +88,18 @@ class GroupCommitter:
             self._failed(batch, error)
             return
         self._done(batch, results)
+
+    def _deletes_apart(self, batch, error: StoreFull) -> None:
+        deletes = [item for item in batch if item[0].store_op()[0] == "delete"]
+        self._failed([item for item in batch if item not in deletes], error)
+        if not deletes:
+            return
+        try:
+            results = self.commit([write for write, _ in deletes], now=self.clock.seconds())
+        except StoreError as again:
+            self._failed(deletes, again)
+        else:
+            self._done(deletes, results)
 
     def _commit_alone(self, item) -> None:
         try:

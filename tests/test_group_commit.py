@@ -114,6 +114,29 @@ def test_a_failed_commit_answers_every_write_with_the_error_and_applies_none(tmp
         store.close()
 
 
+def test_on_a_full_store_the_deletes_of_a_refused_batch_still_commit(tmp_path):
+    clock = task.Clock()
+    clock.advance(NOW)
+    store = LmdbStore(tmp_path / "db", map_size=1 << 20, node_id="a")
+    try:
+        committer = committer_over(store, clock)
+        written = 0
+        while True:
+            pending = committer.submit(Put(f"f{written}.mesh.test", "f" * 2000, NOW + 60))
+            clock.advance(0)
+            if outcomes([pending]) != [1]:
+                break
+            written += 1
+        mixed = [committer.submit(Put("more.mesh.test", "m" * 2000, NOW + 60)),
+                 committer.submit(Remove("f0.mesh.test")),
+                 committer.submit(Remove("f1.mesh.test", "f" * 2000))]
+        clock.advance(0)
+        assert outcomes(mixed) == [StoreFull, 1, 1]
+        assert store.get("f0.mesh.test", NOW) == [] and store.get("more.mesh.test", NOW) == []
+    finally:
+        store.close()
+
+
 def test_a_full_batch_commits_at_once_and_a_delay_waits():
     clock = task.Clock()
     clock.advance(NOW)
