@@ -18,12 +18,17 @@
 Reads of ``/v1/records`` need the operator token whenever one is configured, as in the
 reference. Tokens are compared in constant time (``hmac.compare_digest``); a per-user token
 also has its own request bucket.
+
+Each policy here is an endpoint's declared ``auth`` (``dmfdns.http.endpoint``): the wrapper
+calls it with the request after the per-client rate limit and before the handler.
+``WriteAuth.check`` guards ``/v1/records``; ``BearerTokens`` guards endpoints that a few fixed
+tokens open (``/v1/sync/*``: the sync token; ``/metrics``: the metrics and operator tokens).
 """
 
 import hmac
 from typing import Callable
 
-from ..proto import authority
+from ..proto import authority, names
 from .endpoint import HttpError
 from .ratelimit import TokenBucketLimiter
 from ..store.credentials import CredentialError, Credentials, TokenRecord
@@ -73,6 +78,17 @@ class WriteAuth:
         self._clock = clock
         self._token_buckets: dict[str, TokenBucketLimiter] = {}
 
+    def check(self, call) -> object:
+        """The ``/v1/records/{name}`` policy: a read needs the operator token when one is
+        set; a POST (publish) or DELETE needs a credential that may do that to the name
+        (``call.target``). Returns the write credential (None for a read)."""
+        token = bearer_token(call.header("Authorization"))
+        if call.method in ("GET", "HEAD"):
+            self.authorize_read(token)
+            return None
+        op = PUBLISH if call.method == "POST" else DELETE
+        return self.credential(token, names.canonical(call.target), op)
+
     def is_operator(self, token: str | None) -> bool:
         return same_secret(token, self._operator_token)
 
@@ -114,3 +130,27 @@ class WriteAuth:
                                         max_keys=1)
             self._token_buckets[record.hash] = bucket
         return bucket
+
+
+class BearerTokens:
+    """An endpoint that any of ``tokens`` opens (``Authorization: Bearer``); otherwise
+    ``status`` with ``{"error": message}`` and, with ``challenge``, ``WWW-Authenticate:
+    Bearer`` (RFC 6750 section 3). Without tokens the endpoint is open, or refuses every
+    call when ``closed_without_tokens`` (the reference's sync endpoints)."""
+
+    def __init__(self, tokens, *, status: int = 401, message: str = UNAUTHORIZED,
+                 challenge: bool = False, closed_without_tokens: bool = False):
+        self.tokens = tuple(t for t in tokens if t)
+        self.status = status
+        self.message = message
+        self.headers = ((b"WWW-Authenticate", b"Bearer"),) if challenge else ()
+        self.closed_without_tokens = closed_without_tokens
+
+    def __call__(self, call) -> None:
+        if not self.tokens and not self.closed_without_tokens:
+            return None
+        given = bearer_token(call.header("Authorization"))
+        # Compare against every token so the time taken does not say which one matched.
+        if sum(same_secret(given, token) for token in self.tokens) == 0:
+            raise HttpError(self.status, self.message, headers=self.headers)
+        return None

@@ -1,9 +1,13 @@
 """The one wrapper every leaf resource goes through (DESIGN.md section 5).
 
 A leaf is a table ``{method: handler}``; a handler takes a ``Call`` and returns a ``Reply``
-or raises ``HttpError``. The wrapper owns what every endpoint must get right the same way:
-the method check (405 with ``Allow``, RFC 9110 section 15.5.6; HEAD served by the GET
-handler without a body, section 9.3.2), JSON bodies (anything malformed is 400
+or raises ``HttpError``. A leaf declares what a request needs before its handler runs, and
+the wrapper checks it, in this order: the method (405 with ``Allow``, RFC 9110 section
+15.5.6; HEAD served by the GET handler without a body, section 9.3.2), the path (404; a leaf
+that ``parses`` a path below it gets the result as ``call.target``), the per-client rate
+limit (its ``limiter`` bucket: 429 ``rate limit exceeded``), then its ``auth`` (a callable
+``auth(call)`` from ``dmfdns.http.auth`` that returns the caller's credential, kept as
+``call.credential``, or raises 401/403/429). The wrapper also owns JSON bodies (anything malformed is 400
 ``{"error": "invalid body"}``), the error taxonomy (``HttpError`` -> its status, a full store
 -> 507, another store refusal -> 502 ``{"ok": false}`` as the reference's failed publish, any
 bug -> 500, logged at most once a minute, never a traceback to the client) and the request
@@ -20,11 +24,12 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from ..store.api import StoreError, StoreFull
-from .ratelimit import ProxyTrust
+from .ratelimit import ProxyTrust, TokenBucketLimiter
 
 JSON_TYPE = b"application/json"
 KNOWN_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 INVALID_BODY = "invalid body"
+RATE_LIMITED = "rate limit exceeded"
 FAILURE_LOG_INTERVAL = 60.0
 
 
@@ -77,6 +82,8 @@ class Call:
     def __init__(self, request, method: str, boundary: Boundary):
         self.request = request
         self.method = method
+        self.target = None       # what the leaf's path parser made of the path below it
+        self.credential = None   # what the leaf's auth returned
         self.now = boundary.clock.seconds()
         self.args = [unquote(part.decode("latin-1")) for part in request.postpath]
         peer = request.getClientAddress()
@@ -141,18 +148,24 @@ def method_label(method: str) -> str:
 
 
 class Endpoint(resource.Resource):
-    """A leaf resource: ``methods`` maps "GET", "POST", ... to handlers."""
+    """A leaf resource: ``methods`` maps "GET", "POST", ... to handlers; ``parses`` (None:
+    only the endpoint's own path, or with "/"), ``limiter`` and ``auth`` are what a request
+    needs first (see the module docstring)."""
 
     isLeaf = True
     log = Logger()
 
     def __init__(self, handler: str, methods: dict, boundary: Boundary, *,
-                 takes_path: bool = False):
+                 parses: Callable[[list], object] | None = None,
+                 limiter: TokenBucketLimiter | None = None,
+                 auth: Callable[["Call"], object] | None = None):
         super().__init__()
         self.handler = handler
         self.methods = dict(methods)
         self.boundary = boundary
-        self.takes_path = takes_path  # False: only the endpoint's own path (or with "/")
+        self.parses = parses
+        self.limiter = limiter
+        self.auth = auth
         self._failures = _FailureLog(boundary.clock, self.log)
 
     def render(self, request):
@@ -186,15 +199,26 @@ class Endpoint(resource.Resource):
         handler = self.methods.get(method)
         if handler is None and method == "HEAD":
             handler = self.methods.get("GET")
-        if not self.takes_path and request.postpath not in ([], [b""]):
+        if self.parses is None and request.postpath not in ([], [b""]):
             return Reply(404, {"error": "not found"})
         try:
             if handler is None:
                 raise HttpError(405, "method not allowed",
                                 headers=((b"Allow", ", ".join(self._allowed()).encode()),))
-            return handler(Call(request, method, self.boundary))
+            call = Call(request, method, self.boundary)
+            self._admit(call)
+            return handler(call)
         except Exception as exc:
             return self._refusal(exc)
+
+    def _admit(self, call: Call) -> None:
+        """The leaf's declared needs, in order: its path, the client's bucket, its auth."""
+        if self.parses is not None:
+            call.target = self.parses(call.args)
+        if self.limiter is not None and not self.limiter.allow(call.client):
+            raise HttpError(429, RATE_LIMITED)
+        if self.auth is not None:
+            call.credential = self.auth(call)
 
     def _refusal(self, exc: BaseException, failure=None) -> Reply:
         """The reply for what a handler raised (``failure``: when it came in a Deferred)."""

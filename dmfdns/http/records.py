@@ -7,7 +7,9 @@
   empty body when nothing matched.
 
 The check order is the reference's (rate limit, auth, body, types, then the caps and
-validators), so the same request gets the same status and error text. The write itself goes
+validators), so the same request gets the same status and error text; the wrapper
+(``dmfdns.http.endpoint``) does the first two from what the endpoint declares: the name in
+the path, the per-client bucket and ``WriteAuth.check``. The write itself goes
 through the node's one write service (``dmfdns.store.writes``), shared with every other
 write path. Unlike the reference, names are
 canonical (lowercase) at ingress and must lie in a served zone (400 otherwise), and every
@@ -19,12 +21,11 @@ from ..proto import names
 from ..proto import admission
 from ..proto.admission import Refusal
 from ..store.writes import UNAUTHORIZED, WriteRequest, WriteService
-from .auth import DELETE, PUBLISH, WriteAuth, bearer_token
+from .auth import DELETE, PUBLISH, WriteAuth
 from .endpoint import INVALID_BODY, Boundary, Call, Endpoint, HttpError, Reply
 from .ratelimit import TokenBucketLimiter
 
 DEFAULT_TTL = 300
-RATE_LIMITED = "rate limit exceeded"
 OUTSIDE_ZONES = "record name is outside the served zones"
 
 
@@ -44,65 +45,42 @@ class RecordsApi:
 
     def endpoint(self, boundary: Boundary) -> Endpoint:
         return Endpoint("records", {"GET": self.get, "POST": self.post,
-                                    "DELETE": self.delete}, boundary, takes_path=True)
+                                    "DELETE": self.delete}, boundary,
+                        parses=record_name, limiter=self.limiter, auth=self.auth.check)
 
     # --- handlers -------------------------------------------------------------------------
 
     def get(self, call: Call) -> Reply:
-        raw = self._path_name(call)
-        self._rate_limit(call)
-        self.auth.authorize_read(bearer_token(call.header("Authorization")))
-        name = self._served_name(raw)
+        name = self._served_name(call.target)
         values = [entry.value for entry in self.store.get(name, call.now)]
         return Reply(200 if values else 404, {"name": name, "values": values})
 
     def post(self, call: Call) -> Reply:
-        raw = self._path_name(call)
-        self._rate_limit(call)
-        credential = self.auth.credential(bearer_token(call.header("Authorization")),
-                                          names.canonical(raw), PUBLISH)
         body = call.json_object()
         value, ttl = body.get("value"), body.get("ttl", DEFAULT_TTL)
         if not isinstance(value, str) or isinstance(ttl, bool) or not isinstance(ttl, int) \
                 or ttl <= 0:
             raise HttpError(400, admission.TTL_TEXT)
-        return self._write(call, WriteRequest(PUBLISH, raw, value, ttl), credential).addCallback(
+        return self._write(call, WriteRequest(PUBLISH, call.target, value, ttl)).addCallback(
             lambda _changed: Reply(201, {"ok": True}))
 
     def delete(self, call: Call) -> Reply:
-        raw = self._path_name(call)
-        self._rate_limit(call)
-        credential = self.auth.credential(bearer_token(call.header("Authorization")),
-                                          names.canonical(raw), DELETE)
         value = call.json_object().get("value")
         if value is not None and not isinstance(value, str):
             raise HttpError(400, INVALID_BODY)
-        return self._write(call, WriteRequest(DELETE, raw, value), credential).addCallback(
+        return self._write(call, WriteRequest(DELETE, call.target, value)).addCallback(
             lambda changed: Reply(204 if changed else 404))
 
-    def _write(self, call: Call, request: WriteRequest, credential):
-        """Admit ``request`` (a refusal raises HttpError now), then hand it to the group
-        commit: the Deferred fires with the values it changed once that is durable."""
+    def _write(self, call: Call, request: WriteRequest):
+        """Admit ``request`` with the caller's credential (a refusal raises HttpError now),
+        then hand it to the group commit: the Deferred fires with the values it changed
+        once that is durable."""
         (result,) = self.writes.admit([request], now=call.now, path="http",
-                                      credential=credential)
+                                      credential=call.credential)
         _raise_refusal(result)
         return self.committer.submit(result)
 
     # --- checks ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _path_name(call: Call) -> str:
-        """The name of ``/v1/records/<name>`` (URL-decoded, one trailing ``/`` allowed)."""
-        args = call.args
-        if args and args[-1] == "" and len(args) == 2:
-            args = args[:1]
-        if len(args) != 1 or not args[0].strip():
-            raise HttpError(404, "not found")
-        return args[0].strip()
-
-    def _rate_limit(self, call: Call) -> None:
-        if not self.limiter.allow(call.client):
-            raise HttpError(429, RATE_LIMITED)
 
     def _served_name(self, raw: str) -> str:
         name = names.canonical(raw)
@@ -111,6 +89,15 @@ class RecordsApi:
         if not any(names.within(name, zone) for zone in self.zones):
             raise HttpError(400, OUTSIDE_ZONES)
         return name
+
+
+def record_name(args: list) -> str:
+    """The name of ``/v1/records/<name>`` (URL-decoded, one trailing ``/`` allowed)."""
+    if args and args[-1] == "" and len(args) == 2:
+        args = args[:1]
+    if len(args) != 1 or not args[0].strip():
+        raise HttpError(404, "not found")
+    return args[0].strip()
 
 
 def _raise_refusal(result) -> None:

@@ -31,7 +31,7 @@ from ..store.api import Cursor
 from ..store.changelog import parse_cursor, since_cursor
 from ..sync import wire
 from ..sync.fullset import MAX_LIST, parse_bucket
-from .auth import bearer_token, same_secret
+from .auth import BearerTokens
 from .endpoint import Boundary, Call, Endpoint, HttpError, Reply
 from .ratelimit import TokenBucketLimiter
 
@@ -59,32 +59,30 @@ class SyncApi:
         self.index = index
 
     def mount(self, http) -> None:
-        """Register the endpoints on a ``dmfdns.http.site.NodeHttp``."""
-        boundary = http.boundary
-        http.add("v1/sync/digest", Endpoint("sync_digest", {"GET": self.digest}, boundary))
-        http.add("v1/sync/pull", Endpoint("sync_pull", {"POST": self.pull}, boundary))
-        http.add("v1/sync/cluster-manifest",
-                 Endpoint("sync_manifest", {"GET": self.manifest}, boundary))
+        """Register the endpoints on a ``dmfdns.http.site.NodeHttp``; each is rate limited
+        per client and then needs the sync token (checked by the wrapper)."""
+        auth = BearerTokens((self.token,), status=403, message=FORBIDDEN,
+                            closed_without_tokens=True)
+
+        def endpoint(handler: str, methods: dict) -> Endpoint:
+            return Endpoint(handler, methods, http.boundary, limiter=self.limiter, auth=auth)
+        http.add("v1/sync/digest", endpoint("sync_digest", {"GET": self.digest}))
+        http.add("v1/sync/pull", endpoint("sync_pull", {"POST": self.pull}))
+        http.add("v1/sync/cluster-manifest", endpoint("sync_manifest", {"GET": self.manifest}))
         if self.index is not None:
             http.add("v1/sync/x-dmfdns/summary",
-                     Endpoint("sync_summary", {"GET": self.summary}, boundary))
-            http.add("v1/sync/x-dmfdns/bucket",
-                     Endpoint("sync_bucket", {"GET": self.bucket}, boundary))
+                     endpoint("sync_summary", {"GET": self.summary}))
+            http.add("v1/sync/x-dmfdns/bucket", endpoint("sync_bucket", {"GET": self.bucket}))
 
-    # --- the gate -------------------------------------------------------------------------
-
-    def _admit(self, call: Call) -> bool:
-        """Rate limit, then the sync token; True when the caller speaks dmfdns sync."""
-        if not self.limiter.allow(call.client):
-            raise HttpError(429, "rate limit exceeded")
-        if not same_secret(bearer_token(call.header("Authorization")), self.token):
-            raise HttpError(403, FORBIDDEN)
+    @staticmethod
+    def _extended(call: Call) -> bool:
+        """True when the caller speaks dmfdns sync (asks for the extensions)."""
         return call.header(wire.CAPABILITY_HEADER) == wire.CAPABILITY
 
     # --- reference endpoints --------------------------------------------------------------
 
     def digest(self, call: Call) -> Reply:
-        extended = self._admit(call)
+        extended = self._extended(call)
         cursor = self._cursor(call)
         limit = wire.parse_limit(call.query("limit"))
         if limit is None:
@@ -108,7 +106,7 @@ class SyncApi:
         return Cursor()
 
     def pull(self, call: Call) -> Reply:
-        extended = self._admit(call)
+        extended = self._extended(call)
         request = wire.parse_pull_request(call.json_object())
         if isinstance(request, str):
             raise HttpError(400, request)
@@ -126,7 +124,6 @@ class SyncApi:
         return Reply(200, {"records": records}, headers=_CAPABLE if extended else ())
 
     def manifest(self, call: Call) -> Reply:
-        self._admit(call)
         current = self.current_manifest(call.now)
         if current is None:
             return Reply(204)
@@ -143,12 +140,10 @@ class SyncApi:
         return self.index
 
     def summary(self, call: Call) -> Reply:
-        self._admit(call)
         root = call.query("root")
         return Reply(200, self._ready_index(call).summary(root), headers=_CAPABLE)
 
     def bucket(self, call: Call) -> Reply:
-        self._admit(call)
         bucket = parse_bucket(call.query("bucket"))
         if bucket is None:
             raise HttpError(400, "invalid bucket")
