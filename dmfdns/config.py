@@ -1,4 +1,4 @@
-"""The node configuration: one TOML file read once into frozen dataclasses (DESIGN.md §2).
+"""The node configuration: one TOML file read once into frozen dataclasses (docs/decisions.md §2).
 
 Every key is optional and has its default on the dataclass field, so the code is the one
 source of defaults; ``dmfdns/defaults/default.toml`` (embedded, used when no file is given)
@@ -445,7 +445,7 @@ def describe(cls) -> list[tuple[str, str, object, str]]:
             for f in dataclasses.fields(cls)]
 
 
-# --- the user-side client's environment (DESIGN.md section 7) ----------------------------
+# --- the user-side client's environment (docs/decisions.md §7) ----------------------------
 
 @dataclass(frozen=True)
 class ClientEnvironment:

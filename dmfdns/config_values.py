@@ -7,7 +7,7 @@ attribute is the short kind shown in the configuration reference.
 
 Sizes accept a byte count or a string with a binary unit (``"1GiB"``, ``"64k"``), as Knot
 does; durations accept seconds or a string with a unit (``"500ms"``, ``"10s"``, ``"5m"``,
-``"1h"``, ``"1d"``), as Knot and NSD operators expect (operators.md section 2).
+``"1h"``, ``"1d"``), as Knot and NSD operators expect (docs/decisions.md §8.1).
 """
 
 import ipaddress

@@ -1,6 +1,6 @@
 """Group commit: writes that arrive together share one durable store transaction (issue 16).
 
-Every acknowledged write must be on disk before it is acknowledged (DESIGN.md section 3),
+Every acknowledged write must be on disk before it is acknowledged (docs/decisions.md §3),
 and a durable LMDB commit costs two disk flushes whatever it carries. So an admitted write
 (``dmfdns.store.writes.Accepted``) is not committed on its own: ``GroupCommitter.submit``
 queues it and returns a Deferred, and the queue goes to the write service's commit step

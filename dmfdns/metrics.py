@@ -1,6 +1,6 @@
 """The node's Prometheus metrics, all on one injected ``CollectorRegistry``.
 
-Names follow operators.md section 8: the ``dmfdns_`` prefix, base units (seconds, bytes),
+Names follow docs/decisions.md §8.4: the ``dmfdns_`` prefix, base units (seconds, bytes),
 ``_total`` on counters, ``_info`` for build metadata, and no high-cardinality labels (never
 a query name, a record name or a client address). The DNS hot path keeps plain integers
 (``dmfdns.dns.counters``, ``dmfdns.dns.server.TransportCounters``) and so do the HTTP
@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from . import __version__
 from .proto.admission import REASONS
 
-# CoreDNS-style duration buckets (operators.md section 8), 0.25 ms to about 8 s.
+# CoreDNS-style duration buckets (docs/decisions.md §8.4), 0.25 ms to about 8 s.
 HTTP_DURATION_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064,
                          0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192)
 WRITE_PATHS = ("http", "sync", "update")

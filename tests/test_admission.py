@@ -346,7 +346,7 @@ def test_claim_must_match_its_slot_label():
 
 
 def test_every_identity_vector_is_admitted_at_its_hashed_name():
-    # The canonical vectors (dmp-wire.md section 12); identities have no time rule.
+    # The canonical vectors (docs/wire-format.md §11); identities have no time rule.
     cases = json.loads((pathlib.Path(__file__).parent / "vectors" / "identity_record.json")
                        .read_text())
     outcomes = []

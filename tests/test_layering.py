@@ -1,4 +1,4 @@
-"""Architecture rules of DESIGN.md section 2, checked on the source with ``ast``.
+"""Architecture rules of docs/decisions.md §2, checked on the source with ``ast``.
 
 Every module under ``dmfdns/`` must be assigned a layer by ``LAYER_RULES``; a module
 may import only from its own layer or earlier ones. DESIGN's layer 0 is split in two here:
@@ -242,7 +242,7 @@ def test_injected_clocks_are_not_wall_clock_reads():
     assert list(runtime_problems("dmfdns.proto.names", source)) == []
 
 
-# The one outbound HTTP client (DESIGN.md section 2, layer 2): the user-side client and the
+# The one outbound HTTP client (docs/decisions.md §2, layer 2): the user-side client and the
 # sync workers reach nodes through ``dmfdns.outbound`` and never import the HTTP server.
 OUTBOUND_ONLY = re.compile(r"dmfdns\.(client|sync)\..+")
 OUTBOUND_HOME = re.compile(r"dmfdns\.(outbound\..+|twisted_private)")

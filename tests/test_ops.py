@@ -95,7 +95,7 @@ def test_the_unit_runs_the_node_as_a_sandboxed_non_root_user():
     assert set(s["RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
     # dmfdns sends no sd_notify READY=1 yet: Type=notify would time out at every start.
     assert s["Type"] == ["exec"]
-    assert "MemoryDenyWriteExecute" not in s   # CPython + cffi (operators.md section 7)
+    assert "MemoryDenyWriteExecute" not in s   # CPython + cffi (docs/decisions.md §8.3)
 
 
 def test_the_units_commands_parse_with_the_real_cli():

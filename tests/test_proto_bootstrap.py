@@ -1,4 +1,4 @@
-"""The bootstrap record (dmp-wire.md section 4.6): vectors, entry order, pinning, fuzz."""
+"""The bootstrap record (docs/wire-format.md §4.6): vectors, entry order, pinning, fuzz."""
 
 import json
 import pathlib

@@ -1,4 +1,4 @@
-"""The chunk record (dmp-wire.md section 4.1): encode, decode, checksum, hash."""
+"""The chunk record (docs/wire-format.md §4.1): encode, decode, checksum, hash."""
 
 import base64
 import hashlib

@@ -1,4 +1,4 @@
-"""The claim record (dmp-wire.md section 4.10): layout, the 255-byte cap, time rules, fuzz.
+"""The claim record (docs/wire-format.md §4.10): layout, the 255-byte cap, time rules, fuzz.
 
 There is no vector file for claims; the layout is checked byte by byte against the
 section 4.10 table and the sizes against section 4.11.

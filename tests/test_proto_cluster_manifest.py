@@ -1,4 +1,4 @@
-"""The cluster manifest (dmp-wire.md section 4.5): vectors, sign rules, parse order, fuzz."""
+"""The cluster manifest (docs/wire-format.md §4.5): vectors, sign rules, parse order, fuzz."""
 
 import json
 import pathlib

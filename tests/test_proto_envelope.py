@@ -1,4 +1,4 @@
-"""DMPv2 plaintext envelope and address canonicalisation (dmp-wire.md section 7)."""
+"""DMPv2 plaintext envelope and address canonicalisation (docs/wire-format.md §7)."""
 
 import json
 import pathlib

@@ -1,4 +1,4 @@
-"""The heartbeat record (dmp-wire.md section 4.9): layout, legacy form, endpoint rules, fuzz.
+"""The heartbeat record (docs/wire-format.md §4.9): layout, legacy form, endpoint rules, fuzz.
 
 There is no vector file for heartbeats; the layout is checked byte by byte against the
 section 4.9 table and the sizes against section 4.11.

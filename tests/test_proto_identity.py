@@ -1,4 +1,4 @@
-"""The identity record (dmp-wire.md section 4.3): vectors, versions suffix, parse rules, fuzz."""
+"""The identity record (docs/wire-format.md §4.3): vectors, versions suffix, parse rules, fuzz."""
 
 import json
 import pathlib

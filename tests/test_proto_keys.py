@@ -1,4 +1,4 @@
-"""Key derivation (dmp-wire.md section 2): passphrase vectors, vector seeds, fingerprint."""
+"""Key derivation (docs/wire-format.md §2): passphrase vectors, vector seeds, fingerprint."""
 
 import hashlib
 

@@ -1,4 +1,4 @@
-"""DMPHeader canonical JSON, AAD and the outer DMPMessage (dmp-wire.md 5.1, 5.2, 5.4)."""
+"""DMPHeader canonical JSON, AAD and the outer DMPMessage (docs/wire-format.md §5.1, 5.2, 5.4)."""
 
 import json
 import struct

@@ -1,4 +1,4 @@
-"""The prekey record (dmp-wire.md section 4.4): vectors, sign rules, parse rules, fuzz."""
+"""The prekey record (docs/wire-format.md §4.4): vectors, sign rules, parse rules, fuzz."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""The revocation record (dmp-wire.md section 4.8): vectors, self-signature, time, fuzz."""
+"""The revocation record (docs/wire-format.md §4.8): vectors, self-signature, time, fuzz."""
 
 import dataclasses
 import json

@@ -1,4 +1,4 @@
-"""The rotation record (dmp-wire.md section 4.7): vectors, subjects, co-signatures, fuzz."""
+"""The rotation record (docs/wire-format.md §4.7): vectors, subjects, co-signatures, fuzz."""
 
 import dataclasses
 import json

@@ -1,4 +1,4 @@
-"""Sealing: X25519 + HKDF-SHA256 + ChaCha20-Poly1305 (dmp-wire.md section 5.3)."""
+"""Sealing: X25519 + HKDF-SHA256 + ChaCha20-Poly1305 (docs/wire-format.md §5.3)."""
 
 import hashlib
 

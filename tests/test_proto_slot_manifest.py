@@ -1,4 +1,4 @@
-"""The slot manifest (dmp-wire.md section 4.2): vectors, sign rules, parse rules, fuzz."""
+"""The slot manifest (docs/wire-format.md §4.2): vectors, sign rules, parse rules, fuzz."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""The RecordStore contract (DESIGN.md section 3): one suite run over MemoryStore and LmdbStore.
+"""The RecordStore contract (docs/decisions.md §3): one suite run over MemoryStore and LmdbStore.
 
 Every behaviour a caller relies on is asserted here for both stores; LMDB-only matters
 (durability, map full, reopen, read-only handles) are in test_store_lmdb.py. Times are

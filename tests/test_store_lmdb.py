@@ -1,6 +1,6 @@
 """LmdbStore only: durability across kill -9, map full, reopen, read-only handles in other
-processes, and the speed of bulk import and of the DNS hot-path reads (DESIGN.md §3,
-reliability.md §3). Real LMDB environments under tmp_path; child processes are bounded.
+processes, and the speed of bulk import and of the DNS hot-path reads (docs/decisions.md §3,
+docs/decisions.md §3.4). Real LMDB environments under tmp_path; child processes are bounded.
 """
 
 import json

@@ -2,7 +2,7 @@
 
 ``connect`` builds the reader and writer from the user's settings and, when a cluster is
 pinned (``cluster_base`` + ``cluster_operator``), first installs a newer verified manifest's
-node list (strictly higher seq only, dmp-wire.md section 9.4). ``CLIENT_ERRORS`` are the
+node list (strictly higher seq only, docs/wire-format.md §9.4). ``CLIENT_ERRORS`` are the
 exceptions a command turns into one line and a non-zero exit.
 """
 

@@ -1,4 +1,5 @@
-"""Finding a cluster's nodes from pinned keys (dmp-wire.md section 9.4, dmp-node.md 4.3).
+"""Finding a cluster's nodes from pinned keys (docs/wire-format.md §9.4,
+docs/compatibility.md §4.2).
 
 ``_dmp.<domain>`` holds bootstrap records signed by the domain's zone operator (pinned out of
 band): the one with the highest seq that verifies and names the domain wins; its entries, by

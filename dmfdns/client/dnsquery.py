@@ -7,7 +7,7 @@ that server's datagrams reach it (RFC 5452 section 9.1); a response must echo th
 question. The reactor is injected; a timeout cancels the attempt and closes its socket.
 
 Results: an ``Answer`` for NOERROR and NXDOMAIN (the values of the TXT RRset, each RR's
-character-strings joined as dmp-wire.md section 1.2 says); any other rcode, a timeout, or a
+character-strings joined as docs/wire-format.md §1.2 says); any other rcode, a timeout, or a
 malformed or mismatched response is a ``QueryFailed``. Nothing here raises on bad input.
 """
 

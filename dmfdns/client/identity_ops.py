@@ -2,7 +2,7 @@
 
 An identity is published either hashed, at ``id-{hex16(H(username))}.{zone}``, or
 zone-anchored, at ``dmp.{identity_domain}`` for the address ``user@identity_domain``
-(dmp-wire.md sections 3, 4.3, 9.3). Ours advertises protocol versions 1 and 2 so senders
+(docs/wire-format.md §3, 4.3, 9.3). Ours advertises protocol versions 1 and 2 so senders
 wrap their messages in the DMPv2 envelope and we can show who sent them (section 7).
 
 Fetching ``user@host`` looks at ``dmp.{host}``, then ``id-{hex16(user)}.{host}``, then the

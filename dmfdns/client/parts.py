@@ -1,9 +1,9 @@
 """How much text one DMP message can carry, and cutting longer texts into parts.
 
 A message's size is bounded by its slot manifest: it lists one 32-byte hash per chunk and
-must fit the node's value cap (2048 bytes on a reference node, dmp-node.md section 2.1), so
+must fit the node's value cap (2048 bytes on a reference node, docs/compatibility.md §2.1), so
 n <= 42 chunks, k <= 32 data chunks, an outer message of at most 4092 bytes and about 3.7 KB
-of text (dmp-wire.md section 6). A longer text is sent as several complete messages. When
+of text (docs/wire-format.md §6). A longer text is sent as several complete messages. When
 the DMPv2 envelope is in use, each part's header carries ``"part": [index, count, group]``
 (an extension key: readers that do not know it show each part as a message of its own, so
 no text is ever hidden); a dmfdns receiver joins the parts of a group from one sender.

@@ -1,4 +1,4 @@
-"""One-time prekeys: forward secrecy for messages (dmp-wire.md sections 4.4 and 8).
+"""One-time prekeys: forward secrecy for messages (docs/wire-format.md §4.4 and 8).
 
 The owner publishes a pool of fresh X25519 public keys, each signed with the identity key,
 at ``prekeys.id-{hex12(H(username))}.{zone}`` and keeps the private halves (sealed in the

@@ -5,7 +5,7 @@ include every acknowledged write (two majorities of one set always share a node)
 ``UnionReader`` therefore asks every node at once and answers as soon as a majority has
 answered plus a short ``grace`` for the others, or when all have: a dead or slow node costs
 nothing once a majority is in. The reference reader always waits its full 5 s timeout
-(dmp-node.md section 8, weakness 7). When fewer than a majority can answer, whatever did
+(docs/compatibility.md §5). When fewer than a majority can answer, whatever did
 answer is returned (best effort); when none can, the read fails.
 
 ``RoutedReader`` sends names under the cluster's zones to the union reader and everything

@@ -1,4 +1,4 @@
-"""Receiving messages: the slot walk of dmp-wire.md section 9.2 (phase 2) and reassembly (6.1).
+"""Receiving messages: the slot walk of docs/wire-format.md §9.2 (phase 2) and reassembly (6.1).
 
 One ``receive`` call:
 

@@ -5,7 +5,7 @@ NXDOMAIN; ``dnsquery`` treats everything else as a failure). A server that fails
 down for ``backoff * 2**(failures - 1)`` seconds (capped at ``max_backoff``) and tried only
 after the healthy ones, oldest cool-down first, so the pool never refuses to try anybody. When
 its cool-down has passed it is back in the first tier; the first answer it gives makes it
-healthy again. The reference pool (dmp-node.md section 8) has a fixed 60 s cool-down; doubling
+healthy again. The reference pool (docs/compatibility.md §5) has a fixed 60 s cool-down; doubling
 keeps a server that is really gone from costing one timeout per minute.
 
 Time comes from the injected clock, so the health logic is tested with ``task.Clock``.

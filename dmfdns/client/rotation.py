@@ -1,4 +1,4 @@
-"""Key rotation and revocation for user identities (dmp-wire.md sections 4.7, 4.8, 10).
+"""Key rotation and revocation for user identities (docs/wire-format.md §4.7, 4.8, 10).
 
 Our side: ``rotate`` hands the identity over to a fresh key with a rotation record co-signed
 by the old and the new key, and publishes the new identity record; the old X25519 key is kept

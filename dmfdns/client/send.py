@@ -1,4 +1,4 @@
-"""Sending a message (dmp-wire.md sections 5, 6 and 9.1).
+"""Sending a message (docs/wire-format.md §5, 6 and 9.1).
 
 For each part of the text: pick the recipient key (a random verified prekey, else the
 long-term key), build the header, seal the (DMPv2-wrapped) plaintext with the AAD that binds
@@ -35,7 +35,7 @@ class SentMessage:
 
 
 def new_msg_id() -> bytes:
-    """16 bytes of a random UUIDv4, version bits included (dmp-wire.md section 2.4)."""
+    """16 bytes of a random UUIDv4, version bits included (docs/wire-format.md §2.4)."""
     return uuid.uuid4().bytes
 
 

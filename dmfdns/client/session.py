@@ -2,7 +2,7 @@
 
 The passphrase comes from ``$DMFDNS_PASSPHRASE``, else the file named by
 ``$DMFDNS_PASSPHRASE_FILE`` (surrounding whitespace stripped, as the reference does), else a
-prompt when standard input is a terminal (DESIGN.md section 7). The environment is read by
+prompt when standard input is a terminal (docs/decisions.md §7). The environment is read by
 ``dmfdns.config`` and handed in. A session holds the directory's lock from ``open`` to
 ``close``; ``save`` writes the state and the settings back.
 """

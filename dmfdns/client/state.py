@@ -7,7 +7,7 @@ Two files, both mode 0600 in a 0700 directory:
   can say who this is before asking for the passphrase).
 * ``state.enc`` -- everything secret or private, as one JSON document sealed with
   ChaCha20-Poly1305 (RFC 8439) under ``Argon2id(passphrase, state_salt)`` (RFC 9106, the
-  protocol's cost parameters, dmp-wire.md section 2.1): the identity's X25519 private key
+  protocol's cost parameters, docs/wire-format.md §2.1): the identity's X25519 private key
   and the ones it replaced, prekey private keys, the replay cache, contacts with their pins
   and blocks, and the intro queue.
 
@@ -42,7 +42,7 @@ SALT_LEN = 32
 NONCE_LEN = 12
 PROFILE_VERSION = 1
 DEFAULT_MESSAGE_TTL = 300
-DEFAULT_MAX_RECORD_BYTES = 2048   # the reference node's value cap (dmp-node.md section 2.1)
+DEFAULT_MAX_RECORD_BYTES = 2048   # the reference node's value cap (docs/compatibility.md §2.1)
 
 
 class StateError(Exception):
@@ -240,7 +240,7 @@ def secrets_from_json(raw: bytes) -> Secrets:
 # --- sealing ----------------------------------------------------------------------------
 
 def state_key(passphrase: str, state_salt: bytes) -> bytes:
-    """Argon2id with the protocol's cost parameters (dmp-wire.md section 2.1)."""
+    """Argon2id with the protocol's cost parameters (docs/wire-format.md §2.1)."""
     kdf = Argon2id(salt=bytes(state_salt), length=32, iterations=proto_keys.ARGON2_ITERATIONS,
                    lanes=proto_keys.ARGON2_LANES, memory_cost=proto_keys.ARGON2_MEMORY_KIB)
     return kdf.derive(passphrase.encode("utf-8"))

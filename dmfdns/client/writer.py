@@ -1,8 +1,8 @@
 """Record writes over HTTP: one node (``HttpNode``) and a quorum fan-out (``FanoutWriter``).
 
 A node takes ``POST /v1/records/{name}`` with ``{"value", "ttl"}`` (201) and ``DELETE`` with
-``{"value"}`` (204, or 404 when nothing matched), as the reference node does (dmp-node.md
-section 2.1). Every request has a deadline (connect and whole exchange), a cap on the
+``{"value"}`` (204, or 404 when nothing matched), as the reference node does (docs/compatibility.md
+§2.1). Every request has a deadline (connect and whole exchange), a cap on the
 response body it will read, and at most ``max_in_flight`` requests per node at a time.
 
 The fan-out writer sends each write to every node at once and reports success as soon as a

@@ -1,4 +1,4 @@
-"""``dmfdns keygen``: create an operator Ed25519 seed (dmp-wire.md section 2.3)."""
+"""``dmfdns keygen``: create an operator Ed25519 seed (docs/wire-format.md §2.3)."""
 
 import os
 import pathlib

@@ -1,6 +1,6 @@
 """``dmfdns manifest publish``: push a signed cluster manifest to a node.
 
-The operator's rollout path, as in the reference (dmp-node.md section 4.2): POST the signed
+The operator's rollout path, as in the reference (docs/compatibility.md §4.1): POST the signed
 ``v=dmp1;t=cluster;`` value to ``/v1/records/cluster.<base>`` of one node with the operator
 token; the node verifies it against its pinned operator key before storing it, and the
 cluster picks it up by gossip. The TTL defaults to the manifest's remaining life, capped at

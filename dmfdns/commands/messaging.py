@@ -1,7 +1,7 @@
 """``dmfdns send``, ``recv``, ``prekeys refresh``, ``contacts ...`` and ``intro ...``.
 
 ``recv`` polls once; ``recv --watch`` polls every ``--interval`` seconds (default 60, well
-inside the 300 s a default message lives, dmp-wire.md section 9.2) until interrupted, taking
+inside the 300 s a default message lives, docs/wire-format.md §9.2) until interrupted, taking
 the state lock only while a poll runs so ``send`` can run meanwhile. Every failure is one line
 on stderr and exit status 1; a failed poll under ``--watch`` is reported and the next one runs.
 """

@@ -1,12 +1,12 @@
 """``dmfdns records put|delete|list|import``: the operator's direct view of the store.
 
-The node is the single writer of its LMDB environment (DESIGN.md §3). Writes here take
-the data directory's lock (``dmfdns.node.NodeLock``) and refuse while a running node holds
-it — write through the node's HTTP API then. ``list`` opens the store read-only and works
-at any time. Every write goes through the node's one write service (``dmfdns.store.writes``), with
-the same admission as an HTTP write (DESIGN.md §6): names canonical and inside a served zone, the
-reference's caps, and v=dmp1 records that parse and verify at their owner names (a prekey
-against the identity stored, or imported earlier, for its name hash) — so nothing enters
+The node is the single writer of its LMDB environment (docs/decisions.md §3). Writes here take
+the data directory's lock (``dmfdns.node.NodeLock``) and refuse while a running node holds it —
+write through the node's HTTP API then. ``list`` opens the store read-only and works at any
+time. Every write goes through the node's one write service (``dmfdns.store.writes``), with the
+same admission as an HTTP write (docs/decisions.md §6.2): names canonical and inside a served
+zone, the reference's caps, and v=dmp1 records that parse and verify at their owner names (a
+prekey against the identity stored, or imported earlier, for its name hash) — so nothing enters
 the store that a peer would refuse in sync.
 """
 

@@ -1,4 +1,4 @@
-"""The hand-written fast path for the common queries (DESIGN.md section 4: dnslib costs
+"""The hand-written fast path for the common queries (docs/decisions.md §4.1: dnslib costs
 ~150-300 us a query, this ~10 us): a TXT question for a name the store holds live values
 for, and the negative answers a polling client mostly gets (an empty slot: NXDOMAIN; an
 empty non-terminal asked by a QNAME-minimising resolver: NODATA).

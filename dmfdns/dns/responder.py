@@ -1,4 +1,4 @@
-"""The pure DNS responder: query bytes in, response bytes out (DESIGN.md section 4).
+"""The pure DNS responder: query bytes in, response bytes out (docs/decisions.md §4.1).
 
 ``Responder.respond`` first looks in the answer cache (``answer_cache.py``), then tries the
 hand-written lean path (``lean.py``) for the common TXT shape, whose answers it caches for

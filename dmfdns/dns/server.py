@@ -20,7 +20,7 @@ enforces the transport's own limits:
   backpressure: when a client stops reading, the server stops reading its queries.
 
 The stock twisted.names protocols are not used: their TCP framing raises on a split length
-prefix and their server never truncates UDP (operators.md §14.3). Time comes from the
+prefix and their server never truncates UDP (docs/decisions.md §4.4). Time comes from the
 injected clock (an ``IReactorTime``), never the global reactor; the only other clock is
 ``time.perf_counter``, to measure how long the responder took (``observe_duration``).
 """
@@ -64,7 +64,7 @@ class TransportCounters:
 
 class FailureLog:
     """Logs a responder failure at most once per interval, so a bug that every packet
-    triggers cannot flood the log (operators.md §6)."""
+    triggers cannot flood the log (docs/decisions.md §8.2)."""
 
     def __init__(self, clock, log: Logger, interval: float = RESPONDER_FAILURE_LOG_INTERVAL):
         self._clock = clock

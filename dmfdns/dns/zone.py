@@ -5,7 +5,7 @@ Parsing uses dnslib's ``ZoneParser`` (lexer, ``$ORIGIN``/``$TTL``, parentheses, 
 per-type RDATA parsers). This module adds what an operator needs on top: the file line in
 every error, class/TTL in either order with unit suffixes (RFC 1035 section 5.1), decimal
 ``\\DDD`` escapes (dnslib reads them as octal), the RFC 3597 ``TYPEnnn \\# len hex`` form, ``@``
-in RDATA names, and the checks of ``operators.md`` section 3: exactly one SOA at the apex,
+in RDATA names, and the checks of docs/decisions.md §4.3: exactly one SOA at the apex,
 at least one NS there, glue for in-zone NS targets, every name inside the zone, canonical
 lowercase owner names. The module only parses text; reading the file is the caller's job.
 """

@@ -4,7 +4,7 @@
   operator explicitly allows it);
 * ``legacy``: only the operator token;
 * ``multi-tenant``: the operator token, or a per-user token (``dmfdns.store.credentials``) that
-  may write by owner-name class (dmp-node.md section 2.2):
+  may write by owner-name class (docs/compatibility.md §2.2):
 
   - **owner-exclusive**: the token subject's own identity, prekey and rotation names:
     ``id-<hex16(H(user))>``, ``prekeys.id-<hex12(H(user))>``, ``rotate.id-<hex16>``, and for a

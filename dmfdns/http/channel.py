@@ -1,8 +1,8 @@
 """The HTTP connection layer: bounded reads so slow or idle clients cannot exhaust the node.
 
 The reference node has no read timeout: 64 idle connections take its API and /health down,
-and a bad ``Content-Length`` drops the connection without a response (dmp-node.md section
-10, item 21). Here every connection gets, on top of twisted.web's HTTP/1.1 parser:
+and a bad ``Content-Length`` drops the connection without a response (docs/compatibility.md
+§8, items 9 and 10). Here every connection gets, on top of twisted.web's HTTP/1.1 parser:
 
 * a body cap checked against ``Content-Length`` *before* the body is read (413, RFC 9110
   section 15.5.14), and counted for chunked bodies as they arrive;

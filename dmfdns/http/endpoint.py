@@ -1,4 +1,4 @@
-"""The one wrapper every leaf resource goes through (DESIGN.md section 5).
+"""The one wrapper every leaf resource goes through (docs/decisions.md §5).
 
 A leaf is a table ``{method: handler}``; a handler takes a ``Call`` and returns a ``Reply``
 or raises ``HttpError``. A leaf declares what a request needs before its handler runs, and
@@ -123,7 +123,7 @@ class Call:
 
 class _FailureLog:
     """Logs a handler bug at most once per interval so one bad request per packet cannot
-    flood the log (operators.md section 6)."""
+    flood the log (docs/decisions.md §8.2)."""
 
     def __init__(self, clock, log: Logger):
         self._clock = clock

@@ -3,7 +3,7 @@
 * ``/health`` answers 200 ``{"status": "ok"}`` when the store answers a cheap read, else 503
   ``{"status": "degraded", "store": "<error>"}``, as the reference node does.
 * ``/healthz`` is liveness: answering at all proves the reactor is turning.
-* ``/readyz`` is readiness in the CoreDNS ``ready`` style (operators.md section 9): 200
+* ``/readyz`` is readiness in the CoreDNS ``ready`` style (docs/decisions.md §8.5): 200
   ``{"status": "ready"}`` when every registered condition holds (the store is open, the
   listeners are bound, ...), else 503 with the unmet ones listed.
 """

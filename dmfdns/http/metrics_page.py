@@ -2,7 +2,7 @@
 
 prometheus-client's ``MetricsResource`` renders the global registry and is tied to the
 global reactor, so this small endpoint renders the injected registry with
-``generate_latest`` instead (DESIGN.md section 5). When tokens are configured (the metrics
+``generate_latest`` instead (docs/decisions.md §5). When tokens are configured (the metrics
 token, and the operator token as the reference accepts), a scrape needs
 ``Authorization: Bearer <token>``; otherwise it is open.
 """

@@ -1,7 +1,7 @@
 """Per-client token buckets for the HTTP API, and who the client is behind a proxy.
 
 The reference node limits by TCP peer address only, so behind its shipped reverse proxy
-every user shares one bucket (dmp-node.md section 10, item 20). Here ``X-Forwarded-For`` is
+every user shares one bucket (docs/compatibility.md §8, item 11). Here ``X-Forwarded-For`` is
 believed only when the TCP peer is a configured trusted proxy, and then only as far as the
 chain stays inside trusted proxies: the client is the right-most address that is not one
 (the left part of the header is whatever the client wrote, MDN / RFC 7239 section 8.1).

@@ -1,4 +1,4 @@
-"""``/v1/records/{name}``: the reference node's record API (dmp-node.md section 2.1).
+"""``/v1/records/{name}``: the reference node's record API (docs/compatibility.md §2.1).
 
 * ``GET``: 200 ``{"name", "values"}``, or 404 with ``"values": []``;
 * ``POST`` ``{"value": str, "ttl": int > 0}`` (ttl defaults to 300, no Content-Type needed):

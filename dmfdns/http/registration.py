@@ -1,5 +1,5 @@
 """``/v1/registration/*``: self-service registration, field- and status-compatible with the
-reference node (dmp-node.md sections 2.1 and 2.2).
+reference node (docs/compatibility.md §2.1 and 2.2).
 
 * ``GET challenge``: ``{"challenge", "node", "expires_at", "server_x25519_pub", "version"}``;
   the challenge is single use, lives 60 s and is held in memory (at most ``max_pending``,

@@ -37,7 +37,7 @@ class OpenBindRefused(ValueError):
 
 
 def check_bind(auth_mode: str, host: str, *, allow_open_non_loopback: bool) -> None:
-    """Refuse to serve unauthenticated writes beyond loopback (dmp-node.md section 2)."""
+    """Refuse to serve unauthenticated writes beyond loopback (docs/compatibility.md §2)."""
     if auth_mode != OPEN or allow_open_non_loopback:
         return
     try:

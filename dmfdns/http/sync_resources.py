@@ -1,4 +1,4 @@
-"""``/v1/sync/*``: what a node serves to its cluster peers (dmp-node.md section 2.2).
+"""``/v1/sync/*``: what a node serves to its cluster peers (docs/compatibility.md §2.3).
 
 Reference endpoints, with the reference's shapes, limits and status codes:
 

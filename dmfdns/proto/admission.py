@@ -3,7 +3,7 @@
 HTTP writes, anti-entropy pulls and (later) DNS UPDATE all call ``admit``; it is pure
 (``now`` and the store lookups are passed in) and never raises. The checks, in order:
 
-1. resource caps, as the reference node applies them (dmp-node.md section 2.2): TTL 1..86400,
+1. resource caps, as the reference node applies them (docs/compatibility.md §2.1): TTL 1..86400,
    value at most 2048 bytes of UTF-8;
 2. the owner name: canonical form (RFC 4343 lowercase, no trailing dot, a leading ``_``
    label allowed), inside a served zone;
@@ -16,10 +16,10 @@ HTTP writes, anti-entropy pulls and (later) DNS UPDATE all call ``admit``; it is
    already there keep being served until they expire or are deleted;
 4. the value: printable ASCII without ``"`` (every v=dmp1 value is ASCII; ``"`` breaks zone
    file presentation, RFC 1035 section 5.1);
-5. DMP semantics (DESIGN.md section 6, "Admission"): a value starting with ``v=dmp`` must be a
+5. DMP semantics (docs/decisions.md §6.2): a value starting with ``v=dmp`` must be a
    known type that parses and verifies at ``now`` and sits at the owner name its type
    belongs to; non-DMP text is refused at DMP owner names (the reference's sync rule,
-   dmp-node.md section 3, applied to every path).
+   docs/compatibility.md §3, applied to every path).
 
 What binds a record to its owner name, and what cannot be checked:
 
@@ -74,7 +74,7 @@ RR_OVERHEAD = 12
 REASONS = (TTL, VALUE_SIZE, NAME, ZONE, RRSET_FULL, VALUE, UNKNOWN_TYPE, NOT_DMP, OWNER,
            INVALID_RECORD, TIME, NO_KEY)
 
-# Error texts shared with the reference node's HTTP API (dmp-node.md section 2.1).
+# Error texts shared with the reference node's HTTP API (docs/compatibility.md §2.1).
 INVALID_NAME_TEXT = "invalid record name"
 INVALID_VALUE_TEXT = "invalid record value"
 TTL_TEXT = "value (str) and ttl (int > 0) required"
@@ -150,7 +150,7 @@ _SHAPES = (
     (DNSMESH_CLAIM, re.compile(r"_dnsmesh-claim-([0-9a-f]{16})\.(.+)")),
 )
 # First labels that put a name in the DMP namespace even when the rest is malformed
-# (the reference's reserved patterns, dmp-node.md section 3).
+# (the reference's reserved patterns, docs/compatibility.md §3).
 _RESERVED_FIRST_LABEL = re.compile(
     r"(slot-.*|chunk-.*|claim-.*|id-.*|mb-.*|_dnsmesh-.*|prekeys|cluster|_dmp|rotate|dmp)")
 

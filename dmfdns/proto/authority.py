@@ -5,7 +5,7 @@ A write arrives with a credential; ``permits(credential, op, name)`` says whethe
 
 * ``ANYONE``: open mode, the operator, the operator's CLI and replication (a pulled
   value was authorized where it was written) may write everything admission lets in;
-* ``UserToken(subject)``: a per-user bearer token (dmp-node.md section 2.2):
+* ``UserToken(subject)``: a per-user bearer token (docs/compatibility.md §2.2):
 
   - **owner-exclusive** names: the subject's own identity, prekey and rotation names:
     ``id-<hex16(H(user))>``, ``prekeys.id-<hex12(H(user))>``, ``rotate.id-<hex16>``, and
@@ -16,8 +16,8 @@ A write arrives with a credential; ``permits(credential, op, name)`` says whethe
     one user cannot wipe another's mail;
   - everything else (``cluster.``, ``_dmp.``, heartbeats, plain names) is operator-only;
 
-* ``TsigScope(key_name, suffixes)``: a TSIG key minted at registration (dmp-node.md
-  section 1.4). The owner must equal a suffix or lie below it; a ``*`` in a suffix label
+* ``TsigScope(key_name, suffixes)``: a TSIG key minted at registration (docs/compatibility.md
+  §2.4). The owner must equal a suffix or lie below it; a ``*`` in a suffix label
   matches within that single label. Deletes go only through literal suffixes,
   never a wildcard one (the reference's fix for its issue #59);
 * ``CLAIMANT``: an unsigned DNS UPDATE, which may only add claims at
@@ -139,7 +139,7 @@ def _label_matches(pattern: str, label: str) -> bool:
 
 def minted_suffixes(zone: str, local_part: str, spk_hex: str, x25519_pub: bytes | None,
                     *, tight: bool = False, loose: bool = False) -> tuple[str, ...]:
-    """The scope the reference mints at TSIG registration (dmp-node.md section 1.4)."""
+    """The scope the reference mints at TSIG registration (docs/compatibility.md §2.4)."""
     if loose:
         return (zone,)
     digest = hashlib.sha256(local_part.encode("utf-8")).hexdigest()

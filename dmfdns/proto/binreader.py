@@ -1,4 +1,4 @@
-"""Reading a record body field by field, never raising (dmp-wire.md section 4).
+"""Reading a record body field by field, never raising (docs/wire-format.md §4).
 
 Every ``v=dmp1`` body is a run of big-endian integers, fixed-size keys and length-prefixed
 strings. A ``Reader`` walks one body from the front. A read that would run past the end, or

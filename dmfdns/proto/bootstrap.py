@@ -1,4 +1,4 @@
-"""Bootstrap record, ``v=dmp1;t=bootstrap;`` (dmp-wire.md section 4.6).
+"""Bootstrap record, ``v=dmp1;t=bootstrap;`` (docs/wire-format.md §4.6).
 
 Published at ``_dmp.<user_domain>`` by the domain's zone operator, it points at 1..16
 clusters (like MX records: lower priority first), each with the operator key that signs

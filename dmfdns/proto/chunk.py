@@ -1,4 +1,4 @@
-"""The chunk record, ``v=dmp1;t=chunk;d=`` (dmp-wire.md section 4.1).
+"""The chunk record, ``v=dmp1;t=chunk;d=`` (docs/wire-format.md §4.1).
 
 A chunk carries one erasure share: ``H(block)[0:8] || block (128) || RS parity (32)``, 168
 bytes, no signature. Its integrity comes from the slot manifest's per-chunk hash

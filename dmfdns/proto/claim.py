@@ -1,4 +1,4 @@
-"""Claim record, ``v=dmp1;t=claim;`` (dmp-wire.md section 4.10).
+"""Claim record, ``v=dmp1;t=claim;`` (docs/wire-format.md §4.10).
 
 A sender publishes a claim at ``claim-{slot}.mb-{hex12(H(recipient_id))}.<zone>`` (a claim
 provider's zone, or the recipient's) to say "I left a message for you in slot N of my

@@ -1,4 +1,4 @@
-"""The cluster manifest, ``v=dmp1;t=cluster;`` (dmp-wire.md section 4.5).
+"""The cluster manifest, ``v=dmp1;t=cluster;`` (docs/wire-format.md §4.5).
 
 Body: ``DMPCL01 || seq u64 || exp u64 || operator_spk 32 || name_len u8 || cluster_name ||
 node_count u8`` then per node ``id_len u8 || node_id (ASCII) || http_len u16 || http_endpoint

@@ -1,4 +1,4 @@
-"""The chunk codec: outer message <-> n chunk blobs of 168 bytes (dmp-wire.md sections 6, 6.1).
+"""The chunk codec: outer message <-> n chunk blobs of 168 bytes (docs/wire-format.md §6, 6.1).
 
 Send side: ``u32_be(len(outer)) || outer`` is zero-padded to k blocks of 128 bytes, a
 systematic erasure code (zfec, GF(2^8) with 0x11D) turns them into n shares, and each share

@@ -1,4 +1,4 @@
-"""The DMPv2 plaintext envelope inside the AEAD (dmp-wire.md section 7).
+"""The DMPv2 plaintext envelope inside the AEAD (docs/wire-format.md §7).
 
 ``"DMPV2:" || header_json || "\\n" || body``, where header_json is ``{"from":"user@host"}``
 with sorted keys, compact separators and ASCII, at most 256 bytes. A sender whose address

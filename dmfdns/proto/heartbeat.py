@@ -1,4 +1,4 @@
-"""Node heartbeat, ``v=dmp1;t=heartbeat;`` (dmp-wire.md section 4.9).
+"""Node heartbeat, ``v=dmp1;t=heartbeat;`` (docs/wire-format.md §4.9).
 
 A node announces "I am reachable at <endpoint>, run <version>, can do <capabilities>" at
 ``_dnsmesh-heartbeat.<zone>``, signed by its operator key, and republishes the verified

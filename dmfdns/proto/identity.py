@@ -1,4 +1,4 @@
-"""The identity record, ``v=dmp1;t=identity;d=`` (dmp-wire.md section 4.3).
+"""The identity record, ``v=dmp1;t=identity;d=`` (docs/wire-format.md §4.3).
 
 Body: ``L u8 (1..64) || username (L bytes UTF-8) || x25519_pk 32 || ed25519_spk 32 || ts u64``
 and an optional versions suffix ``V u8 (>= 1) || V version bytes, strictly ascending``; then

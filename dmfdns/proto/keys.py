@@ -1,4 +1,4 @@
-"""User key material (dmp-wire.md section 2).
+"""User key material (docs/wire-format.md §2).
 
 A passphrase becomes a raw X25519 private key with Argon2id; the Ed25519 signing seed is
 ``H(x25519_priv || "DMP-v1-Ed25519-signing-key")``; the user id is ``H(x25519_pub)``.

@@ -1,4 +1,4 @@
-"""The DMPHeader, the AEAD's AAD and the outer DMPMessage (dmp-wire.md sections 5.1, 5.2, 5.4).
+"""The DMPHeader, the AEAD's AAD and the outer DMPMessage (docs/wire-format.md §5.1, 5.2, 5.4).
 
 The header travels in clear inside the erasure-coded outer message; the receiver rebuilds
 the AAD by re-serialising the *parsed* header, so the JSON must be the one canonical form:

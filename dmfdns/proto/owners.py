@@ -1,4 +1,4 @@
-"""Owner names of every v=dmp1 record (dmp-wire.md section 3).
+"""Owner names of every v=dmp1 record (docs/wire-format.md §3).
 
 Names are produced lowercase, without a trailing dot; ``zone`` arguments may carry one
 trailing dot, which is dropped.

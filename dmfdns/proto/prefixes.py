@@ -1,4 +1,4 @@
-"""TXT prefixes and body magics of every v=dmp1 record type (dmp-wire.md section 1.2).
+"""TXT prefixes and body magics of every v=dmp1 record type (docs/wire-format.md §1.2).
 
 The four oldest types end their prefix with ``d=``; the newer ones end at ``;`` and carry a
 7-byte magic at the start of the decoded body. Dispatch always uses the full prefix.

@@ -1,4 +1,4 @@
-"""The prekey record, ``v=dmp1;t=prekey;d=`` (dmp-wire.md section 4.4).
+"""The prekey record, ``v=dmp1;t=prekey;d=`` (docs/wire-format.md §4.4).
 
 Body: ``prekey_id u32 (1..2^32-1) || x25519_pub 32 || exp u64`` (44 bytes) and an Ed25519
 signature by the owner's identity key. The record does not name its signer, so the verifier

@@ -166,7 +166,7 @@ _INSPECTORS: dict[str, Callable[[str, int, bytes | None], Inspection]] = {
 
 # -- shared helpers ----------------------------------------------------------------------------
 
-# Wire caps of the types that have one (dmp-wire.md sections 4.5-4.10).
+# Wire caps of the types that have one (docs/wire-format.md §4.5-4.10).
 _WIRE_CAPS = {prefixes.CLUSTER: prefixes.MAX_SIGNED_WIRE,
               prefixes.BOOTSTRAP: prefixes.MAX_SIGNED_WIRE,
               prefixes.ROTATION: prefixes.MAX_SIGNED_WIRE,

@@ -1,4 +1,4 @@
-"""Self-service registration: the pure parts (dmp-node.md section 2.2, "Registration").
+"""Self-service registration: the pure parts (docs/compatibility.md §2.2, "Registration").
 
 A client fetches a challenge (32 random bytes, with the node's host name and an ephemeral
 X25519 public key), signs ``challenge || subject || node hostname || 0x01`` with its

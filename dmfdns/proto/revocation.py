@@ -1,4 +1,4 @@
-"""Revocation record, ``v=dmp1;t=revocation;`` (dmp-wire.md section 4.8).
+"""Revocation record, ``v=dmp1;t=revocation;`` (docs/wire-format.md §4.8).
 
 "The key ``revoked_spk`` is no longer valid for ``subject``", signed by that key itself, so
 anyone holding a key can retire it. Revocations are permanent by default: only a caller that

@@ -1,4 +1,4 @@
-"""Rotation record, ``v=dmp1;t=rotation;`` (dmp-wire.md section 4.7).
+"""Rotation record, ``v=dmp1;t=rotation;`` (docs/wire-format.md §4.7).
 
 "The holder of ``old_spk`` hands ``subject`` over to ``new_spk``": one body, signed twice,
 first by the old key and then by the new one, so neither key alone can forge a hand-over.

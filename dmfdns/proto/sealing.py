@@ -1,4 +1,4 @@
-"""Message sealing: X25519 ECDH, HKDF-SHA256, ChaCha20-Poly1305 (dmp-wire.md section 5.3).
+"""Message sealing: X25519 ECDH, HKDF-SHA256, ChaCha20-Poly1305 (docs/wire-format.md §5.3).
 
 Every message uses a fresh ephemeral key pair, so the derived key is fresh per message and
 one random 12-byte nonce under it can never repeat. The sealed payload is

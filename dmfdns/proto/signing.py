@@ -1,4 +1,4 @@
-"""Ed25519 signing and the verification policy shared by every record (dmp-wire.md 1.3).
+"""Ed25519 signing and the verification policy shared by every record (docs/wire-format.md §1.3).
 
 Pure Ed25519 (RFC 8032, no prehash, no context). Before verifying, a public key that is one
 of the 14 known low-order or small-subgroup encodings is rejected. Nothing here raises on
@@ -99,7 +99,7 @@ def decode_self_signed(wire, prefix: str, max_wire: int, parse_body, keys, count
     """The record ``parse_body`` makes of a signed TXT value whose own keys sign it, or None.
 
     ``keys(record)`` gives the public key of each of the ``count`` trailing signatures, in
-    order (identity-style records carry the keys that sign them, dmp-wire.md section 1.3).
+    order (identity-style records carry the keys that sign them, docs/wire-format.md §1.3).
     """
     parts = split_signed_value(wire, prefix, max_wire, count)
     if parts is None:

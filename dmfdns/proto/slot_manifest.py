@@ -1,4 +1,4 @@
-"""The slot manifest, ``v=dmp1;t=manifest;d=`` (dmp-wire.md section 4.2).
+"""The slot manifest, ``v=dmp1;t=manifest;d=`` (docs/wire-format.md §4.2).
 
 Body: ``msg_id 16 || sender_spk 32 || recipient_id 32 || total_chunks u32 || data_chunks u32
 || prekey_id u32 || ts u64 || exp u64`` (108 bytes), then ``H(chunk blob i)`` for every chunk

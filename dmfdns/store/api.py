@@ -1,4 +1,4 @@
-"""The RecordStore protocol that MemoryStore and LmdbStore implement (DESIGN.md section 3).
+"""The RecordStore protocol that MemoryStore and LmdbStore implement (docs/decisions.md §3).
 
 A record is one ``(name, value)`` pair with an expiry. A name holds a set of values: writing
 an identical value refreshes its expiry (the maximum wins). Names are canonical (see

@@ -4,7 +4,7 @@ A ``Batch`` applies checked puts, deletes, replicated changes and sweeps to a ``
 object (the store's view of one open write transaction) and keeps the derived tables in
 step: the change log (one entry per ``(name, value)``, moved to the tail on every change),
 the expiry index, the per-name TXT blob and the counters in ``meta``. The log time is taken
-once per batch, so every change of one transaction shares it (DESIGN.md section 3).
+once per batch, so every change of one transaction shares it (docs/decisions.md §3).
 """
 
 from typing import Iterator, Protocol

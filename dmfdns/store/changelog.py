@@ -1,4 +1,4 @@
-"""The change log's ordering rule, its stable horizon, cursors and paging (DESIGN.md §3).
+"""The change log's ordering rule, its stable horizon, cursors and paging (docs/decisions.md §3).
 
 Every committed write transaction takes one log time ``ts_ms = max(last_ts_ms + 1, now_ms)``
 and persists it: the log never goes backwards when the wall clock does, and runs ahead of

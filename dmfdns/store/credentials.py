@@ -1,5 +1,5 @@
 """Per-user credentials in the store's ``auth`` table: bearer tokens, TSIG keys, an audit
-trail (dmp-node.md sections 1.4 and 2.2).
+trail (docs/compatibility.md §2.4 and 2.2).
 
 * **tokens**: ``dmp_v1_`` + 52 base32 characters (32 random bytes), the reference's format;
   only the SHA-256 is kept. Issued by the operator (``dmfdns token issue``) or by
@@ -77,7 +77,7 @@ class TokenRecord:
 
 @dataclass(frozen=True)
 class TsigKeyRecord:
-    """One TSIG key (dmp-node.md section 1.4); ``name`` canonical, without trailing dot."""
+    """One TSIG key (docs/compatibility.md §2.4); ``name`` canonical, without trailing dot."""
 
     name: str
     algorithm: str

@@ -1,8 +1,8 @@
-"""The stored identities that may sign a prekey set (DESIGN.md section 6, "Admission").
+"""The stored identities that may sign a prekey set (docs/decisions.md §6.2).
 
 A prekey at ``prekeys.id-<hex12(H(username))>.<parent>`` does not say who signed it. The
-identity of that username lives at ``id-<hex16(H(username))>.<parent>`` (dmp-wire.md
-section 5), and hex12 is a prefix of hex16, so the identities that may own the set are the
+identity of that username lives at ``id-<hex16(H(username))>.<parent>`` (docs/wire-format.md
+§3), and hex12 is a prefix of hex16, so the identities that may own the set are the
 values at the live names one label below ``parent`` starting with ``id-<hex12>``: one
 ordered scan (``RecordStore.names_with_prefix``). This module only finds those values;
 ``dmfdns.proto.admission`` decodes them, keeps the ones whose username hashes to the same

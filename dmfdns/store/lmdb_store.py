@@ -1,8 +1,8 @@
-"""LmdbStore: the RecordStore on one LMDB environment (DESIGN.md section 3).
+"""LmdbStore: the RecordStore on one LMDB environment (docs/decisions.md §3).
 
 The only module that imports ``lmdb``. One environment, five named sub-databases for the
 records (see ``layout``) and an ``auth`` table for credentials, opened with LMDB's full sync (``sync`` and ``metasync`` on), so a write that
-returned is on disk (``reliability.md`` section 3.2). Every call runs one short
+returned is on disk (docs/decisions.md §3.4). Every call runs one short
 transaction that never leaves this module; reads return plain Python values.
 
 A full map (``MDB_MAP_FULL``) aborts the write transaction, so nothing is half written;

@@ -1,11 +1,11 @@
-"""The per-``(name, value)`` state and the rules that change it (DESIGN.md section 3).
+"""The per-``(name, value)`` state and the rules that change it (docs/decisions.md §3).
 
 Each ``(name, value)`` pair is one register: a version (write time, origin node id, deleted
 flag), an expiry, and whether it is a tombstone. Local writes and replicated events are
 merged with one rule: the larger version decides live-or-deleted, and expiry is the maximum
 ever seen. Both parts are joins (max), so replicas that see the same events in any order,
 repeated or not, end in the same state (a last-writer-wins register per element, see
-``reliability.md`` section 2.2). An entry whose expiry has passed counts as absent
+docs/decisions.md §3.3). An entry whose expiry has passed counts as absent
 everywhere, so sweeping it is only an optimisation.
 
 Times are integer milliseconds; nothing here reads a clock.

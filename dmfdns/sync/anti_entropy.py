@@ -1,4 +1,5 @@
-"""Digest-and-pull anti-entropy against each peer (DESIGN.md section 6, dmp-node.md section 3).
+"""Digest-and-pull anti-entropy against each peer (docs/decisions.md §6.3,
+docs/compatibility.md §3).
 
 Per peer and tick: read digest pages from the persisted cursor and keep going while the
 peer says ``has_more``, inside a budget (pages, records, seconds); diff every page against

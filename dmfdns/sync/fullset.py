@@ -1,4 +1,4 @@
-"""A bucketed digest of the whole record set (reliability.md section 2.3, Riak's Tictac AAE).
+"""A bucketed digest of the whole record set (docs/decisions.md §6.4, Riak's Tictac AAE).
 
 Watermark sync alone cannot tell a node that it holds what its peer holds. Two dmfdns nodes
 compare this instead: every live ``(name, value)`` entry, tombstones included, hashes its
@@ -18,7 +18,7 @@ Per entry the index keeps only its key (name and raw value hash, as bytes) and o
 (the 128-bit hash and the expiry), about 200 bytes in all; a bucket listing reads the
 entries' other fields from the store. Entries within ``EDGE_MS`` of their expiry are left
 out on both sides, so two nodes whose clocks differ a little still agree about what has
-expired (reliability.md section 2.2). Only entries past the store's stable horizon are in
+expired (docs/decisions.md §3.3). Only entries past the store's stable horizon are in
 the index, as in the digest.
 """
 

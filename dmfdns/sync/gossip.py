@@ -1,4 +1,4 @@
-"""The cluster manifest a node follows, and how a newer one is adopted (DESIGN.md section 6).
+"""The cluster manifest a node follows, and how a newer one is adopted (docs/decisions.md §6.1).
 
 A manifest is offered from four places: the config's ``manifest_file``, the node's own store
 at ``cluster.<base>`` (an operator POSTs a new one to any node; anti-entropy copies it), a

@@ -1,4 +1,4 @@
-"""Publishing this node's heartbeat at ``_dnsmesh-heartbeat.<zone>`` (dmp-node.md section 4.4).
+"""Publishing this node's heartbeat at ``_dnsmesh-heartbeat.<zone>`` (docs/compatibility.md §4.3).
 
 Each tick signs a fresh heartbeat (``ts`` = now, ``exp`` = now + ttl) with the operator key
 and stores it, then deletes the heartbeat this node published before (by value; the

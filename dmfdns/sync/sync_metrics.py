@@ -3,7 +3,7 @@
 Per peer (a handful per cluster, so ``peer`` is a bounded label): lag, last success,
 records pulled and applied, records rejected by reason, call errors by reason, bytes moved,
 the full-set verdict; for the manifest: its seq, adoptions and refusals by reason; for the
-heartbeat: publications and failures. Names follow operators.md section 8.
+heartbeat: publications and failures. Names follow docs/decisions.md §8.4.
 """
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

@@ -1,6 +1,6 @@
 """The JSON of ``/v1/sync/*`` both ways: what a node serves and what it accepts from a peer.
 
-The reference shapes (dmp-node.md section 2.2) are exact: a digest page is
+The reference shapes (docs/compatibility.md §2.3) are exact: a digest page is
 ``{"records": [{"name", "hash", "ts", "ttl"}], "has_more", "next_cursor"}`` and a pull answer
 ``{"records": [{"name", "value", "ttl"}]}``. A dmfdns peer asks for more with the request
 header ``X-Dmfdns-Sync: 1`` and the answer carries the same header back; only then do
@@ -83,7 +83,7 @@ def digest_body(page: ChangesPage, cursor: Cursor, now: float, extended: bool) -
     """The digest answer; ``next_cursor`` echoes ``cursor`` when nothing was scanned.
 
     A ``dnsmesh`` peer refuses every heartbeat value in sync, and a refused entry pins its
-    cursor, so nothing more than a page beyond it ever replicates (dmp-node.md section 3,
+    cursor, so nothing more than a page beyond it ever replicates (docs/compatibility.md §3,
     "Stall bug"): its digest leaves heartbeats out. ``next_cursor`` still passes them.
     """
     next_cursor = page.next_cursor if page.changes or page.next_cursor != cursor else cursor

@@ -3,7 +3,7 @@
 Every node gets free ports, its own data directory under ``tmp_path`` and a config with a
 short sync interval. ``FaultProxy`` forwards one TCP link and can cut it (close what is open
 and refuse what comes) and heal it, so a test partitions nodes without root or namespaces
-(reliability.md section 5, "Partitions").
+(docs/decisions.md §6.6, "Partitions").
 """
 
 import hashlib

@@ -69,7 +69,7 @@ def txt_values(port: int, name: str, *, timeout: float = 3.0) -> tuple[str, list
 
 class ReferenceNode:
     """``python -m dmp.server`` from the reference venv, configured only by environment
-    variables (dmp-node.md section 7): its SQLite file under ``root``, DNS and HTTP on free
+    variables (docs/compatibility.md §6): its SQLite file under ``root``, DNS and HTTP on free
     loopback ports, open write mode, no heartbeat, the given sync peers and token, and
     ``extra_env`` on top. Without peers it reads them from ``cluster_file`` (absent unless
     a test writes it)."""
@@ -149,7 +149,7 @@ def get_values(base_url: str, name: str) -> set[str]:
 # --- the reference CLI ---------------------------------------------------------------------
 
 class DnsmeshUser:
-    """One ``dnsmesh`` identity with its own ``DMP_CONFIG_HOME`` (dmp-wire.md section 16),
+    """One ``dnsmesh`` identity with its own ``DMP_CONFIG_HOME`` (docs/compatibility.md §7),
     pointed only at one node: reads over DNS at its port, writes to its HTTP API, and the
     claim provider set to the same node so nothing falls back to a public one."""
 

@@ -1,5 +1,5 @@
 """Messages between a dmfdns user and a ``dnsmesh`` (reference, 0.7.5) user, both ways,
-through one dmfdns node on loopback (dmp-wire.md section 16).
+through one dmfdns node on loopback (docs/compatibility.md §7).
 
 The reference CLI runs from its own virtualenv, named by ``DMFDNS_DNSMESH_BIN`` (``.ci/run``
 creates it); these tests fail, not skip, when it is missing. Each ``dnsmesh`` identity lives

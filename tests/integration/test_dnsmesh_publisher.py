@@ -83,8 +83,9 @@ def test_dnsmesh_publishes_and_messages_through_a_dmfdns_node(tmp_path, dmfdns_n
 
 def test_dnsmesh_prekeys_served_by_dmfdns_carry_a_forward_secret_message(tmp_path,
                                                                          dmfdns_node):
-    """Contacts pinned under a bare username use the recipient's prekeys (dmp-wire.md §15
-    quirk 3): the prekey pool goes through dmfdns too, and the message names one of them."""
+    """Contacts pinned under a bare username use the recipient's prekeys
+    (docs/compatibility.md §7.1, quirk 3): the prekey pool goes through dmfdns too, and the
+    message names one of them."""
     node = dmfdns_node
     alice, bob = _users(tmp_path, node)
     for user in (alice, bob):

@@ -1,5 +1,5 @@
-"""A dmfdns node and a reference ``dnsmesh`` 0.7.5 node in one cluster converge (DESIGN.md
-section 1).
+"""A dmfdns node and a reference ``dnsmesh`` 0.7.5 node in one cluster converge (docs/decisions.md
+§1).
 
 The reference node runs from its venv (``python -m dmp.server``, configured by environment
 variables: ``DMP_SYNC_PEERS`` naming the dmfdns node, ``DMP_SYNC_PEER_TOKEN``, loopback DNS
@@ -221,7 +221,7 @@ def test_dnsmesh_users_on_either_node_message_each_other_across_the_cluster(mixe
 @pytest.mark.slow
 @pytest.mark.ci
 def test_a_delete_holds_on_dmfdns_against_the_older_reference_copy_until_rewritten(mixed):
-    """A ``dnsmesh`` node knows no deletes (DESIGN.md section 3): it keeps serving the value
+    """A ``dnsmesh`` node knows no deletes (docs/decisions.md §3.3): it keeps serving the value
     until it expires, and its older copy does not undo the delete on dmfdns; a write of the
     value to the reference after the delete is newer, and brings it back."""
     ours, reference = mixed
@@ -244,7 +244,7 @@ def test_a_delete_holds_on_dmfdns_against_the_older_reference_copy_until_rewritt
 @pytest.mark.slow
 @pytest.mark.ci
 def test_one_signed_manifest_for_both_nodes_and_newer_ones_gossiped_both_ways(tmp_path):
-    """Peers from the operator's signed manifest, as DESIGN.md section 6 deploys a cluster,
+    """Peers from the operator's signed manifest, as docs/decisions.md §6.1 deploys a cluster,
     pinned on both nodes (the reference: ``DMP_CLUSTER_FILE`` holding the wire,
     ``DMP_NODE_ID``, ``DMP_SYNC_OPERATOR_SPK``, ``DMP_CLUSTER_BASE_DOMAIN``). Records
     converge; a newer manifest written to either node is taken up by the other."""

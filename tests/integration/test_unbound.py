@@ -1,5 +1,5 @@
 """A real resolver in front of a real node: Unbound, QNAME minimisation on, stub zone
-``mesh.test`` pointing at the node (operators.md §11.8, §13).
+``mesh.test`` pointing at the node (docs/decisions.md §4.2, §8.7).
 
 The point: a minimising resolver asks for the mailbox's parent ``mb-<hash>.<zone>`` (an
 empty non-terminal) before the slot. If the node answered NXDOMAIN there, RFC 8020 would

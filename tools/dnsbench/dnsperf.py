@@ -1,6 +1,6 @@
 """Run dnsperf pinned to the client CPU and read its statistics.
 
-Flags follow benchmarking.md: ``-e`` (EDNS0, 4096-byte buffer, so multi-value slot RRsets
+Flags as in docs/performance.md, Method: ``-e`` (EDNS0, 4096-byte buffer, so multi-value slot RRsets
 are not truncated at 512 bytes), ``-c 20`` client sockets, ``-q 100`` outstanding queries,
 ``-t 5`` s timeout, ``-l`` seconds per run. Throughput runs are uncapped; latency runs add
 ``-Q RATE -v`` and p50/p99 come from the per-query lines, because dnsperf's summary only

@@ -1,6 +1,6 @@
 """Knot DNS as the benchmark's reference server: one UDP worker on one pinned CPU.
 
-The configuration follows benchmarking.md: one UDP, one TCP and one background worker, the
+The configuration (docs/performance.md, Method): one UDP, one TCP and one background worker, the
 whole zone loaded from the file, no journal, no semantic checks, no zone-file flush. Knot
 has no response rate limit unless ``mod-rrl`` is loaded, and we load no module. knotd
 pins its UDP workers itself after start, so the caller re-pins every thread

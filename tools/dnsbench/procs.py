@@ -44,7 +44,7 @@ class Proc:
 
     def pin_all_threads(self, cpu) -> None:
         """``taskset -a -pc CPU`` on every process of the tree: Knot moves its own UDP
-        workers to a CPU of its choosing after start (benchmarking.md, method)."""
+        workers to a CPU of its choosing after start (docs/performance.md, Method)."""
         for pid in self.tree():
             subprocess.run(["taskset", "-a", "-pc", str(cpu), str(pid)], check=False,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)

@@ -1,7 +1,7 @@
 """Benchmark data shaped like a busy DMP zone: Knot's zone file, dmfdns's apex, dnsperf's
 queries.
 
-The owner names and value lengths follow dmp-wire.md: chunk records
+The owner names and value lengths follow docs/wire-format.md §3 and §4: chunk records
 ``chunk-NNNN-<hex12>`` (241-character values), mailbox slot manifests
 ``slot-N.mb-<hex12>`` (508-character values, two TXT character-strings each, some RRsets
 holding two values) and identities ``id-<hex16>`` (212 characters). The payload after each
