@@ -92,6 +92,10 @@ class NodeMetrics:
         """Export a ``dmfdns.group_commit.GroupCommitter``'s commits and writes."""
         self.registry.register(_CommitCollector(committer))
 
+    def watch_updates(self, counters) -> None:
+        """Export a ``dmfdns.dns.update_handler.UpdateCounters``."""
+        self.registry.register(_UpdateCollector(counters))
+
     def watch_dns(self, counters) -> None:
         """Export a ``dmfdns.dns.counters.DnsCounters``."""
         self.registry.register(_DnsCollector(counters))
@@ -162,6 +166,33 @@ class _StallCollector(_SafeCollector):
         family.add_metric([], [(_bound(le), n) for le, n in probe.histogram()],
                           probe.total_lateness)
         yield family
+
+
+class _UpdateCollector(_SafeCollector):
+    def __init__(self, counters):
+        self._counters = counters
+
+    def families(self):
+        counters = self._counters
+        responses = CounterMetricFamily(
+            "dmfdns_dns_updates", "DNS UPDATE messages answered, by TSIG state (signed: "
+            "verified, unsigned: claims) and rcode.", labels=["tsig", "rcode"])
+        for (signed, rcode), count in sorted(counters.responses.items()):
+            responses.add_metric([signed, rcode], count)
+        yield responses
+        yield _labelled_counter("dmfdns_dns_update_tsig_errors", "UPDATEs refused for their "
+                                "TSIG (RFC 8945 errors).", "error", counters.tsig_errors)
+        yield CounterMetricFamily("dmfdns_dns_update_replays", "Signed UPDATEs refused as "
+                                  "replays inside the TSIG time window.",
+                                  value=counters.replays)
+        yield CounterMetricFamily("dmfdns_claims_accepted", "Unsigned claims stored "
+                                  "(first contact).", value=counters.claims_accepted)
+        yield CounterMetricFamily("dmfdns_claims_refused", "Unsigned claim writes refused "
+                                  "(shape, signature, lifetime, caps).",
+                                  value=counters.claims_refused)
+        yield _labelled_counter("dmfdns_claims_throttled", "Unsigned claims refused because "
+                                "their mailbox bucket or the node-wide claim budget was empty.",
+                                "budget", counters.claims_throttled)
 
 
 class _CommitCollector(_SafeCollector):

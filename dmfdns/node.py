@@ -26,7 +26,7 @@ from twisted.internet import defer
 
 from .config import Config, ListenAddress
 from .node_cluster import make_cluster
-from .node_dns import dns_listeners, make_responder
+from .node_dns import add_update, dns_listeners, make_responder
 from .node_files import NodeFiles, read_node_files
 from .node_http import add_registration, http_listeners, make_http, node_metrics
 from .node_listener import Listener
@@ -164,6 +164,7 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     http = make_http(config, reactor, store, files, metrics, writes, committer,
                      credentials)
     add_registration(config, reactor, http, credentials, files.origins)
+    add_update(config, reactor, responder, files.zones, writes, credentials, metrics)
     listeners += http_listeners(config, reactor, http)
     cluster = make_cluster(config, reactor, store, files, metrics=metrics, http=http,
                            writes=writes, transport=peer_transport)

@@ -4,6 +4,7 @@
 from .config import Config
 from .dns.counters import DnsCounters
 from .dns.responder import Responder, ResponderSettings
+from .dns.update_handler import UpdateHandler, UpdateSettings
 from .dns.server import (DNSDatagramProtocol, DNSStreamFactory, FailureLog, TransportCounters,
                          log as dns_log)
 from .node_listener import Listener
@@ -53,3 +54,22 @@ def transport_counters(listeners) -> dict:
         if listener.kind in ("udp", "tcp"):
             grouped.setdefault(listener.kind, []).append(listener.counters)
     return grouped
+
+
+def add_update(config: Config, reactor, responder: Responder, zones, writes, credentials,
+               metrics) -> UpdateHandler | None:
+    """Let ``responder`` answer DNS UPDATE through ``writes`` when ``[update]`` is on."""
+    update = config.update
+    if not update.enabled:
+        return None
+    handler = UpdateHandler(
+        zones=zones, writes=writes, credentials=credentials, clock=reactor,
+        settings=UpdateSettings(
+            fudge=int(update.tsig_fudge), replay_cache=update.replay_cache,
+            claims=update.claims, claim_max_ttl=int(update.claim_max_ttl),
+            claim_rate=update.claim_rate, claim_burst=update.claim_burst,
+            claim_budget_rate=update.claim_budget_rate,
+            claim_budget_burst=update.claim_budget_burst))
+    responder.update = handler
+    metrics.watch_updates(handler.counters)
+    return handler

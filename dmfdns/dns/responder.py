@@ -17,6 +17,7 @@ from dnslib import (CLASS, RD, RR, SOA, TXT, DNSBuffer, DNSHeader, DNSLabel,
 from ..proto import names
 from ..proto import txt as txt_strings
 from . import client_options, cookies, edns, policy, query as wire, rrblob
+from . import update as update_wire
 from .answer_cache import AnswerCache
 from .counters import OTHER, DnsCounters
 from .lean import LeanPath
@@ -97,6 +98,9 @@ class Responder:
         # Called (with the protocol name) inside the handler of a decision that raised, so
         # a logger can take the traceback from there (the transports' rate-limited log).
         self.on_error = on_error
+        # DNS UPDATE (RFC 2136): ``update(message, now=, proto=, client=) -> bytes | None``
+        # answers every UPDATE when set (``dmfdns.dns.update_handler``); None: REFUSED.
+        self.update = None
         self.cache = None
         if settings.cache_entries and settings.cache_bytes:
             self.cache = AnswerCache(settings.cache_entries, settings.cache_bytes,
@@ -181,6 +185,8 @@ class Responder:
 
     def _respond_dnslib(self, query, now, max_udp, proto, client):
         """``(response or None, whether the query carried a valid server cookie)``."""
+        if self.update is not None and update_wire.is_update(query):
+            return self._respond_update(query, now, proto, client), False
         parsed = wire.parse(query)
         counters = self.counters
         if parsed is None or parsed.qr:
@@ -199,6 +205,20 @@ class Responder:
             counters.count_truncated(proto)
         counters.count_response(proto, rcode, len(response))
         return response, reply.valid_cookie
+
+    def _respond_update(self, query: bytes, now: float, proto: str, client) -> bytes | None:
+        counters = self.counters
+        counters.count_query(proto, OTHER)
+        try:
+            response = self.update(query, now=now, proto=proto, client=client)
+        except Exception:       # a bug: SERVFAIL, reported, counted
+            counters.count_error(proto)
+            if self.on_error is not None:
+                self.on_error(proto)
+            response = update_wire.response(query, SERVFAIL)
+        if response is not None:
+            counters.count_response(proto, response[3] & 0xF, len(response))
+        return response
 
     # The decision.
 

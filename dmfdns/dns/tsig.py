@@ -318,9 +318,10 @@ def sign(message: bytes, key: TsigKey, *, now: float, request_mac: bytes | None 
 # Verifying (RFC 8945 section 5.2 for requests, 5.3.1 for responses).
 
 def verify(message: bytes, lookup: Callable[[str], TsigKey | None], *, now: float,
-           request_mac: bytes | None = None) -> Verdict:
+           request_mac: bytes | None = None, max_fudge: int | None = None) -> Verdict:
     """Check the TSIG of ``message``: the key by name through ``lookup``, the algorithm,
-    the MAC, then the time (section 5.2, in that order). Never raises on any input."""
+    the MAC, then the time (section 5.2, in that order). ``max_fudge`` caps the window the
+    signer asks for (our own fudge, section 5.2.3). Never raises on any input."""
     data = bytes(message)
     try:
         record = _find(data)
@@ -336,10 +337,10 @@ def verify(message: bytes, lookup: Callable[[str], TsigKey | None], *, now: floa
     key = lookup(record.key_name)
     if key is None or algorithm is None or key.algorithm != algorithm:
         return Verdict("notauth", BADKEY, None, record, unsigned, "unknown key or algorithm")
-    return _check(key, record, unsigned, now, request_mac)
+    return _check(key, record, unsigned, now, request_mac, max_fudge)
 
 
-def _check(key, record, unsigned, now, request_mac) -> Verdict:
+def _check(key, record, unsigned, now, request_mac, max_fudge=None) -> Verdict:
     full = ALGORITHMS[key.algorithm][1]
     hash_len = ALGORITHMS[key.algorithm][0].digest_size
     if not max(10, hash_len // 2) <= len(record.mac) <= hash_len:
@@ -352,7 +353,8 @@ def _check(key, record, unsigned, now, request_mac) -> Verdict:
         return Verdict("notauth", BADSIG, key, record, unsigned, "MAC does not verify")
     if len(record.mac) < full:
         return Verdict("notauth", BADTRUNC, key, record, unsigned, "MAC truncated")
-    if abs(int(now) - record.time_signed) > record.fudge:
+    fudge = record.fudge if max_fudge is None else min(record.fudge, max_fudge)
+    if abs(int(now) - record.time_signed) > fudge:
         return Verdict("notauth", BADTIME, key, record, unsigned, "time outside fudge")
     return Verdict("ok", key=key, record=record, unsigned=unsigned)
 
