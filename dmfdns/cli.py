@@ -20,12 +20,13 @@ from .commands import messaging as messaging_commands
 from .commands import record as record_commands
 from .commands import records as records_commands
 from .commands import serve as serve_commands
+from .commands import tls as tls_commands
 from .commands import token as token_commands
 from .commands import zone as zone_commands
 
 COMMAND_MODULES = [keys_commands, record_commands, serve_commands, zone_commands,
                    records_commands, token_commands, manifest_commands, identity_commands,
-                   messaging_commands, demo_commands, cluster_commands]
+                   messaging_commands, demo_commands, cluster_commands, tls_commands]
 
 
 DESCRIPTION = ("dmfdns: authoritative DNS server and HTTP sync node for the DNS Mesh Protocol "

@@ -88,6 +88,9 @@ class DnsConfig:
     max_tcp_message: int = setting(
         65535, kinds.integer(12, 65535),
         "largest TCP query accepted (RFC 1035 §4.2.2 framing)")
+    tls_listen: tuple = setting(
+        (), kinds.listen_list(0),
+        "DNS over TLS addresses (RFC 7858; port 853), with the [http] certificate")
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,16 @@ class HttpConfig:
         30.0, kinds.duration(0.1, 3600), "close an HTTP connection idle this long")
     metrics_token: str = setting(
         "", kinds.text(512), "bearer token for /metrics; \"\" = open")
+    tls_listen: tuple = setting(
+        (), kinds.listen_list(0), "HTTPS API addresses (TLS 1.2+); [] = no HTTPS listener")
+    tls_cert_file: pathlib.Path | None = setting(
+        None, kinds.optional_path,
+        "PEM certificate chain of HTTPS and DNS over TLS (reloaded on SIGHUP)")
+    tls_key_file: pathlib.Path | None = setting(
+        None, kinds.optional_path, "PEM private key of tls_cert_file")
+    tls_client_ca_file: pathlib.Path | None = setting(
+        None, kinds.optional_path,
+        "CA whose client certificates are verified when presented (mutual TLS)")
 
 
 @dataclass(frozen=True)
@@ -172,6 +185,19 @@ class ClusterConfig:
         300.0, kinds.duration(1, 86400), "how often the heartbeat is re-signed and published")
     heartbeat_ttl: float = setting(
         86400.0, kinds.duration(60, 30 * 86400), "lifetime of a published heartbeat")
+    ca_file: pathlib.Path | None = setting(
+        None, kinds.optional_path,
+        "CA certificates that https:// peers are verified against; \"\" = the system's")
+    client_cert_file: pathlib.Path | None = setting(
+        None, kinds.optional_path, "client certificate shown to https:// peers (mutual TLS)")
+    client_key_file: pathlib.Path | None = setting(
+        None, kinds.optional_path, "private key of client_cert_file")
+    require_client_certificate: bool = setting(
+        False, kinds.boolean,
+        "sync endpoints also need a client certificate verified by [http] tls_client_ca_file")
+    allow_plain_http_peers: bool = setting(
+        False, kinds.boolean,
+        "sync with http:// peers outside loopback and private ranges (token in clear text)")
 
 
 @dataclass(frozen=True)
@@ -291,15 +317,17 @@ def parse_config(text: str, *, base, cwd=None, origin=None) -> Config:
     data_dir = pathlib.Path(cwd or pathlib.Path.cwd()) / node.data_dir
     sections["node"] = dataclasses.replace(node, data_dir=data_dir)
     base = pathlib.Path(base)
-    http = sections["http"]
-    if http.operator_token_file is not None:
-        sections["http"] = dataclasses.replace(
-            http, operator_token_file=base / http.operator_token_file)
+    sections["http"] = _anchor(sections["http"], base, HTTP_FILES)
     sections["cluster"] = _anchor_cluster_files(sections["cluster"], base)
     zones = _load_zones(data.get("zones", []), base)
     config = Config(zones=zones, source=origin, **sections)
     _check_http(config.http)
     _check_registration(config)
+    if config.cluster.require_client_certificate and not config.http.tls_client_ca_file:
+        raise ConfigError("[cluster] require_client_certificate needs [http] "
+                          "tls_client_ca_file (the CA that signs the peers' certificates)")
+    if config.dns.tls_listen and not config.http.tls_cert_file:
+        raise ConfigError("[dns] tls_listen needs [http] tls_cert_file and tls_key_file")
     return config
 
 
@@ -352,7 +380,7 @@ def _load_zones(value, base: pathlib.Path) -> tuple:
 
 def _check_http(http: HttpConfig) -> None:
     """Refuse configurations that would run an unauthenticated or unusable write API."""
-    public = [str(a) for a in http.listen if not a.is_loopback]
+    public = [str(a) for a in http.listen + http.tls_listen if not a.is_loopback]
     if http.auth_mode == "open" and public and not http.allow_open_non_loopback:
         raise ConfigError(
             f"[http] auth_mode = \"open\" on non-loopback {', '.join(public)} lets anyone "
@@ -360,6 +388,10 @@ def _check_http(http: HttpConfig) -> None:
             "allow_open_non_loopback = true")
     if http.operator_token and http.operator_token_file:
         raise ConfigError("[http]: set operator_token or operator_token_file, not both")
+    if bool(http.tls_cert_file) != bool(http.tls_key_file):
+        raise ConfigError("[http]: tls_cert_file and tls_key_file go together")
+    if http.tls_listen and not http.tls_cert_file:
+        raise ConfigError("[http] tls_listen needs tls_cert_file and tls_key_file")
     if http.auth_mode in ("legacy", "multi-tenant") and not (
             http.operator_token or http.operator_token_file):
         raise ConfigError(f"[http] auth_mode = \"{http.auth_mode}\" needs operator_token or "
@@ -377,20 +409,29 @@ def _check_registration(config: Config) -> None:
                           "sign into their registration)")
 
 
+HTTP_FILES = ("operator_token_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file")
+CLUSTER_FILES = ("operator_key_file", "manifest_file", "sync_token_file", "heartbeat_key_file",
+                 "ca_file", "client_cert_file", "client_key_file")
+
+
+def _anchor(section, base: pathlib.Path, keys):
+    """Files given relatively are relative to the config file, like zone files."""
+    files = {key: pathlib.Path(base) / getattr(section, key) for key in keys
+             if getattr(section, key) is not None}
+    return dataclasses.replace(section, **files)
+
+
 def _anchor_cluster_files(cluster: ClusterConfig, base: pathlib.Path) -> ClusterConfig:
-    """Cluster files given relatively are relative to the config file, like zone files."""
-    files = {}
-    for key in ("operator_key_file", "manifest_file", "sync_token_file", "heartbeat_key_file"):
-        path = getattr(cluster, key)
-        if path is not None:
-            files[key] = pathlib.Path(base) / path
+    cluster = _anchor(cluster, base, CLUSTER_FILES)
     if cluster.operator_key and cluster.operator_key_file:
         raise ConfigError("[cluster]: set operator_key or operator_key_file, not both")
     if cluster.sync_token and cluster.sync_token_file:
         raise ConfigError("[cluster]: set sync_token or sync_token_file, not both")
     if bool(cluster.heartbeat_endpoint) != bool(cluster.heartbeat_key_file):
         raise ConfigError("[cluster]: heartbeat_endpoint and heartbeat_key_file go together")
-    return dataclasses.replace(cluster, **files)
+    if bool(cluster.client_cert_file) != bool(cluster.client_key_file):
+        raise ConfigError("[cluster]: client_cert_file and client_key_file go together")
+    return cluster
 
 
 def _first_line(path: pathlib.Path, what: str) -> str:

@@ -7,7 +7,8 @@ The build is one ordered sequence; each step takes what the earlier ones made:
 2. the data directory's ``NodeLock`` (``node_lock``), then the LMDB store (``node_store``);
 3. the responder and its DNS listeners (``node_dns``);
 4. the metrics registry, the one write service (``store.writes``) and its group commit,
-   the HTTP site and its listeners (``node_http``);
+   the HTTP site and its listeners (``node_http``), the HTTPS and DNS-over-TLS listeners
+   (``node_tls``);
 5. the cluster sync, its endpoints mounted on that site (``node_cluster``);
 6. the ``Node`` service holding them all.
 
@@ -32,6 +33,7 @@ from .node_http import add_registration, http_listeners, make_http, node_metrics
 from .node_listener import Listener
 from .node_lock import NodeError, NodeLock, NodeLocked  # noqa: F401 (the node's errors)
 from .node_store import Sweeper, open_store
+from .node_tls import reload_certificates, tls_listeners
 from .group_commit import CommitLimits, GroupCommitter
 from .stall_probe import StallProbe
 from .store.credentials import Credentials
@@ -90,6 +92,11 @@ class Node(service.MultiService):
     def transport_counters(self) -> dict:
         """``{(kind, "host:port"): TransportCounters}`` of every listener."""
         return {(l.kind, str(l.address)): l.counters for l in self.listeners}
+
+    def reload_certificates(self) -> list[str]:
+        """Re-read the TLS certificate files (SIGHUP): open connections keep theirs, new
+        ones get the new certificate; one line per listener kind."""
+        return reload_certificates(self.files.tls)
 
     def readiness(self) -> dict:
         """What /readyz reports: the store is open and every listener is bound."""
@@ -166,6 +173,7 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     add_registration(config, reactor, http, credentials, files.origins)
     add_update(config, reactor, responder, files.zones, writes, credentials, metrics)
     listeners += http_listeners(config, reactor, http)
+    listeners += tls_listeners(config, reactor, responder, http.site, files.tls)
     cluster = make_cluster(config, reactor, store, files, metrics=metrics, http=http,
                            writes=writes, transport=peer_transport)
     owned.callback(_close_transport, cluster.transport)

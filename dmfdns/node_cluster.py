@@ -30,7 +30,8 @@ def cluster_settings(config: Config, files: NodeFiles) -> ClusterSettings:
         budget=Budget(page_limit=cluster.page_limit, max_pages=cluster.max_pages_per_tick,
                       max_records=cluster.max_records_per_tick, seconds=cluster.tick_budget),
         peer_timeout=cluster.peer_timeout, max_response_bytes=cluster.max_response_bytes,
-        fullset_interval=cluster.fullset_interval, heartbeat=_heartbeat(config, files))
+        fullset_interval=cluster.fullset_interval, heartbeat=_heartbeat(config, files),
+        tls=files.tls.peers, allow_plain_http_peers=cluster.allow_plain_http_peers)
 
 
 def _heartbeat(config: Config, files: NodeFiles) -> HeartbeatSettings | None:
@@ -53,6 +54,7 @@ def make_cluster(config: Config, reactor, store, files: NodeFiles, *, metrics: N
             limiter=TokenBucketLimiter(config.http.rate_limit, config.http.rate_burst,
                                        reactor.seconds),
             current_manifest=cluster.current_manifest,
-            index=cluster.index if settings.sync_token else None).mount(http)
+            index=cluster.index if settings.sync_token else None,
+            require_client_certificate=config.cluster.require_client_certificate).mount(http)
     metrics.registry.register(SyncCollector(cluster))
     return cluster

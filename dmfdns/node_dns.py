@@ -48,10 +48,11 @@ def dns_listeners(config: Config, reactor, responder: Responder) -> list[Listene
 
 
 def transport_counters(listeners) -> dict:
-    """``{"udp": [TransportCounters, ...], "tcp": [...]}`` of the DNS listeners."""
+    """``{"udp": [TransportCounters, ...], "tcp": [...], "dot": [...]}`` of the DNS
+    listeners."""
     grouped = {}
     for listener in listeners:
-        if listener.kind in ("udp", "tcp"):
+        if listener.kind in ("udp", "tcp", "dot"):
             grouped.setdefault(listener.kind, []).append(listener.counters)
     return grouped
 

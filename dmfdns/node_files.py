@@ -1,17 +1,18 @@
 """Everything a node reads from disk, read once, before it takes its lock (layer 3).
 
-``read_node_files`` parses the zone files and reads the token and key files of ``[http]``
-and ``[cluster]`` into one frozen ``NodeFiles``; ``make_service`` builds from it and
+``read_node_files`` parses the zone files and reads the token, key and TLS certificate
+files of ``[http]`` and ``[cluster]`` into one frozen ``NodeFiles``; ``make_service`` builds from it and
 ``dmfdns check-config`` calls it to validate without starting anything. A bad file is a
 ``ConfigError`` or ``ZoneError`` naming it, raised before anything is locked or opened.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import (Config, ConfigError, read_manifest_wire, read_operator_key,
                      read_operator_token, read_sync_token)
 from .dns.zone import parse_zone
 from .http.site import OpenBindRefused, check_bind
+from .node_tls import NodeTls, tls_preflight
 from .proto.keyfile import parse_seed
 
 
@@ -23,6 +24,7 @@ class NodeFiles:
     sync_token: str               # [cluster] bearer token of /v1/sync/* ("" = sync off)
     manifest_wire: str | None     # [cluster] signed manifest to adopt at start
     heartbeat_seed: bytes | None  # [cluster] seed that signs the heartbeat (None = off)
+    tls: NodeTls = field(default_factory=NodeTls.none)  # certificates, peers' CA (node_tls)
 
     @property
     def origins(self) -> tuple:
@@ -40,7 +42,8 @@ def read_node_files(config: Config) -> NodeFiles:
                      operator_key=read_operator_key(cluster),
                      sync_token=read_sync_token(cluster),
                      manifest_wire=read_manifest_wire(cluster),
-                     heartbeat_seed=_heartbeat_seed(config, zones))
+                     heartbeat_seed=_heartbeat_seed(config, zones),
+                     tls=tls_preflight(config))
 
 
 def load_zones(config: Config) -> list:
@@ -63,7 +66,7 @@ def load_zones(config: Config) -> list:
 
 
 def _check_http_binds(config: Config) -> None:
-    for address in config.http.listen:
+    for address in config.http.listen + config.http.tls_listen:
         try:
             check_bind(config.http.auth_mode, address.host,
                        allow_open_non_loopback=config.http.allow_open_non_loopback)

@@ -37,12 +37,12 @@ def free_port() -> int:
 def node_config(base: pathlib.Path, data_dir: pathlib.Path, *, node_id: str | None = None,
                 zones=None, dns: str = ANY_PORT, http: str = ANY_PORT,
                 http_options: dict | None = None, cluster: dict | None = None,
-                extra: str = ""):
+                dns_options: dict | None = None, extra: str = ""):
     """A parsed config for one node listening on loopback, with a 64 MiB map.
 
-    ``zones`` defaults to the packaged ``mesh.test`` zone; ``http_options`` are more keys of
-    ``[http]``; ``cluster`` (when given) becomes the ``[cluster]`` table; ``extra`` is TOML
-    appended as written.
+    ``zones`` defaults to the packaged ``mesh.test`` zone; ``http_options`` and
+    ``dns_options`` are more keys of ``[http]`` and ``[dns]``; ``cluster`` (when given)
+    becomes the ``[cluster]`` table; ``extra`` is TOML appended as written.
     """
     zones = [defaults_dir() / "mesh.test.zone"] if zones is None else zones
     lines = [f"zones = {json.dumps([pathlib.Path(z).as_posix() for z in zones])}", "[node]"]
@@ -50,7 +50,7 @@ def node_config(base: pathlib.Path, data_dir: pathlib.Path, *, node_id: str | No
         lines.append(f"node_id = {json.dumps(node_id)}")
     lines += [f"data_dir = {json.dumps(pathlib.Path(data_dir).as_posix())}",
               "[store]", 'map_size = "64MiB"',
-              "[dns]", f"listen = [{json.dumps(dns)}]",
+              "[dns]", f"listen = [{json.dumps(dns)}]", *_keys(dns_options or {}),
               "[http]", f"listen = [{json.dumps(http)}]", *_keys(http_options or {})]
     if cluster is not None:
         lines += ["[cluster]", *_keys(cluster)]
@@ -69,8 +69,9 @@ def start_node(config):
     return node
 
 
-def http_port(node) -> int:
-    (listener,) = [listener for listener in node.listeners if listener.kind == "http"]
+def http_port(node, kind: str = "http") -> int:
+    """The bound port of the node's one ``kind`` listener (``http``, ``https``, ``dot``)."""
+    (listener,) = [listener for listener in node.listeners if listener.kind == kind]
     return listener.bound.port
 
 

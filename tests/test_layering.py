@@ -26,7 +26,7 @@ LAYER_RULES = [
     (r"dmfdns\.conn_table$", PURE),  # pure connection admission policy (DNS TCP and HTTP)
     (r"dmfdns\.store\..+", STORE),
     (r"dmfdns\.(http|sync|client|outbound)\..+", ADAPTERS),
-    (r"dmfdns\.twisted_private$", ADAPTERS),
+    (r"dmfdns\.(twisted_private|tls_listen)$", ADAPTERS),
     (r"dmfdns\.(metrics|stall_probe|group_commit)$", ADAPTERS),
     (r"dmfdns\.commands\..+", COMPOSITION),
     (r"dmfdns\.(node|node_[a-z]+|config|cli|__main__)$", COMPOSITION),

@@ -1,5 +1,7 @@
 """``dmfdns serve`` (run a node) and ``dmfdns check-config FILE`` (validate only)."""
 
+import signal
+
 from twisted.logger import (FilteringLogObserver, Logger, LogLevel,
                             LogLevelFilterPredicate, globalLogBeginner, textFileLogObserver)
 
@@ -60,7 +62,8 @@ REHEARSAL_PREFIX = "rehearsal-"
 
 def rehearsal_warnings(config, operator_token: str) -> list[str]:
     """Warnings for a rehearsal secret used where others can reach the node."""
-    public = [str(a) for a in config.http.listen + config.dns.listen if not a.is_loopback]
+    public = [str(a) for a in config.http.listen + config.http.tls_listen + config.dns.listen
+              + config.dns.tls_listen if not a.is_loopback]
     if not public or not operator_token.startswith(REHEARSAL_PREFIX):
         return []
     return [f"the operator token is the public rehearsal value from the repository, and "
@@ -75,7 +78,24 @@ def summary(config, zones, dns_bound=None) -> list[str]:
     return [f"node {config.node.node_id}, data in {config.node.data_dir}",
             f"zones: {zone_list}",
             f"DNS (UDP+TCP): {dns}",
-            f"HTTP: {http} (auth {config.http.auth_mode})"]
+            f"HTTP: {http} (auth {config.http.auth_mode})"] + _tls_summary(config)
+
+
+def _tls_summary(config) -> list[str]:
+    """The encrypted listeners and the peers' TLS policy, said once at start-up."""
+    lines = []
+    for label, addresses in (("HTTPS", config.http.tls_listen),
+                             ("DNS over TLS", config.dns.tls_listen)):
+        if addresses:
+            lines.append(f"{label}: {', '.join(str(a) for a in addresses)} "
+                         f"(certificate {config.http.tls_cert_file}; SIGHUP reloads it)")
+    cluster = config.cluster
+    if cluster.peers or cluster.base:
+        trust = cluster.ca_file or "the system trust store"
+        plain = ("allowed (allow_plain_http_peers = true)" if cluster.allow_plain_http_peers
+                 else "refused on globally routable addresses")
+        lines.append(f"peers: https:// verified against {trust}; plain http:// {plain}")
+    return lines
 
 
 def dig_hints(zones, addresses: list[ListenAddress]) -> list[str]:
@@ -96,6 +116,14 @@ def start_logging(stream) -> None:
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
     observer = FilteringLogObserver(textFileLogObserver(stream), [predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def reload_on_sighup(reactor, node) -> None:
+    """SIGHUP re-reads the TLS certificates (certbot's deploy hook: ``kill -HUP``); the
+    handler only schedules the work on the reactor, as a signal may arrive anywhere."""
+    def handler(signum, frame):
+        reactor.callFromThread(node.reload_certificates)
+    signal.signal(signal.SIGHUP, handler)
 
 
 def serve(args, ctx) -> int:
@@ -124,6 +152,7 @@ def serve(args, ctx) -> int:
         print("stop with Ctrl-C (SIGINT) or SIGTERM", file=ctx.stdout)
     ctx.stdout.flush()
     reactor.addSystemEventTrigger("before", "shutdown", node.stopService)
+    reload_on_sighup(reactor, node)
     reactor.run()
     log.info("dmfdns stopped")
     return 0

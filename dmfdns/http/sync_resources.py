@@ -31,6 +31,7 @@ from ..store.api import Cursor
 from ..store.changelog import parse_cursor, since_cursor
 from ..sync import wire
 from ..sync.fullset import MAX_LIST, parse_bucket
+from ..tls_listen import peer_certificate
 from .auth import BearerTokens
 from .endpoint import Boundary, Call, Endpoint, HttpError, Reply
 from .ratelimit import TokenBucketLimiter
@@ -51,8 +52,9 @@ class SyncApi:
 
     def __init__(self, *, store, token: str, limiter: TokenBucketLimiter,
                  current_manifest: Callable[[float], tuple | None] = lambda now: None,
-                 index=None):
+                 index=None, require_client_certificate: bool = False):
         self.store = store
+        self.require_client_certificate = require_client_certificate
         self.token = token or None
         self.limiter = limiter
         self.current_manifest = current_manifest
@@ -63,6 +65,8 @@ class SyncApi:
         per client and then needs the sync token (checked by the wrapper)."""
         auth = BearerTokens((self.token,), status=403, message=FORBIDDEN,
                             closed_without_tokens=True)
+        if self.require_client_certificate:
+            auth = _WithClientCertificate(auth)
 
         def endpoint(handler: str, methods: dict) -> Endpoint:
             return Endpoint(handler, methods, http.boundary, limiter=self.limiter, auth=auth)
@@ -159,3 +163,17 @@ class SyncApi:
         listing = self._ready_index(call).listing(bucket, after, min(limit, MAX_LIST),
                                                   round(call.now * 1000))
         return Reply(200, listing, headers=_CAPABLE)
+
+
+class _WithClientCertificate:
+    """Mutual TLS on top of the token: the TLS layer verified the client's certificate
+    against ``[http] tls_client_ca_file``; a caller without one (plain HTTP, or HTTPS
+    without a certificate) is refused."""
+
+    def __init__(self, token_auth):
+        self.token_auth = token_auth
+
+    def __call__(self, call) -> None:
+        self.token_auth(call)
+        if peer_certificate(call.request.transport) is None:
+            raise HttpError(403, "client certificate required")

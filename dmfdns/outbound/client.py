@@ -101,7 +101,8 @@ class HttpClient:
                 return result
             if fired:
                 raise OutboundError(TIMEOUT, f"no answer within {timeout:g} s")
-            raise classify(result, lambda: self.tls.cause_for(parts.hostname, port))
+            raise classify(result, lambda: self.tls.cause_for(parts.hostname, port,
+                                                             self._reactor.seconds()))
         return exchange.addBoth(settle)
 
     def _read(self, response, origin: str, max_bytes: int):

@@ -7,32 +7,27 @@ certificate with service-identity (RFC 6125; RFC 9110 section 4.3.4) — TLS 1.2
 with an optional client certificate (mutual TLS between peers). Nothing falls back to
 clear text: a URL's scheme is the only thing that picks TLS.
 
-OpenSSL reports every failed chain as "certificate verify failed". To say which check
-failed, a verify callback on each connection notes the X.509 error of the rejected
-certificate per ``(host, port)``; ``cause_for(host, port)`` gives it to the classifier.
+OpenSSL reports every failed chain as "certificate verify failed", and Twisted's verify
+callback (which also checks the name with service-identity, reported as its own
+``VerificationError``) must stay as it is. To say which check failed, the creator keeps
+the last connection made per ``(host, port)``; ``cause_for(host, port, now)`` reads the
+chain the server sent on it: a certificate outside its validity period is
+``tls_expired``, any other refused chain ``tls_untrusted``.
 """
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from .errors import TLS, TLS_EXPIRED, TLS_UNTRUSTED
+from .errors import TLS_EXPIRED, TLS_UNTRUSTED
 
-# X.509 verification results (OpenSSL's X509_V_ERR_*, openssl-verify(1) "Diagnostics").
-_EXPIRED = {9: "the certificate is not yet valid", 10: "the certificate has expired",
-            11: "the CRL is not yet valid", 12: "the CRL has expired"}
-_UNTRUSTED = {2: "the issuer certificate is unknown",
-              18: "the certificate is self-signed and not trusted",
-              19: "a self-signed certificate in the chain is not trusted",
-              20: "the issuer is not a trusted CA (unable to get local issuer certificate)",
-              21: "unable to verify the first certificate",
-              24: "an intermediate is not a CA", 26: "unsupported certificate purpose",
-              27: "the certificate is not trusted", 28: "the certificate is rejected"}
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
@@ -40,13 +35,16 @@ class TlsConfigError(Exception):
     """A CA or certificate file cannot be used (one line for the operator)."""
 
 
-def verify_cause(code: int) -> tuple[str, str]:
-    """``(cause, text)`` for an X.509 verification error code."""
-    if code in _EXPIRED:
-        return TLS_EXPIRED, _EXPIRED[code]
-    if code in _UNTRUSTED:
-        return TLS_UNTRUSTED, _UNTRUSTED[code]
-    return TLS, f"certificate verification failed (X.509 error {code})"
+def chain_cause(chain, now: float) -> tuple[str, str]:
+    """``(cause, text)`` for a refused chain (cryptography certificates, leaf first)."""
+    for depth, certificate in enumerate(chain or ()):
+        which = "the certificate" if depth == 0 else f"certificate {depth} of its chain"
+        start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+        if now > end.timestamp():
+            return TLS_EXPIRED, f"{which} expired at {end:%Y-%m-%d %H:%M} UTC"
+        if now < start.timestamp():
+            return TLS_EXPIRED, f"{which} is not valid before {start:%Y-%m-%d %H:%M} UTC"
+    return TLS_UNTRUSTED, "the certificate chain does not end at a trusted CA"
 
 
 def load_trust(path) -> object:
@@ -60,7 +58,7 @@ def load_trust(path) -> object:
         raise TlsConfigError(f"CA file {path}: no PEM certificate in it")
     try:
         return ssl.trustRootFromCertificates([ssl.Certificate.loadPEM(b) for b in blocks])
-    except SSL.Error as exc:
+    except (SSL.Error, crypto.Error) as exc:
         raise TlsConfigError(f"CA file {path}: not a certificate ({exc})") from None
 
 
@@ -72,7 +70,7 @@ def load_client_certificate(cert_file, key_file) -> ssl.PrivateCertificate:
         raise TlsConfigError(f"{exc.filename}: cannot read: {exc.strerror}") from None
     try:
         return ssl.PrivateCertificate.loadPEM(key + b"\n" + cert)
-    except (SSL.Error, ValueError) as exc:
+    except (SSL.Error, crypto.Error, ValueError) as exc:
         raise TlsConfigError(f"client certificate {cert_file} / key {key_file}: {exc}") \
             from None
 
@@ -99,7 +97,7 @@ class TlsPolicy:
         if settings.client_cert_file or settings.client_key_file:
             self._client = load_client_certificate(settings.client_cert_file,
                                                    settings.client_key_file)
-        self._rejected: dict = {}    # (host, port) -> X.509 error of the last bad chain
+        self._last: dict = {}    # (host, port) -> the last TLS connection made to it
 
     def creatorForNetloc(self, hostname: bytes, port: int):
         host = hostname.decode("ascii")
@@ -107,12 +105,13 @@ class TlsPolicy:
         options = ssl.optionsForClientTLS(
             host, trustRoot=trust, clientCertificate=self._client,
             extraCertificateOptions={"raiseMinimumTo": ssl.TLSVersion.TLSv1_2})
-        return _NotingCreator(options, self._rejected, (host.lower(), port))
+        return _KeepingCreator(options, self._last, (host.lower(), port))
 
-    def cause_for(self, host: str, port: int):
-        """``(cause, text)`` of the last certificate refused from ``host:port``, or None."""
-        code = self._rejected.get((host.lower(), port))
-        return None if code is None else verify_cause(code)
+    def cause_for(self, host: str, port: int, now: float):
+        """``(cause, text)`` for the chain ``host:port`` last sent (None: no chain seen)."""
+        connection = self._last.get((host.lower(), port))
+        chain = connection.get_peer_cert_chain(as_cryptography=True) if connection else None
+        return chain_cause(chain, now) if chain else None
 
 
 def _origin(host: str, port: int) -> str:
@@ -121,21 +120,32 @@ def _origin(host: str, port: int) -> str:
 
 
 @implementer(IOpenSSLClientConnectionCreator)
-class _NotingCreator:
-    """Twisted's connection creator, with a verify callback that notes why a chain failed
-    (it decides nothing: OpenSSL's own verdict ``ok`` stands)."""
+class _KeepingCreator:
+    """Twisted's connection creator, keeping the last connection per origin (to read the
+    chain a refused server sent; one connection per origin, replaced by the next)."""
 
-    def __init__(self, inner, rejected: dict, key: tuple):
-        self._inner, self._rejected, self._key = inner, rejected, key
+    def __init__(self, inner, last: dict, key: tuple):
+        self._inner, self._last, self._key = inner, last, key
 
     def clientConnectionForTLS(self, tls_protocol):
         connection = self._inner.clientConnectionForTLS(tls_protocol)
-        connection.set_verify(SSL.VERIFY_PEER, self._verify)
+        self._last[self._key] = connection
         return connection
 
-    def _verify(self, connection, certificate, code, depth, ok) -> bool:
-        if not ok:
-            self._rejected[self._key] = code
-        elif depth == 0:
-            self._rejected.pop(self._key, None)
-        return bool(ok)
+
+def plain_http_outside(url: str) -> bool:
+    """Whether ``url`` is ``http://`` to a globally routable host (not loopback, private,
+    link-local, shared or documentation space, RFC 6890): a
+    bearer token sent there crosses networks in clear text. A host name counts as
+    outside (where it points is not known without asking DNS)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return address.is_global

@@ -12,9 +12,9 @@ peer from a ``dnsmesh`` one.
 import json
 from urllib.parse import quote
 
-from ..outbound.client import HttpResponse  # noqa: F401  (the transport's answer type)
-from ..outbound.errors import (FORBIDDEN, MALFORMED, STATUS, TIMEOUT,  # noqa: F401
-                               UNREACHABLE, OutboundError, check_status)
+from ..outbound.client import HttpResponse  # noqa: F401  (what a transport answers)
+from ..outbound.errors import (MALFORMED, UNREACHABLE,  # noqa: F401  (test transports)
+                               OutboundError, check_status)
 from ..store.api import Cursor
 from ..store.changelog import format_cursor
 from . import wire

@@ -23,6 +23,7 @@ from .fullset import FullSetIndex
 from .gossip import ManifestKeeper
 from .heartbeat import HeartbeatPublisher
 from ..outbound.client import HttpClient
+from ..outbound.tls import plain_http_outside
 from .peer_client import PeerClient, PeerError
 
 log = Logger(namespace="dmfdns.sync")
@@ -55,6 +56,7 @@ class ClusterSettings:
     limits: Limits = Limits()
     heartbeat: HeartbeatSettings | None = None
     tls: object = None            # an outbound.tls.TlsPolicy; None: the system trust store
+    allow_plain_http_peers: bool = False
 
 
 class ClusterSync(service.MultiService):
@@ -142,7 +144,22 @@ class ClusterSync(service.MultiService):
                          seq=self.keeper.current[1].seq, node=self.settings.node_id)
         else:
             peers = [Peer(url, url) for url in self.settings.static_peers]
-        self.anti_entropy.set_peers(peers)
+        self.anti_entropy.set_peers(self._refuse_clear_text(peers))
+
+    def _refuse_clear_text(self, peers: list) -> list:
+        """Peers minus plain ``http://`` ones outside loopback and private ranges (a
+        manifest may list them; the sync token must not cross the internet in clear)."""
+        if self.settings.allow_plain_http_peers:
+            return peers
+        kept = []
+        for peer in peers:
+            if plain_http_outside(peer.url):
+                log.warn("peer {peer} at {url} refused: plain http:// outside loopback and "
+                         "private ranges (use https://, or allow_plain_http_peers = true)",
+                         peer=peer.peer_id, url=peer.url)
+            else:
+                kept.append(peer)
+        return kept
 
     def current_manifest(self, now: float):
         """What ``/v1/sync/cluster-manifest`` serves: the manifest in force, after a look at
