@@ -183,6 +183,8 @@ def test_unusable_files_are_clear_errors(tmp_path, material):
     ("http://node2.example.net", True), ("http://203.0.113.7:8053", False),
     ("http://127.0.0.1:8053", False), ("http://[::1]:8053", False),
     ("http://10.1.2.3:8053", False), ("http://192.168.0.2", False),
-    ("http://localhost:8053", False), ("https://8.8.8.8", False)])
+    ("http://localhost:8053", False), ("https://8.8.8.8", False),
+    ("http://node2:8053", False), ("http://n2.peers.invalid", False),
+    ("http://n1.mesh.test:8401", False), ("http://dmp.example.org", True)])
 def test_plain_http_outside_private_ranges(url, outside):
     assert plain_http_outside(url) is outside

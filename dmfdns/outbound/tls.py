@@ -133,19 +133,24 @@ class _KeepingCreator:
         return connection
 
 
+# Names that never resolve on the public internet: RFC 6761 special-use (test, example,
+# invalid, localhost), RFC 6762 local, RFC 8375 home.arpa, and the de facto internal/lan.
+_PRIVATE_SUFFIXES = (".test", ".example", ".invalid", ".localhost", ".local", ".home.arpa",
+                     ".internal", ".lan")
+
+
 def plain_http_outside(url: str) -> bool:
-    """Whether ``url`` is ``http://`` to a globally routable host (not loopback, private,
-    link-local, shared or documentation space, RFC 6890): a
-    bearer token sent there crosses networks in clear text. A host name counts as
-    outside (where it points is not known without asking DNS)."""
+    """Whether ``url`` is ``http://`` to a host that may be on the internet: a bearer
+    token sent there would cross networks in clear text. Inside are loopback, private,
+    link-local, shared and documentation addresses (not ``is_global``, RFC 6890), a
+    single-label host name (a container or LAN name) and the special-use names above;
+    any other host name counts as outside (where it points is not known here)."""
     parts = urlsplit(url)
     if parts.scheme != "http":
         return False
-    host = parts.hostname or ""
-    if host == "localhost":
-        return False
+    host = (parts.hostname or "").rstrip(".").lower()
     try:
-        address = ipaddress.ip_address(host)
+        return ipaddress.ip_address(host).is_global
     except ValueError:
-        return True
-    return address.is_global
+        pass
+    return "." in host and not (host == "localhost" or host.endswith(_PRIVATE_SUFFIXES))
