@@ -122,7 +122,11 @@ class HttpConfig:
     max_body_bytes: int = setting(
         65536, kinds.size(1024, 64 * 2**20), "largest request body accepted")
     max_connections: int = setting(
-        256, kinds.integer(1, 100_000), "open HTTP connections; more are refused")
+        256, kinds.integer(1, 100_000),
+        "open HTTP connections; past it a quiet one is closed to make room")
+    max_connections_per_client: int = setting(
+        64, kinds.integer(1, 100_000),
+        "open HTTP connections per client address; past it the client's own quiet one closes")
     idle_timeout: float = setting(
         30.0, kinds.duration(0.1, 3600), "close an HTTP connection idle this long")
     metrics_token: str = setting(

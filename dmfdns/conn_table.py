@@ -12,8 +12,13 @@ one client holding every slot with idle connections locks everyone else out. So 
   most connections is closed to make room;
 * **a grace period for new connections**: a connection that has not yet delivered its first
   complete request is not closed until it has been open ``grace`` seconds, so a storm of
-  reconnecting clients cannot evict a legitimate connection before its request is read.
-  When every candidate is busy or young, the *new* connection is refused instead.
+  reconnecting clients cannot evict a legitimate connection before its request is read;
+* **except for a hog**: an address holding over a quarter of the slots, and more than the
+  newcomer's address, loses even its new connections (never one being answered). Without
+  this, a storm from one address that reconnects as fast as it is closed keeps every slot
+  new and locks everyone else out (``tests/reliability/test_http_flood.py``).
+
+When every candidate is busy or spared, the *new* connection is refused instead.
 
 The table knows nothing of sockets: a connection is any hashable object, its state is told
 through ``opened``, ``active``, ``request_read``, ``set_busy`` and ``closed``, and time is passed
@@ -35,7 +40,11 @@ class _Entry:
 class ConnectionTable:
     """Connections of one listener, least recently active first, grouped by client."""
 
-    def __init__(self, *, max_total: int, max_per_client: int, grace: float):
+    def __init__(self, *, max_total: int, max_per_client: int, grace: float,
+                 is_busy=None):
+        """``is_busy(connection)``, when given, is asked too: a connection that says it is
+        answering a request is never closed."""
+        self.is_busy = is_busy
         self.max_total = max_total
         self.max_per_client = max_per_client
         self.grace = grace
@@ -60,19 +69,25 @@ class ConnectionTable:
             return victim is not None, victim
         if len(self._entries) < self.max_total:
             return True, None
-        for holder in sorted(self._by_client, key=self.count, reverse=True):
+        holders = sorted(self._by_client, key=self.count, reverse=True)
+        for holder in holders:
             victim = self._quiet_of(holder, now)
+            if victim is not None:
+                return True, victim
+        hog = holders[0]
+        if self.count(hog) > max(self.max_total // 4, self.count(client), 1):
+            victim = self._quiet_of(hog, now, spare_new=False)
             if victim is not None:
                 return True, victim
         return False, None
 
-    def _quiet_of(self, client, now: float):
+    def _quiet_of(self, client, now: float, spare_new: bool = True):
         """The least recently active connection of ``client`` that may be closed."""
         for connection in self._by_client.get(client, ()):
             entry = self._entries[connection]
-            if entry.busy:
+            if entry.busy or (self.is_busy is not None and self.is_busy(connection)):
                 continue
-            if entry.served or now - entry.opened_at >= self.grace:
+            if not spare_new or entry.served or now - entry.opened_at >= self.grace:
                 return connection
         return None
 
@@ -109,3 +124,15 @@ class ConnectionTable:
         group.pop(connection, None)
         if not group:
             del self._by_client[entry.client]
+
+
+def close_victim(transport, clock, linger: float) -> None:
+    """Close an evicted connection: gracefully, so an answer still in its write buffer
+    reaches the client, and aborted after ``linger`` seconds if the client does not read."""
+    transport.loseConnection()
+    clock.callLater(linger, _abort_if_open, transport)
+
+
+def _abort_if_open(transport) -> None:
+    if not getattr(transport, "disconnected", True):
+        transport.abortConnection()

@@ -53,7 +53,9 @@ def make_http(config: Config, reactor, store, files: NodeFiles, metrics: NodeMet
         store=store, writes=writes, clock=reactor, metrics=metrics, auth=auth,
         rate_limit=http.rate_limit, rate_burst=http.rate_burst,
         trusted_proxies=http.trusted_proxies, max_body_bytes=http.max_body_bytes,
-        max_connections=http.max_connections, idle_timeout=http.idle_timeout,
+        max_connections=http.max_connections,
+        max_connections_per_client=http.max_connections_per_client,
+        idle_timeout=http.idle_timeout,
         metrics_tokens=metrics_tokens, committer=committer)
 
 

@@ -387,7 +387,7 @@ def test_tcp_full_listener_closes_a_quiet_connection_of_the_biggest_holder():
     clock.advance(2)  # past the grace of new connections
     newcomer, _ = connect_from(factory, "198.51.100.1")
     assert newcomer is not None
-    assert hog[0][1].disconnected and not other_transport.disconnected
+    assert hog[0][1].disconnecting and not other_transport.disconnecting
     assert factory.counters.connections_evicted == 1
     assert factory.counters.connections_open == 4
 
@@ -399,8 +399,8 @@ def test_tcp_client_at_its_cap_closes_its_own_quiet_connection_not_others():
     assert connect_from(factory, "192.0.2.66") == (None, None)  # both still new: refused
     first.dataReceived(frame(b"q:1"))  # answered: no longer protected as new
     third, _ = connect_from(factory, "192.0.2.66")
-    assert third is not None and first_transport.disconnected
-    assert not second_transport.disconnected
+    assert third is not None and first_transport.disconnecting
+    assert not second_transport.disconnecting
     assert factory.counters.connections_refused == 1
     assert factory.counters.connections_evicted == 1
 
@@ -411,6 +411,6 @@ def test_tcp_new_connection_is_not_evicted_before_its_first_query():
     clock.advance(5)
     fresh, fresh_transport = connect_from(factory, "192.0.2.7")
     late, _ = connect_from(factory, "198.51.100.1")
-    assert late is not None and old_transport.disconnected
-    assert not fresh_transport.disconnected
+    assert late is not None and old_transport.disconnecting
+    assert not fresh_transport.disconnecting
     assert connect_from(factory, "203.0.113.9") == (None, None)  # only new ones left

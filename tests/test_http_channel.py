@@ -135,6 +135,7 @@ def test_http_1_0_closes_after_the_response(node):
 
 def test_the_oldest_idle_connection_is_evicted_at_the_cap(node):
     first, second, third = node.connect(port=1), node.connect(port=2), node.connect(port=3)
+    node.clock.advance(2)   # past the grace of new connections
     first.send(b"GET /he")  # recent activity: first is now the most recently active
     fourth = node.connect(port=4)
     assert fourth is not None
@@ -162,6 +163,32 @@ def test_busy_connections_are_never_evicted_and_a_full_house_refuses(node):
     assert node.connect(port=4) is None
     assert node.site.counters.connections_refused == 1
     assert not any(connection.closed for connection in busy)
+
+
+def test_a_new_connection_is_not_evicted_before_its_request_is_read(node):
+    """The eviction storm: slow clients reconnecting at once must not close a connection
+    that was just accepted and has not been read yet; the newcomers are refused instead
+    until an older connection is past its grace."""
+    slow = [node.connect(host="192.0.2.66", port=p) for p in (1, 2, 3)]
+    node.clock.advance(2)
+    legitimate = node.connect(host="198.51.100.7", port=9)      # evicts a slow one
+    assert legitimate is not None and slow[0].closed
+    storm = [node.connect(host="192.0.2.66", port=p) for p in (4, 5, 6, 7)]
+    assert None not in storm[:2] and slow[1].closed and slow[2].closed   # past their grace
+    assert storm[2:] == [None, None]                              # every other one is new
+    assert not legitimate.closed
+    legitimate.send(request_bytes("GET", "/healthz"))
+    assert legitimate.responses()[0].status == 200
+
+
+def test_a_client_at_its_cap_closes_its_own_quiet_connection():
+    harness = Harness(site_options={"max_connections": 10, "max_connections_per_client": 2})
+    own = [harness.connect(host="192.0.2.66", port=p) for p in (1, 2)]
+    other = harness.connect(host="198.51.100.7", port=3)
+    assert harness.connect(host="192.0.2.66", port=4) is None     # both of its own are new
+    harness.clock.advance(2)
+    assert harness.connect(host="192.0.2.66", port=5) is not None
+    assert own[0].closed and not own[1].closed and not other.closed
 
 
 def test_connection_counters_follow_open_and_close(node):

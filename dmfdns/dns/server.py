@@ -33,7 +33,7 @@ from twisted.internet import protocol
 from twisted.logger import Logger
 from twisted.protocols import basic, policies
 
-from ..conn_table import ConnectionTable
+from ..conn_table import ConnectionTable, close_victim
 from .responder import servfail_for
 
 RESPONDER_FAILURE_LOG_INTERVAL = 60.0
@@ -279,7 +279,7 @@ class DNSStreamFactory(protocol.ServerFactory):
         if victim is not None:
             self.connection_closed(victim)
             self.counters.connections_evicted += 1
-            victim.transport.abortConnection()
+            close_victim(victim.transport, self.clock, NEW_CONNECTION_GRACE)
         if not admit:
             self.counters.connections_refused += 1
             return None  # Twisted closes the accepted socket

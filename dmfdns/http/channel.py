@@ -11,24 +11,33 @@ and a bad ``Content-Length`` drops the connection without a response (docs/compa
   timeout between requests is twisted.web's own (``Site(timeout=...)``);
 * a JSON ``{"error": ...}`` answer instead of twisted.web's bare 400 for a malformed request
   line, header or ``Content-Length``, and 431 for an over-long header line (RFC 6585 §5);
-* a connection cap with idle eviction (``NodeSite``): when the cap is reached, the
-  connection that has been quiet the longest and is not being answered is closed to make
-  room; only when every connection is busy is the new one refused. An idle flood therefore
-  cannot lock out ``/healthz`` or a real client.
+* connection caps with eviction (``NodeSite``, the policy of ``dmfdns.conn_table`` shared
+  with DNS over TCP): at most ``max_connections`` in all and ``max_per_client`` from one
+  address. When full, a quiet connection (not being answered, least recently active; the
+  client's own first when it is the one at its cap, else one of the address holding most)
+  is closed to make room. A new connection is never closed before its first request is
+  read, until it has been open ``NEW_CONNECTION_GRACE``: so a storm of reconnecting slow
+  clients cannot evict a legitimate connection that has just been accepted. Only when no
+  connection may be closed is the new one refused. An idle or slowloris flood from one
+  address therefore cannot lock out ``/healthz`` or a real client elsewhere.
 
 After one of these refusals the connection reads nothing more and is closed once the
 response is written.
 """
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from twisted.web import http, server
 
+from ..conn_table import ConnectionTable, close_victim
+
 from ..twisted_private import BadRequestHook
 
 SLOW_REQUEST = "request not received in time"
+# A new connection is not evicted before its first request for this long: a real client
+# sends its request with the first segment after the handshake.
+NEW_CONNECTION_GRACE = 1.0
 
 
 def error_response(status: int, message: str) -> bytes:
@@ -84,10 +93,6 @@ class NodeChannel(BadRequestHook):
         self.busy = False        # a complete request is being answered (never evicted then)
         self._read_deadline = None
 
-    def connectionMade(self):
-        super().connectionMade()
-        self.site.channel_opened(self)
-
     def connectionLost(self, reason):
         self._cancel_deadline()
         self.site.channel_closed(self)
@@ -116,6 +121,7 @@ class NodeChannel(BadRequestHook):
             return
         self._cancel_deadline()
         self.busy = True
+        self.site.request_read(self)
         super().allContentReceived()
 
     def requestDone(self, request):
@@ -161,8 +167,8 @@ class HttpCounters:
     """Plain-integer connection counters, exported by the metrics collector at scrape time."""
 
     connections_accepted: int = 0
-    connections_refused: int = 0   # over the cap with every connection busy
-    connections_evicted: int = 0   # idle connections closed to make room
+    connections_refused: int = 0   # full, and every connection busy or new
+    connections_evicted: int = 0   # quiet connections closed to make room
     connections_open: int = 0
     idle_timeouts: int = 0
     slow_requests: int = 0         # 408: a request not received within the deadline
@@ -179,7 +185,8 @@ class NodeSite(server.Site):
     requestFactory = NodeRequest
 
     def __init__(self, resource, *, clock, max_connections: int, idle_timeout: float,
-                 max_body_bytes: int, request_timeout: float, refusal_observer=None):
+                 max_body_bytes: int, request_timeout: float, refusal_observer=None,
+                 max_per_client: int | None = None):
         super().__init__(resource, timeout=idle_timeout, reactor=clock)
         self.noisy = False
         self.clock = clock
@@ -188,40 +195,41 @@ class NodeSite(server.Site):
         self.request_timeout = request_timeout
         self.counters = HttpCounters()
         self._refusal_observer = refusal_observer
-        self._channels: OrderedDict = OrderedDict()  # least recently active first
+        self._table = ConnectionTable(
+            max_total=max_connections, max_per_client=max_per_client or max_connections,
+            grace=NEW_CONNECTION_GRACE, is_busy=lambda channel: channel.busy)
 
     def buildProtocol(self, addr):
-        if len(self._channels) >= self.max_connections and not self._evict_idle():
+        client = getattr(addr, "host", None)
+        now = self.clock.seconds()
+        admit, victim = self._table.make_room(client, now)
+        if victim is not None:
+            self.channel_closed(victim)
+            self.counters.connections_evicted += 1
+            close_victim(victim.transport, self.clock, NEW_CONNECTION_GRACE)
+        if not admit:
             self.counters.connections_refused += 1
             return None
-        return super().buildProtocol(addr)
+        channel = super().buildProtocol(addr)
+        self._table.opened(channel, client, now)
+        self.counters.connections_accepted += 1
+        self.counters.connections_open = len(self._table)
+        return channel
 
     def log(self, request):
         """No access log: requests are counted in the metrics instead (one line per request
         would cost more than answering it)."""
 
-    def channel_opened(self, channel) -> None:
-        self._channels[channel] = None
-        self.counters.connections_accepted += 1
-        self.counters.connections_open = len(self._channels)
-
     def channel_active(self, channel) -> None:
-        if channel in self._channels:
-            self._channels.move_to_end(channel)
+        self._table.active(channel)
+
+    def request_read(self, channel) -> None:
+        self._table.request_read(channel)
 
     def channel_closed(self, channel) -> None:
-        self._channels.pop(channel, None)
-        self.counters.connections_open = len(self._channels)
+        self._table.closed(channel)
+        self.counters.connections_open = len(self._table)
 
     def request_refused(self, status: int) -> None:
         if self._refusal_observer is not None:
             self._refusal_observer(status)
-
-    def _evict_idle(self) -> bool:
-        victim = next((channel for channel in self._channels if not channel.busy), None)
-        if victim is None:
-            return False
-        self.channel_closed(victim)
-        self.counters.connections_evicted += 1
-        victim.transport.abortConnection()
-        return True

@@ -77,6 +77,7 @@ class NodeHttp:
 def make_site(*, store, writes: WriteService, clock, metrics, auth: WriteAuth,
               rate_limit: float = 100.0, rate_burst: int = 1000, trusted_proxies=(),
               max_body_bytes: int = 65536, max_connections: int = 256,
+              max_connections_per_client: int | None = None,
               idle_timeout: float = 30.0, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
               metrics_tokens=(), readiness: Readiness | None = None,
               committer: GroupCommitter | None = None) -> NodeHttp:
@@ -105,6 +106,7 @@ def make_site(*, store, writes: WriteService, clock, metrics, auth: WriteAuth,
     root.putChild(b"metrics", metrics_endpoint(metrics.registry, boundary,
                                                tokens=metrics_tokens))
     site = NodeSite(root, clock=clock, max_connections=max_connections,
+                    max_per_client=max_connections_per_client,
                     idle_timeout=idle_timeout, max_body_bytes=max_body_bytes,
                     request_timeout=request_timeout,
                     refusal_observer=lambda status: metrics.observe_http(

@@ -154,11 +154,16 @@ def test_idle_connection_flood_leaves_dns_and_healthz_up(running_node):
     port = http_port(node)
 
     def open_idle():
+        """From a second loopback address: the flooder is one client, /healthz another."""
         sockets = []
         for index in range(IDLE_CONNECTIONS):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-            if index % 2:
-                sock.sendall(b"GET /heal")  # a request that never completes (slowloris)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT,
+                                            source_address=("127.0.0.2", 0))
+            try:
+                if index % 2:
+                    sock.sendall(b"GET /heal")  # a request that never completes (slowloris)
+            except OSError:                     # closed at once: the client is at its cap
+                pass
             sockets.append(sock)
         return sockets
 
@@ -171,7 +176,8 @@ def test_idle_connection_flood_leaves_dns_and_healthz_up(running_node):
             assert answer.header.rcode == RCODE.NOERROR
         counters = node.http.site.counters
         assert counters.connections_open <= 256
-        assert counters.connections_evicted >= IDLE_CONNECTIONS - 256
+        assert (counters.connections_evicted + counters.connections_refused
+                >= IDLE_CONNECTIONS - 64)           # the flooder holds at most its own cap
     finally:
         for sock in sockets:
             sock.close()
