@@ -42,10 +42,10 @@ def log_lines():
 
 
 def fill(port: int) -> tuple[int, int]:
-    """POST 2 KB values (TTL 1 s) until one is refused: (accepted, refused status)."""
+    """POST 2 KB values (TTL 2 s) until one is refused: (accepted, refused status)."""
     for i in range(5000):
         status, _, _ = http_call(port, "POST", f"/v1/records/n{i}.mesh.test",
-                                 {"value": f"{i:05d}" + "x" * 2000, "ttl": 1})
+                                 {"value": f"{i:05d}" + "x" * 2000, "ttl": 2})
         if status != 201:
             return i, status
     return 5000, 201
@@ -59,9 +59,9 @@ def test_a_full_store_refuses_logs_and_drains_itself(small_node, log_lines):
     refused = [line for line in log_lines if "refused with 507" in line]
     assert len(refused) == 1 and "store is full" in refused[0]
     status, _, _ = yield threads.deferToThread(http_call, port, "DELETE",
-                                               "/v1/records/n0.mesh.test")
+                                               f"/v1/records/n{accepted - 1}.mesh.test")
     assert status == 204                                   # DELETE works on a full store
-    yield task.deferLater(small_node.reactor, 1.5, lambda: None)   # every value expires
+    yield task.deferLater(small_node.reactor, 2.5, lambda: None)   # every value expires
     sweeper = small_node.sweeper
     for _ in range(200):
         sweeper.tick()
