@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from .proto.heartbeat import endpoint_problem
+from .proto.names import folded
 
 
 class ConfigError(Exception):
@@ -163,7 +164,7 @@ def domain(value, where):
             r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*"
             r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?", value)) or len(value) > 64:
         fail(where, "a DNS name of at most 64 characters or \"\"", value)
-    return value.lower().rstrip(".")
+    return folded(value)
 
 
 @_described("list of DNS names")

@@ -84,3 +84,9 @@ def test_the_wire_check_is_the_text_rule_on_lowercase_names(text):
     # already in canonical form (lowercase, no root dot), which is all it is given.
     lowered = text.lower().rstrip(".") or "a"
     assert bool(names.canonical_wire(lowered.encode())) == (names.canonical(lowered) == lowered)
+
+
+def test_folded_is_the_comparison_form_without_a_check():
+    assert names.folded("Mesh.Test.") == "mesh.test"
+    assert names.folded("mesh.test..") == "mesh.test"
+    assert names.folded("Not A Name!") == "not a name!"

@@ -19,6 +19,8 @@ import dnslib
 from twisted.internet import defer, error, protocol
 from twisted.protocols import basic
 
+from ..proto import names
+
 EDNS_PAYLOAD = 1232
 DEFAULT_TIMEOUT = 2.0
 RCODE_NOERROR = 0
@@ -86,14 +88,13 @@ def parse_response(data: bytes, query_id: int, name: str):
         return None
     question = record.questions[0]
     if (question.qtype != dnslib.QTYPE.TXT
-            or str(question.qname).rstrip(".").lower() != name.rstrip(".").lower()):
+            or names.folded(str(question.qname)) != names.folded(name)):
         return None
     if header.tc:
         return True, None
     values = []
     for rr in record.rr:
-        if rr.rtype == dnslib.QTYPE.TXT and str(rr.rname).rstrip(".").lower() \
-                == name.rstrip(".").lower():
+        if rr.rtype == dnslib.QTYPE.TXT and names.folded(str(rr.rname)) == names.folded(name):
             value = b"".join(rr.rdata.data).decode("utf-8", "replace")
             if value not in values:
                 values.append(value)

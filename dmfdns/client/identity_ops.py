@@ -13,7 +13,7 @@ key the record must carry that key, which is how a contact's DMPv2 sender label 
 
 from dataclasses import dataclass
 
-from ..proto import identity, owners
+from ..proto import identity, names, owners
 from ..proto.keys import fingerprint
 from .state import Contact, Profile
 
@@ -28,7 +28,7 @@ class IdentityError(Exception):
 def split_address(address: str) -> tuple[str, str]:
     """``("user", "host")`` of ``user@host``; the host loses one trailing dot and its case."""
     user, at, host = address.strip().partition("@")
-    host = host.rstrip(".").lower()
+    host = names.folded(host)
     if not at or not user or not host or "@" in host:
         raise IdentityError(f"{address!r} is not an address of the form user@domain")
     return user, host
@@ -53,11 +53,11 @@ async def publish_identity(net, profile: Profile, keys, now: int) -> str:
 
 
 def candidate_names(user: str, host: str) -> list[str]:
-    names = [owners.identity_anchored(host), owners.identity_hashed(user, host)]
+    found = [owners.identity_anchored(host), owners.identity_hashed(user, host)]
     lowered = owners.identity_hashed(user.lower(), host)
-    if lowered not in names:
-        names.append(lowered)
-    return names
+    if lowered not in found:
+        found.append(lowered)
+    return found
 
 
 @dataclass(frozen=True)

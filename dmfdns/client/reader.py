@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
+from ..proto import names
 from .resolver import ReadError
 
 DEFAULT_GRACE = 0.05
@@ -108,12 +109,12 @@ class RoutedReader:
     """Names equal to or under one of ``zones`` go to ``cluster``; others to ``outside``."""
 
     def __init__(self, zones, cluster, outside=None):
-        self.zones = tuple(z.rstrip(".").lower() for z in zones)
+        self.zones = tuple(names.folded(z) for z in zones)
         self.cluster, self.outside = cluster, outside
 
     def route(self, name: str):
-        name = name.rstrip(".").lower()
-        inside = any(name == z or name.endswith("." + z) for z in self.zones)
+        name = names.folded(name)
+        inside = any(names.within(name, z) for z in self.zones)
         return self.cluster if inside or self.outside is None else self.outside
 
     def read(self, name: str):

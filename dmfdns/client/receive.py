@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from twisted.internet import defer
 
-from ..proto import chunk, codec, envelope, owners, sealing, slot_manifest
+from ..proto import chunk, codec, envelope, names, owners, sealing, slot_manifest
 from ..proto.keys import x25519_public
 from ..proto.message import aad, decode_outer
 from ..proto.signing import sha256
@@ -85,7 +85,7 @@ def mailboxes(state) -> list[_Mailbox]:
 def zones_to_walk(profile: Profile, state) -> list[str]:
     zones = []
     for zone in [c.domain for c in state.contacts if not c.blocked] + [profile.zone]:
-        zone = zone.rstrip(".").lower()
+        zone = names.folded(zone)
         if zone not in zones:
             zones.append(zone)
     return zones
@@ -100,7 +100,7 @@ def classify(profile: Profile, state, sender_spk: bytes, zone: str):
         return "refused", "blocked"
     if any(c.revoked for c in matching):
         return "refused", "revoked"
-    own_zone = zone == profile.zone.rstrip(".").lower()
+    own_zone = zone == names.folded(profile.zone)
     for contact in matching:
         if own_zone or contact.domain.lower() == zone:
             return "inbox", contact

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from ..proto import keys as proto_keys
+from ..proto import names
 
 PROFILE_FILE = "client.json"
 STATE_FILE = "state.enc"
@@ -195,7 +196,7 @@ class Secrets:
         """The contact ``user@domain`` (the domain compared case-insensitively)."""
         user, _, domain = address.partition("@")
         for contact in self.contacts:
-            if contact.user == user and contact.domain.lower() == domain.lower().rstrip("."):
+            if contact.user == user and contact.domain.lower() == names.folded(domain):
                 return contact
         return None
 

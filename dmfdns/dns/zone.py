@@ -110,7 +110,7 @@ def above_apexes(zones) -> frozenset:
 
 def _text(label: DNSLabel) -> str:
     """Lowercase presentation form of ``label`` without the trailing dot."""
-    return str(label).rstrip(".").lower()
+    return names.folded(str(label))
 
 
 def _lower(label: DNSLabel) -> DNSLabel:

@@ -7,6 +7,8 @@ Two rules for two jobs:
   DNS names compare case-insensitively, so every ingress keeps the lowercase form without a
   trailing dot (``canonical``). Labels are letters, digits, hyphen and underscore, so the
   ``_dmp.`` and ``_dnsmesh-heartbeat.`` owners fit; no label starts or ends with a hyphen.
+* **Names typed by users or given in config** are compared in ``folded`` form (lowercase,
+  trailing dots dropped) without being checked.
 * **Names inside record fields** (cluster name, bootstrap domain, rotation subject, heartbeat
   endpoint host): letters, digits and hyphen only (RFC 952/1123 host names, no ``_``), case
   kept, one trailing dot accepted and dropped (``ldh_name``), compared case-insensitively
@@ -28,6 +30,12 @@ _LDH_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # A whole lowercase owner name as bytes; the caller bounds its length (the wire does).
 canonical_wire = re.compile(
     f"{_OWNER_LABEL}(?:\\.{_OWNER_LABEL})*".encode("ascii")).fullmatch
+
+
+def folded(name: str) -> str:
+    """The form two names given by a user, a config file or a DNS message are compared in:
+    lowercase, trailing dots dropped. Not a check: see ``canonical`` for that."""
+    return name.rstrip(".").lower()
 
 
 def drop_root_dot(name: str) -> str:

@@ -16,7 +16,7 @@ import hashlib
 from collections import OrderedDict
 from typing import Callable
 
-from ..proto import cluster_manifest, owners
+from ..proto import cluster_manifest, names, owners
 from ..proto.cluster_manifest import ClusterManifest
 
 META_KEY = "cluster:manifest"
@@ -84,7 +84,7 @@ class ManifestKeeper:
             return EXPIRED
         if problem:
             return TOO_FAR
-        if record.cluster_name.lower().rstrip(".") != self.base:
+        if names.folded(record.cluster_name) != self.base:
             return WRONG_CLUSTER
         if self.current is not None:
             seq = self.current[1].seq
