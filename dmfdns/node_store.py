@@ -16,14 +16,20 @@ COOKIE_SECRET_BYTES = 16
 
 
 def open_store(config: Config, *, readonly: bool = False) -> LmdbStore:
-    """The node's LMDB store (created on first use unless ``readonly``)."""
+    """The node's LMDB store (created on first use unless ``readonly``), migrated to the
+    current schema version (logged) when opened for writing."""
     data_dir = config.node.data_dir
+    existed = (data_dir / "data.mdb").exists()
     if not readonly:
         data_dir.mkdir(parents=True, exist_ok=True)
-    elif not (data_dir / "data.mdb").exists():
+    elif not existed:
         raise StoreError(f"no dmfdns store at {data_dir} (nothing was written yet)")
-    return LmdbStore(data_dir, map_size=None if readonly else config.store.map_size,
-                     readonly=readonly, node_id=config.node.node_id)
+    store = LmdbStore(data_dir, map_size=None if readonly else config.store.map_size,
+                      readonly=readonly, node_id=config.node.node_id)
+    for migration in store.migrated if existed else ():
+        store_log.info("store at {path} migrated to schema {version}: {what}",
+                       path=str(data_dir), version=migration.version, what=migration.what)
+    return store
 
 
 def cookie_secret(store) -> bytes:

@@ -293,3 +293,30 @@ def test_the_operator_key_file_is_read_once(tmp_path, monkeypatch):
     assert node.cluster.settings.operator_key == bytes.fromhex("ab" * 32)
     assert node.writes.operator_key == bytes.fromhex("ab" * 32)
     node.close()
+
+
+def test_the_node_migrates_an_older_store_at_start_and_logs_each_step(tmp_path):
+    import pathlib
+    import shutil
+    from twisted.logger import formatEvent, globalLogPublisher
+    from dmfdns.store.migrations import CURRENT_VERSION
+    config = config_for(tmp_path)
+    fixture = pathlib.Path(__file__).resolve().parent / "fixtures" / "store-v1"
+    shutil.copytree(fixture, config.node.data_dir)
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        node = make_service(config, FakeReactor())
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert node.store.meta_get("store:schema") == str(CURRENT_VERSION).encode()
+    assert [v.value for v in node.store.get("alpha.mesh.test", 1_800_000_002)]
+    lines = [formatEvent(e) for e in events if e.get("log_namespace") == "dmfdns.store"]
+    assert lines == [f"store at {config.node.data_dir} migrated to schema {m}: "
+                     f"{migrations_what(m)}" for m in range(2, CURRENT_VERSION + 1)]
+    node.close()
+
+
+def migrations_what(version: int) -> str:
+    from dmfdns.store.migrations import MIGRATIONS
+    return next(m.what for m in MIGRATIONS if m.version == version)

@@ -1,9 +1,11 @@
 """LmdbStore: the RecordStore on one LMDB environment (docs/decisions.md §3).
 
 The only module that imports ``lmdb``. One environment, five named sub-databases for the
-records (see ``layout``) and an ``auth`` table for credentials, opened with LMDB's full sync (``sync`` and ``metasync`` on), so a write that
-returned is on disk (docs/decisions.md §3.4). Every call runs one short
-transaction that never leaves this module; reads return plain Python values.
+records (see ``layout``) and an ``auth`` table for credentials, at the schema version
+``migrations`` brings it to when a writable handle opens it; opened with LMDB's full sync
+(``sync`` and ``metasync`` on), so a write that returned is on disk (docs/decisions.md
+§3.4). Every call runs one short transaction that never leaves this module; reads
+return plain Python values.
 
 A full map (``MDB_MAP_FULL``) aborts the write transaction, so nothing is half written;
 it surfaces as StoreFull while reads go on. So that a full store can always drain itself,
@@ -19,17 +21,16 @@ from contextlib import contextmanager
 
 import lmdb
 
-from . import layout
+from . import layout, migrations
 from .api import Cursor, StoreError, StoreFull, StoreStats
 from .batch import SCHEMA, VALUES, meta_int
 from .changelog import STABLE_HORIZON_MS
 from .engine import TableStore, probe_descendants
 
-SCHEMA_VERSION = b"1"
 MIN_RESERVE, MAX_RESERVE = 2**20, 64 * 2**20
 _DATABASES = (b"records", b"names", b"log", b"expiry", b"meta")
 _AUTH_DATABASE = b"auth"
-_MAX_DBS = 8
+_MAX_DBS = 16      # named tables, with room for the ones later schema versions add
 
 
 class _LmdbTables:
@@ -141,6 +142,41 @@ class _LmdbTables:
         return self._txn.stat(db)["entries"]
 
 
+class _MigrationTables:
+    """``migrations.MigrationTables`` inside one LMDB write transaction."""
+
+    def __init__(self, env, txn, dbs: dict):
+        self._env, self._txn, self._dbs = env, txn, dbs
+
+    def _db(self, table: str):
+        db = self._dbs.get(table.encode("ascii"))
+        if db is None:     # a table an earlier migration created
+            db = self._env.open_db(table.encode("ascii"), txn=self._txn, create=False)
+            self._dbs[table.encode("ascii")] = db
+        return db
+
+    def create_table(self, name: str) -> None:
+        self._dbs[name.encode("ascii")] = self._env.open_db(name.encode("ascii"),
+                                                            txn=self._txn, create=True)
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        return self._txn.get(key, db=self._db(table))
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._txn.put(key, value, db=self._db(table))
+
+    def delete(self, table: str, key: bytes) -> None:
+        self._txn.delete(key, db=self._db(table))
+
+    def scan(self, table: str, prefix: bytes = b""):
+        cursor = self._txn.cursor(self._db(table))
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if not key.startswith(prefix):
+                    return
+                yield bytes(key), bytes(value)
+
+
 class LmdbStore(TableStore):
     """A RecordStore in the LMDB environment at directory ``path``.
 
@@ -174,37 +210,41 @@ class LmdbStore(TableStore):
             raise
 
     def _open_databases(self):
+        """The record tables; a writable handle first brings the schema to the current
+        version (``migrations``), a read-only one needs it there already."""
         try:
             dbs = tuple(self._env.open_db(n, create=not self._readonly) for n in _DATABASES)
         except lmdb.Error as error:
             raise StoreError(f"no dmfdns store at {self._path}: {error}") from None
         self._dbs = dbs
-        self._auth_db = self._open_auth_db()
-        if not self._readonly:
-            self._init_schema()
+        self._auth_db = None
+        self.migrated = () if self._readonly else self._migrate()
         with self._reading() as tables:
-            schema = tables.meta(SCHEMA)
-        if schema != SCHEMA_VERSION:
-            raise StoreError(f"store at {self._path} has schema {schema!r}, "
-                             f"this dmfdns reads {SCHEMA_VERSION!r}")
+            found = migrations.parse_version(tables.meta(SCHEMA))
+        migrations.check_readable(found, self._path)
+        try:
+            self._auth_db = self._env.open_db(_AUTH_DATABASE, create=False)
+        except lmdb.Error as error:
+            raise StoreError(f"the store at {self._path} has no auth table: {error}") \
+                from None
         return dbs
 
-    def _open_auth_db(self):
-        """The ``auth`` table (credentials, ``dmfdns.store.credentials``). A writable handle
-        creates it in a store made before it existed (no schema change: the record tables
-        are untouched); a read-only handle (a DNS worker) does without it."""
+    def _migrate(self) -> tuple:
+        """Run the pending migrations in one write transaction; what ran, in order."""
+        txn = self._begin(write=True)
         try:
-            return self._env.open_db(_AUTH_DATABASE, create=not self._readonly)
-        except lmdb.Error:
-            if self._readonly:
-                return None
-            raise StoreError(f"cannot open the auth table of the store at {self._path}") \
+            tables = _MigrationTables(self._env, txn, dict(zip(_DATABASES, self._dbs)))
+            found = migrations.parse_version(tables.get("meta", SCHEMA.encode("ascii")))
+            ran = migrations.run(tables, found, self._path)
+            txn.commit()
+            return ran
+        except lmdb.Error as error:
+            txn.abort()
+            raise StoreError(f"migrating the store at {self._path} failed: {error}") \
                 from None
-
-    def _init_schema(self):
-        with self._writing() as tables:
-            if tables.meta(SCHEMA) is None:
-                tables.set_meta(SCHEMA, SCHEMA_VERSION)
+        except BaseException:
+            txn.abort()
+            raise
 
     # transactions
 
