@@ -185,3 +185,20 @@ def _options(rdata: bytes) -> list:
         options.append((code, rdata[offset:offset + length]))
         offset += length
     return options
+
+
+def question_end(message: bytes) -> int | None:
+    """Where the one question of ``message`` ends (an uncompressed name, type, class), or
+    None if QDCOUNT is not 1 or the question does not fit; reads only lengths, for the
+    stand-in responses built from bytes (a bare SERVFAIL, an RRL slip)."""
+    if message[4:6] != b"\x00\x01":
+        return None
+    at, size = 12, len(message)
+    while at < size:
+        length = message[at]
+        if length == 0:
+            return at + 5 if at + 5 <= size else None
+        if length > 63:
+            return None
+        at += 1 + length
+    return None

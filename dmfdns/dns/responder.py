@@ -409,24 +409,10 @@ def servfail_for(query: bytes) -> bytes | None:
     if len(query) < 12 or query[2] & 0x80:
         return None
     head = query[:2] + bytes((0x80 | (query[2] & 0x79), SERVFAIL))
-    end = question_end(query) if query[4:6] == b"\x00\x01" else None
+    end = wire.question_end(query)
     if end is None:
         return head + bytes(8)
     return head + b"\x00\x01" + bytes(6) + query[12:end]
-
-
-def question_end(message: bytes) -> int | None:
-    """Where the first question of ``message`` ends (an uncompressed name, type, class),
-    or None if it does not fit."""
-    at, size = 12, len(message)
-    while at < size:
-        length = message[at]
-        if length == 0:
-            return at + 5 if at + 5 <= size else None
-        if length > 63:
-            return None
-        at += 1 + length
-    return None
 
 
 def _name(labels) -> str | None:
