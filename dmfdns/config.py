@@ -91,6 +91,23 @@ class DnsConfig:
     tls_listen: tuple = setting(
         (), kinds.listen_list(0),
         "DNS over TLS addresses (RFC 7858; port 853), with the [http] certificate")
+    rrl_rate: float = setting(
+        0.0, kinds.number(0, 1_000_000),
+        "response-rate limit: UDP responses per second per client prefix, answer class "
+        "and name (0 = off)")
+    rrl_burst: int = setting(
+        0, kinds.integer(0, 10_000_000),
+        "responses a bucket may send at once (0 = rrl_rate, one second's worth)")
+    rrl_slip: int = setting(
+        2, kinds.integer(0, 100),
+        "every Nth rate-limited response is sent truncated (TC=1) instead of dropped; "
+        "0 = drop all")
+    rrl_ipv4_prefix: int = setting(
+        24, kinds.integer(8, 32), "IPv4 client prefix length sharing one bucket")
+    rrl_ipv6_prefix: int = setting(
+        56, kinds.integer(16, 128), "IPv6 client prefix length sharing one bucket")
+    rrl_table_size: int = setting(
+        100_000, kinds.integer(1, 10_000_000), "most rate-limit buckets kept")
 
 
 @dataclass(frozen=True)

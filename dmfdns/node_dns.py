@@ -1,14 +1,23 @@
-"""The node's DNS side: the responder over the store and a TCP and a UDP listener per
-``[dns] listen`` address (layer 3, built by ``make_service``)."""
+"""The node's DNS side: the responder over the store, with its policy stage and error
+report, and a TCP and a UDP listener per ``[dns] listen`` address (layer 3, built by
+``make_service``; the DNS worker processes build their responder here too, so every
+process answers alike: the same settings, the cookie secret from the store, so each
+accepts the others' server cookies (RFC 9018), and the same response-rate limiting, each
+process with its own buckets as Knot's and NSD's workers have)."""
+
+from twisted.logger import Logger
 
 from .config import Config
 from .dns.counters import DnsCounters
 from .dns.responder import Responder, ResponderSettings
-from .dns.update_handler import UpdateHandler, UpdateSettings
+from .dns.rrl import ResponseRateLimiter, RrlSettings
 from .dns.server import (DNSDatagramProtocol, DNSStreamFactory, FailureLog, TransportCounters,
                          log as dns_log)
+from .dns.update_handler import UpdateHandler, UpdateSettings
 from .node_listener import Listener
 from .node_store import cookie_secret
+
+rrl_log = Logger(namespace="dmfdns.dns.rrl")
 
 
 def responder_settings(config: Config, secret: bytes | None) -> ResponderSettings:
@@ -19,12 +28,27 @@ def responder_settings(config: Config, secret: bytes | None) -> ResponderSetting
                              cookie_secret=secret)
 
 
+def rrl_settings(config: Config) -> RrlSettings:
+    dns = config.dns
+    return RrlSettings(rate=dns.rrl_rate, burst=dns.rrl_burst, slip=dns.rrl_slip,
+                       ipv4_prefix=dns.rrl_ipv4_prefix, ipv6_prefix=dns.rrl_ipv6_prefix,
+                       table_size=dns.rrl_table_size, edns_payload=dns.udp_max_payload)
+
+
 def make_responder(config: Config, reactor, zones, store) -> Responder:
-    """The responder for ``zones`` over ``store``, with the store's cookie secret; a failing
-    answer is logged at most once per interval of ``reactor``'s clock."""
-    settings = responder_settings(config, cookie_secret(store))
-    return Responder(list(zones), store, settings, DnsCounters(),
-                     on_error=FailureLog(reactor, dns_log).failure)
+    """The responder for ``zones`` over ``store``, with the store's cookie secret and,
+    when ``[dns] rrl_rate`` is set, response-rate limiting; a failing answer is logged at
+    most once per interval of ``reactor``'s clock."""
+    secret = cookie_secret(store)
+    counters = DnsCounters()
+    policies = []
+    limits = rrl_settings(config)
+    if limits.enabled:
+        policies.append(ResponseRateLimiter(
+            limits, counters, cookie_secret=secret,
+            report=lambda line: rrl_log.warn("{line}", line=line)))
+    return Responder(list(zones), store, responder_settings(config, secret), counters,
+                     policies=policies, on_error=FailureLog(reactor, dns_log).failure)
 
 
 def dns_listeners(config: Config, reactor, responder: Responder) -> list[Listener]:
