@@ -3,7 +3,17 @@
 A listener binds in ``privilegedStartService``, so a failure to bind is a ``NodeError``
 raised synchronously from the node's ``startService``; the port it gets comes from the
 reactor it is given (a test's memory reactor binds nothing).
+
+A DNS UDP socket asks for a 4 MiB receive buffer (the kernel caps it at
+``net.core.rmem_max``): at tens of thousands of queries a second the default ~200 KiB
+holds a few milliseconds of traffic, and a pause of the process longer than that drops
+every client's queries alike. With ``reuseport`` (``[dns] workers`` > 1) the socket is made
+here with ``SO_REUSEPORT`` and adopted by the reactor, which Twisted's ``listenUDP`` and
+``listenTCP`` do not offer, so each DNS process binds the same addresses and the kernel
+spreads the queries over them (operators.md section 14.2).
 """
+
+import socket
 
 from twisted.application import service
 from twisted.internet import defer, error
@@ -23,11 +33,13 @@ class Listener(service.Service):
     the TCP side that moves when the UDP port is taken."""
 
     SAME_PORT_ATTEMPTS = 20
+    UDP_RECEIVE_BUFFER = 4 * 2**20
 
     def __init__(self, reactor, kind: str, address: ListenAddress, protocol_or_factory,
                  counters: TransportCounters | None, same_port_as: "Listener | None" = None,
-                 backlog: int | None = None):
+                 backlog: int | None = None, reuseport: bool = False):
         self.reactor = reactor
+        self.reuseport = reuseport
         self.backlog = backlog  # TCP listen(2) queue; None: Twisted's default (50)
         self.kind = kind
         self.address = address
@@ -56,14 +68,46 @@ class Listener(service.Service):
         return self._listen(partner.bound.port)
 
     def _listen(self, port: int):
+        if self.reuseport:
+            return self._adopt(port)
         listen = self.reactor.listenUDP if self.kind == "udp" else self.reactor.listenTCP
         options = {"backlog": self.backlog} if self.kind != "udp" and self.backlog else {}
         try:
-            return listen(port, self.target, interface=self.address.host, **options)
+            bound = listen(port, self.target, interface=self.address.host, **options)
         except error.CannotListenError as exc:
             reason = getattr(exc.socketError, "strerror", None) or str(exc.socketError)
-            raise NodeError(f"cannot listen on {self.address} ({self.kind.upper()}): "
-                            f"{reason}") from None
+            raise self._cannot(reason) from None
+        if self.kind == "udp":
+            handle = getattr(bound, "getHandle", None)
+            if handle is not None:
+                _grow_receive_buffer(handle(), self.UDP_RECEIVE_BUFFER)
+        return bound
+
+    def _adopt(self, port: int):
+        """Bind a socket with SO_REUSEPORT ourselves and hand it to the reactor."""
+        family = socket.AF_INET6 if ":" in self.address.host else socket.AF_INET
+        udp = self.kind == "udp"
+        sock = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if not udp:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.address.host, port))
+            if udp:
+                _grow_receive_buffer(sock, self.UDP_RECEIVE_BUFFER)
+            else:
+                sock.listen(self.backlog or 50)
+            sock.setblocking(False)
+            if udp:
+                return self.reactor.adoptDatagramPort(sock.fileno(), family, self.target)
+            return self.reactor.adoptStreamPort(sock.fileno(), family, self.target)
+        except OSError as exc:
+            raise self._cannot(exc.strerror or str(exc)) from None
+        finally:
+            sock.close()            # the reactor holds its own duplicate
+
+    def _cannot(self, reason: str) -> NodeError:
+        return NodeError(f"cannot listen on {self.address} ({self.kind.upper()}): {reason}")
 
     def rebind(self) -> None:
         """Move to another free port (a TCP listener on a configured port 0)."""
@@ -88,3 +132,10 @@ class Listener(service.Service):
         if self.port is None:
             return None
         return ListenAddress(self.address.host, self.port.getHost().port)
+
+
+def _grow_receive_buffer(sock, size: int) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except OSError:
+        pass        # a smaller buffer only loses more under bursts

@@ -536,3 +536,25 @@ def test_histogram_buckets_are_cumulative_and_durations_come_from_transports():
     assert dict(counters.durations()["udp"].buckets)[0.0005] == 1
     counters.count_query("udp", 65000)
     assert counters.query_counts() == {("udp", "other"): 1}
+
+
+def test_counters_of_several_processes_add_up_through_snapshots():
+    import json
+    from dmfdns.dns.counters import DnsCounters
+    one, two = DnsCounters(), DnsCounters()
+    for counters, n in ((one, 1), (two, 2)):
+        for _ in range(n):
+            counters.count_answer("udp", 16, 0, 120)
+            counters.observe_duration("udp", 0.001)
+            counters.count_rrl("dropped")
+            counters.count_error("tcp")
+        counters.cache_hits += n
+    total = DnsCounters()
+    total.add(json.loads(json.dumps(one.snapshot())))
+    total.add(json.loads(json.dumps(two.snapshot())))
+    assert total.query_counts() == {("udp", "TXT"): 3}
+    assert total.response_counts() == {("udp", "NOERROR"): 3}
+    assert total.response_sizes()["udp"].count == 3 and total.durations()["udp"].count == 3
+    assert total.response_sizes()["udp"].sum == 360
+    assert total.rrl == {"dropped": 3} and total.errors == {"tcp": 3}
+    assert total.cache_counts()["hits"] == 3

@@ -160,6 +160,46 @@ class DnsCounters:
     def count_rrl(self, action: str) -> None:
         self.rrl[action] = self.rrl.get(action, 0) + 1
 
+    # Several processes (DNS workers) adding up to one scrape.
+
+    def snapshot(self) -> dict:
+        """Every count as plain JSON values, for another process to ``add`` up."""
+        histograms = {
+            kind: {proto: [h.counts, h.total, h.sum] for proto, h in table.items()}
+            for kind, table in (("sizes", self._sizes), ("durations", self._durations))}
+        return {"queries": [[p, q, n] for (p, q), n in self.queries.items()],
+                "responses": [[p, r, n] for (p, r), n in self.responses.items()],
+                "truncated": self.truncated, "dropped": self.dropped, "errors": self.errors,
+                "rrl": self.rrl, **histograms, "cache": [
+                    self.cache_hits, self.cache_misses, self.cache_evictions,
+                    self.cache_entries, self.cache_bytes]}
+
+    def add(self, snapshot: dict) -> None:
+        """Add the counts of ``snapshot`` (another process's ``snapshot()``) to these."""
+        for proto, qtype, n in snapshot["queries"]:
+            self.queries[(proto, qtype)] = self.queries.get((proto, qtype), 0) + n
+        for proto, rcode, n in snapshot["responses"]:
+            self.responses[(proto, rcode)] = self.responses.get((proto, rcode), 0) + n
+        for name in ("truncated", "dropped", "errors", "rrl"):
+            table = getattr(self, name)
+            for key, n in snapshot[name].items():
+                table[key] = table.get(key, 0) + n
+        for name, bounds in (("sizes", SIZE_BUCKETS), ("durations", DURATION_BUCKETS)):
+            table = self._sizes if name == "sizes" else self._durations
+            for proto, (counts, total, total_sum) in snapshot[name].items():
+                histogram = table.get(proto)
+                if histogram is None:
+                    histogram = table[proto] = _Histogram(bounds)
+                histogram.counts = [a + b for a, b in zip(histogram.counts, counts)]
+                histogram.total += total
+                histogram.sum += total_sum
+        hits, misses, evictions, entries, size = snapshot["cache"]
+        self.cache_hits += hits
+        self.cache_misses += misses
+        self.cache_evictions += evictions
+        self.cache_entries += entries
+        self.cache_bytes += size
+
     def cache_counts(self) -> dict:
         """The answer cache's ``hits``, ``misses``, ``evictions``, ``entries``, ``bytes``."""
         return {"hits": self.cache_hits, "misses": self.cache_misses,

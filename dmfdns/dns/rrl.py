@@ -74,19 +74,36 @@ class ResponseRateLimiter:
         self._buckets = {}          # (prefix, class, name) -> [tokens, last, limited]
         self._prefixes = {}         # client address string -> prefix bytes (bounded)
         self._next_report = None
+        self._truncated = {}        # (query after its ID, response flags) -> slip after ID
         self._since = {"slipped": 0, "dropped": 0}
 
     def decide(self, request) -> bytes | None:
+        response = request.response
         if request.proto != "udp" or request.valid_cookie:
-            return request.response
-        response, now = request.response, request.now
-        key = (self._prefix(request.client),) + _classify(response)
+            return response
+        now = request.now
+        prefix = self._prefixes.get(request.client)
+        if prefix is None:
+            prefix = self._prefix(request.client)
+        rcode = response[3] & 0x0F
+        if rcode == 3:
+            key = (prefix, _NXDOMAIN, b"")
+        elif rcode:
+            key = (prefix, _ERROR, b"")
+        else:
+            # The question name as asked, lower-cased (a zero byte inside a label only
+            # shortens it: the key stays the same for the same question).
+            name = response[12:response.find(0, 12)].lower()
+            key = (prefix, _POSITIVE if response[6:8] != b"\x00\x00" else _NODATA, name)
         bucket = self._buckets.get(key)
         if bucket is None:
             self._make_room()
             self._buckets[key] = [self._burst - 1, now, 0]
             return response
-        tokens = min(self._burst, bucket[0] + max(now - bucket[1], 0.0) * self._rate)
+        elapsed = now - bucket[1]
+        tokens = bucket[0] + elapsed * self._rate if elapsed > 0 else bucket[0]
+        if tokens > self._burst:
+            tokens = self._burst
         bucket[1] = now
         if tokens >= 1:
             bucket[0] = tokens - 1
@@ -115,11 +132,10 @@ class ResponseRateLimiter:
             del buckets[next(iter(buckets))]
 
     def _prefix(self, client) -> bytes:
-        prefix = self._prefixes.get(client)
-        if prefix is None:
-            if len(self._prefixes) >= self.settings.table_size:
-                self._prefixes.clear()
-            prefix = self._prefixes[client] = self._network(cookies.client_address(client))
+        """The bucket prefix of a client address (remembered: a bounded map)."""
+        if len(self._prefixes) >= self.settings.table_size:
+            self._prefixes.clear()
+        prefix = self._prefixes[client] = self._network(cookies.client_address(client))
         return prefix
 
     def _network(self, packed: bytes) -> bytes:
@@ -131,7 +147,21 @@ class ResponseRateLimiter:
         return bytes((len(packed),)) + prefix
 
     def _slipped(self, request) -> bytes | None:
-        """The truncated (or BADCOOKIE) stand-in for the limited response."""
+        """The truncated (or BADCOOKIE) stand-in for the limited response. A flood repeats
+        one query: its truncated form is kept (without the ID) in a small map."""
+        query, response = request.query, request.response
+        memo = (query[2:], response[2:4])
+        truncated = self._truncated.get(memo)
+        if truncated is not None:
+            return query[:2] + truncated
+        slipped = self._build_slip(request)
+        if slipped is not None and slipped[3] & 0x0F != BADCOOKIE & 0x0F:
+            if len(self._truncated) >= 1024:
+                self._truncated.clear()
+            self._truncated[memo] = slipped[2:]
+        return slipped
+
+    def _build_slip(self, request) -> bytes | None:
         query, response = request.query, request.response
         end = question_end(response)
         if end is None:
@@ -154,18 +184,6 @@ class ResponseRateLimiter:
     def _opt(self, ext_rcode: int, options: bytes) -> bytes:
         return (b"\x00\x00\x29" + struct.pack(">HBBHH", self.settings.edns_payload, ext_rcode,
                                               0, 0, len(options)) + options)
-
-
-def _classify(response: bytes) -> tuple:
-    """``(answer class, name)`` of a response (see the module docstring)."""
-    rcode = response[3] & 0x0F
-    if rcode == 3:
-        return _NXDOMAIN, b""
-    if rcode:
-        return _ERROR, b""
-    end = question_end(response)
-    name = response[12:end - 4].lower() if end is not None else b""
-    return (_POSITIVE if response[6:8] != b"\x00\x00" else _NODATA), name
 
 
 def _prefix_text(prefix: bytes, settings: RrlSettings) -> str:
