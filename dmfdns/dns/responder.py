@@ -114,10 +114,11 @@ class Responder:
         if query.__class__ is not bytes:
             query = bytes(query)            # a bytearray or a memoryview: hashable bytes
         valid_cookie = False
-        # A query with options ends in them; one without an OPT or with an empty one ends
-        # in its class or the OPT's zero RDLENGTH.
-        options = (client_options.split(query)
-                   if query[11:12] == b"\x01" and query[-2:] != b"\x00\x00" else None)
+        # Options to split off only if there is one additional record and it is not an
+        # empty OPT at the end (the common plain-EDNS query skips the parse).
+        options = (client_options.split(query) if query[11:12] == b"\x01"
+                   and (query[-11:-8] != b"\x00\x00\x29" or query[-2:] != b"\x00\x00")
+                   else None)
         if options is None:
             fast = self._fast(query, now, max_udp)
             if fast is not None:
