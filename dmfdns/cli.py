@@ -11,6 +11,7 @@ from typing import Callable, TextIO
 
 from . import __version__
 from .commands import CommandError, Context
+from .commands import backup as backup_commands
 from .commands import cluster as cluster_commands
 from .commands import demo as demo_commands
 from .commands import identity as identity_commands
@@ -26,7 +27,8 @@ from .commands import zone as zone_commands
 
 COMMAND_MODULES = [keys_commands, record_commands, serve_commands, zone_commands,
                    records_commands, token_commands, manifest_commands, identity_commands,
-                   messaging_commands, demo_commands, cluster_commands, tls_commands]
+                   messaging_commands, demo_commands, cluster_commands, tls_commands,
+                   backup_commands]
 
 
 DESCRIPTION = ("dmfdns: authoritative DNS server and HTTP sync node for the DNS Mesh Protocol "
