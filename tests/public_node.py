@@ -20,14 +20,19 @@ def operator_token() -> str:
 
 
 def public_copy(directory: pathlib.Path, *, dns_port: int, http_port: int,
-                host: str = "127.0.0.1") -> pathlib.Path:
-    """A copy of the public example in ``directory`` (zone path absolute, token copied)
-    listening on ``host`` at the given ports, with its data in ``directory/data``."""
+                host: str = "127.0.0.1", https_port: int = 0,
+                dot_port: int = 0) -> pathlib.Path:
+    """A copy of the public example in ``directory`` (zone and TLS paths absolute, token
+    copied) listening on ``host`` at the given ports (HTTPS and DoT: free ones unless
+    given), with its data in ``directory/data``."""
     text = CONFIG.read_text()
     text = text.replace('"../../zones/mesh.test.zone"',
                         f'"{ROOT / "zones" / "mesh.test.zone"}"')
     text = re.sub(r'listen = \["127\.0\.0\.1:5353"\]', f'listen = ["{host}:{dns_port}"]', text)
     text = re.sub(r'listen = \["127\.0\.0\.1:8053"\]', f'listen = ["{host}:{http_port}"]', text)
+    text = text.replace('tls_listen = ["127.0.0.1:8443"]', f'tls_listen = ["{host}:{https_port}"]')
+    text = text.replace('tls_listen = ["127.0.0.1:8853"]', f'tls_listen = ["{host}:{dot_port}"]')
+    text = text.replace('"tls/node.', f'"{PUBLIC / "tls"}/node.')
     text = text.replace('data_dir = "dmfdns-public-data"', f'data_dir = "{directory / "data"}"')
     assert f"{host}:{dns_port}" in text and f"{host}:{http_port}" in text, "layout changed"
     directory.mkdir(parents=True, exist_ok=True)
