@@ -40,7 +40,8 @@ def node_config(base: pathlib.Path, data_dir: pathlib.Path, *, node_id: str | No
                 dns_options: dict | None = None, extra: str = ""):
     """A parsed config for one node listening on loopback, with a 64 MiB map.
 
-    ``zones`` defaults to the packaged ``mesh.test`` zone; ``http_options`` and
+    ``http=None`` gives no plain HTTP listener. ``zones`` defaults to the packaged
+    ``mesh.test`` zone; ``http_options`` and
     ``dns_options`` are more keys of ``[http]`` and ``[dns]``; ``cluster`` (when given)
     becomes the ``[cluster]`` table; ``extra`` is TOML appended as written.
     """
@@ -51,7 +52,8 @@ def node_config(base: pathlib.Path, data_dir: pathlib.Path, *, node_id: str | No
     lines += [f"data_dir = {json.dumps(pathlib.Path(data_dir).as_posix())}",
               "[store]", 'map_size = "64MiB"',
               "[dns]", f"listen = [{json.dumps(dns)}]", *_keys(dns_options or {}),
-              "[http]", f"listen = [{json.dumps(http)}]", *_keys(http_options or {})]
+              "[http]", f"listen = [{json.dumps(http) if http else ''}]",
+              *_keys(http_options or {})]
     if cluster is not None:
         lines += ["[cluster]", *_keys(cluster)]
     return parse_config("\n".join(lines) + "\n" + extra, base=base, cwd=base)

@@ -52,7 +52,9 @@ class PublicNode:
         from node_support import free_port
         self.dir = directory
         self.dns_port, self.http_port = free_port(), free_port()
-        self.config = public_copy(directory, dns_port=self.dns_port, http_port=self.http_port)
+        self.https_port, self.dot_port = free_port(), free_port()
+        self.config = public_copy(directory, dns_port=self.dns_port, http_port=self.http_port,
+                                  https_port=self.https_port, dot_port=self.dot_port)
         if extra:
             self.config.write_text(self.config.read_text() + "\n" + extra)
         self.url = f"http://127.0.0.1:{self.http_port}"

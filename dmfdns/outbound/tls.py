@@ -10,13 +10,14 @@ clear text: a URL's scheme is the only thing that picks TLS.
 OpenSSL reports every failed chain as "certificate verify failed", and Twisted's verify
 callback (which also checks the name with service-identity, reported as its own
 ``VerificationError``) must stay as it is. To say which check failed, the creator keeps
-the last connection made per ``(host, port)``; ``cause_for(host, port, now)`` reads the
-chain the server sent on it: a certificate outside its validity period is
+the last few connections made per ``(host, port)``; ``cause_for(host, port, now)`` reads
+the chain the server sent on the newest that has one (several may be in flight): a certificate outside its validity period is
 ``tls_expired``, any other refused chain ``tls_untrusted``.
 """
 
 import ipaddress
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ from zope.interface import implementer
 
 from .errors import TLS_EXPIRED, TLS_UNTRUSTED
 
+KEPT_CONNECTIONS = 8
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
@@ -97,7 +99,7 @@ class TlsPolicy:
         if settings.client_cert_file or settings.client_key_file:
             self._client = load_client_certificate(settings.client_cert_file,
                                                    settings.client_key_file)
-        self._last: dict = {}    # (host, port) -> the last TLS connection made to it
+        self._last: dict = {}    # (host, port) -> deque of the last TLS connections to it
 
     def creatorForNetloc(self, hostname: bytes, port: int):
         host = hostname.decode("ascii")
@@ -109,9 +111,11 @@ class TlsPolicy:
 
     def cause_for(self, host: str, port: int, now: float):
         """``(cause, text)`` for the chain ``host:port`` last sent (None: no chain seen)."""
-        connection = self._last.get((host.lower(), port))
-        chain = connection.get_peer_cert_chain(as_cryptography=True) if connection else None
-        return chain_cause(chain, now) if chain else None
+        for connection in reversed(self._last.get((host.lower(), port), ())):
+            chain = connection.get_peer_cert_chain(as_cryptography=True)
+            if chain:
+                return chain_cause(chain, now)
+        return None
 
 
 def _origin(host: str, port: int) -> str:
@@ -121,15 +125,16 @@ def _origin(host: str, port: int) -> str:
 
 @implementer(IOpenSSLClientConnectionCreator)
 class _KeepingCreator:
-    """Twisted's connection creator, keeping the last connection per origin (to read the
-    chain a refused server sent; one connection per origin, replaced by the next)."""
+    """Twisted's connection creator, keeping the last connections per origin (to read the
+    chain a refused server sent; at most KEPT_CONNECTIONS per origin)."""
 
     def __init__(self, inner, last: dict, key: tuple):
         self._inner, self._last, self._key = inner, last, key
 
     def clientConnectionForTLS(self, tls_protocol):
         connection = self._inner.clientConnectionForTLS(tls_protocol)
-        self._last[self._key] = connection
+        kept = self._last.setdefault(self._key, deque(maxlen=KEPT_CONNECTIONS))
+        kept.append(connection)
         return connection
 
 
