@@ -7,8 +7,8 @@ The build is one ordered sequence; each step takes what the earlier ones made:
 2. the data directory's ``NodeLock`` (``node_lock``), then the LMDB store (``node_store``);
 3. the responder and its DNS listeners (``node_dns``);
 4. the metrics registry, the one write service (``store.writes``) and its group commit,
-   the HTTP site and its listeners (``node_http``), the HTTPS and DNS-over-TLS listeners
-   (``node_tls``);
+   the credentials, the HTTP site and its listeners (``node_http``), DNS UPDATE on the
+   responder (``node_dns``), the HTTPS and DNS-over-TLS listeners (``node_tls``);
 5. the cluster sync, its endpoints mounted on that site (``node_cluster``);
 6. the ``Node`` service holding them all.
 
@@ -16,7 +16,7 @@ Every resource a step opens (the lock, the store, the peer transport) is pushed 
 ``ExitStack``: if a later step fails the stack closes them in reverse order before the
 error propagates, and once the node exists it owns the stack and closes it when it stops.
 Nothing is bound until the node starts. The reactor and the peer transport are passed in,
-so several nodes run in one process on one reactor (tests/cluster_harness.py).
+so several nodes run in one process on one reactor (tests/sync_harness.py).
 """
 
 import contextlib
