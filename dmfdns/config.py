@@ -59,6 +59,10 @@ class StoreConfig:
     commit_delay: float = setting(
         0.0, kinds.duration(0, 1),
         "how long a write waits for others to share its commit (0: the next reactor turn)")
+    journal_max_changes: int = setting(
+        100_000, kinds.integer(0, 100_000_000),
+        "IXFR journal bound in value changes, kept while a zone allows transfers "
+        "(0 = none: every IXFR gets the full zone)")
 
 
 @dataclass(frozen=True)
@@ -112,9 +116,16 @@ class DnsConfig:
 
 @dataclass(frozen=True)
 class ZoneSource:
-    """One RFC 1035 zone file served by the node."""
+    """One RFC 1035 zone file served by the node, and who may transfer it
+    (docs/operator-guide.md, "Hidden primary, public secondaries")."""
 
     file: pathlib.Path
+    transfer_allow: tuple = ()          # networks that may AXFR/IXFR; () = no transfers
+    tsig_key_file: pathlib.Path | None = None   # required on transfers, signs NOTIFY
+    notify: tuple = ()                  # ListenAddress of secondaries to NOTIFY
+
+
+ZONE_KEYS = ("file", "transfer_allow", "tsig_key_file", "notify")
 
 
 @dataclass(frozen=True)
@@ -386,17 +397,30 @@ def _load_zones(value, base: pathlib.Path) -> tuple:
         kinds.fail("zones", "a list of zone file paths or [[zones]] tables", value)
     zones = []
     for index, item in enumerate(value):
-        where = f"zones[{index}]"
         if isinstance(item, dict):
-            _reject_unknown(item, ["file"], f"[[zones]] #{index + 1}")
-            if "file" not in item:
-                raise ConfigError(f"[[zones]] #{index + 1}: missing key 'file'")
-            item = item["file"]
-            where = f"[[zones]] #{index + 1} file"
-        zones.append(ZoneSource(file=(base / kinds.path(item, where)).resolve()))
+            zones.append(_zone_table(item, f"[[zones]] #{index + 1}", base))
+        else:
+            file = kinds.path(item, f"zones[{index}]")
+            zones.append(ZoneSource(file=(base / file).resolve()))
     if len({z.file for z in zones}) != len(zones):
         kinds.fail("zones", "a list without duplicate files", value)
     return tuple(zones)
+
+
+def _zone_table(item: dict, where: str, base: pathlib.Path) -> ZoneSource:
+    _reject_unknown(item, ZONE_KEYS, where)
+    if "file" not in item:
+        raise ConfigError(f"{where}: missing key 'file'")
+    file = (base / kinds.path(item["file"], f"{where} file")).resolve()
+    allow = kinds.networks(item.get("transfer_allow", []), f"{where} transfer_allow")
+    notify = kinds.listen_list(0)(item.get("notify", []), f"{where} notify")
+    if any(address.port == 0 for address in notify):
+        raise ConfigError(f"{where} notify: a secondary's port cannot be 0")
+    key_file = item.get("tsig_key_file")
+    if key_file is not None:
+        key_file = (base / kinds.path(key_file, f"{where} tsig_key_file")).resolve()
+    return ZoneSource(file=file, transfer_allow=allow, tsig_key_file=key_file,
+                      notify=notify)
 
 
 def _check_http(http: HttpConfig) -> None:

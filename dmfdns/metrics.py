@@ -105,6 +105,11 @@ class NodeMetrics:
         ``{proto: [counters, ...]}`` (several listeners per protocol are summed)."""
         self.registry.register(_TransportCollector(transports))
 
+    def watch_transfers(self, transfers, notify) -> None:
+        """Export zone transfer counters (``dns.xfr.TransferCounters``) and NOTIFY
+        counters (``dns.notifier.NotifyCounters``, None without secondaries)."""
+        self.registry.register(_TransferCollector(transfers, notify))
+
     def watch_http(self, counters) -> None:
         """Export a site's ``dmfdns.http.channel.HttpCounters``."""
         self.registry.register(_HttpConnectionCollector(counters))
@@ -312,6 +317,32 @@ class _HttpConnectionCollector(_SafeCollector):
                                   "for being idle.", value=c.idle_timeouts)
         yield CounterMetricFamily("dmfdns_http_slow_requests", "HTTP requests not received "
                                   "within the read deadline (408).", value=c.slow_requests)
+
+
+class _TransferCollector(_SafeCollector):
+    def __init__(self, transfers, notify):
+        self._transfers, self._notify = transfers, notify
+
+    def families(self):
+        family = CounterMetricFamily(
+            "dmfdns_xfr_requests", "Zone transfer requests by kind (axfr, ixfr) and result "
+            "(full, incremental, current, udp-soa, refused, notauth, formerr).",
+            labels=["kind", "result"])
+        for (kind, result), n in sorted(self._transfers.requests.items()):
+            family.add_metric([kind, result], n)
+        yield family
+        yield CounterMetricFamily("dmfdns_xfr_messages", "Zone transfer messages sent.",
+                                  value=self._transfers.messages)
+        yield CounterMetricFamily("dmfdns_xfr_sent_bytes", "Zone transfer bytes sent.",
+                                  value=self._transfers.bytes)
+        if self._notify is None:
+            return
+        notify = CounterMetricFamily(
+            "dmfdns_notify", "NOTIFY events: sent, retries, acknowledged, failed (error "
+            "answers), send_errors, rounds.", labels=["event"])
+        for event, n in sorted(self._notify.as_dict().items()):
+            notify.add_metric([event], n)
+        yield notify
 
 
 def _gauge(name: str, text: str, value) -> GaugeMetricFamily:

@@ -34,6 +34,7 @@ from .node_listener import Listener
 from .node_lock import NodeError, NodeLock, NodeLocked  # noqa: F401 (the node's errors)
 from .node_store import Sweeper, open_store
 from .node_tls import reload_certificates, tls_listeners
+from .node_xfr import journal_limit, make_notifier, make_transfers
 from .group_commit import CommitLimits, GroupCommitter
 from .stall_probe import StallProbe
 from .store.credentials import Credentials
@@ -45,7 +46,8 @@ class Node(service.MultiService):
     ``config``, ``files`` (what was read from disk), ``reactor``, ``lock``, ``store``,
     ``zones``, ``responder``, ``dns_counters`` (the responder's), ``writes`` (the one ``WriteService`` every write path goes through),
     ``listeners`` (DNS then HTTP), ``sweeper``, ``stall_probe``, ``metrics``, ``http`` (the
-    site, a ``NodeHttp``) and ``cluster`` (the ``ClusterSync``).
+    site, a ``NodeHttp``), ``cluster`` (the ``ClusterSync``), ``transfers`` (the zone
+    transfers, ``dns.xfr.Transfers``, or None) and ``notifier`` (NOTIFY, or None).
 
     Children start in the order listeners, cluster, sweep loop, and stop in reverse; then
     the owned resources close in reverse order of opening (store, then lock)."""
@@ -54,7 +56,7 @@ class Node(service.MultiService):
                  responder, writes: WriteService, committer: GroupCommitter,
                  credentials: Credentials, listeners: list, sweeper: Sweeper,
                  stall_probe: StallProbe, metrics, http, cluster,
-                 owned: contextlib.ExitStack):
+                 owned: contextlib.ExitStack, notifier=None):
         super().__init__()
         self.config = config
         self.files = files
@@ -72,12 +74,16 @@ class Node(service.MultiService):
         self.metrics = metrics
         self.http = http
         self.cluster = cluster
+        self.transfers = responder.transfers
+        self.notifier = notifier
         self.store_open = True
         self._owned = owned
         self.listeners: list[Listener] = list(listeners)
         for listener in self.listeners:
             listener.setServiceParent(self)
         cluster.setServiceParent(self)
+        if notifier is not None:
+            notifier.setServiceParent(self)
         sweep = TimerService(config.store.sweep_interval, sweeper.tick)
         sweep.clock = reactor
         sweep.setName("sweep")
@@ -154,9 +160,10 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
            owned: contextlib.ExitStack) -> Node:
     lock = NodeLock(config.node.data_dir).acquire("serve")
     owned.callback(lock.release)
-    store = open_store(config)
+    store = open_store(config, journal_limit=journal_limit(config, files.transfers))
     owned.callback(store.close)
-    responder = make_responder(config, reactor, files.zones, store)
+    transfers = make_transfers(config, files.zones, files.transfers, store)
+    responder = make_responder(config, reactor, files.zones, store, transfers)
     listeners = dns_listeners(config, reactor, responder)
     sweeper = Sweeper(store, reactor, config.store.sweep_batch)
     stall_probe = StallProbe(reactor)
@@ -167,6 +174,9 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     committer = GroupCommitter(writes.commit, reactor, CommitLimits(
         max_records=config.store.commit_max_records, max_delay=config.store.commit_delay))
     metrics.watch_commits(committer)
+    notifier = make_notifier(reactor, store, files.zones, files.transfers)
+    if transfers is not None:
+        metrics.watch_transfers(transfers.counters, notifier and notifier.counters)
     credentials = Credentials(store)
     http = make_http(config, reactor, store, files, metrics, writes, committer,
                      credentials)
@@ -180,7 +190,8 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     return Node(config, reactor, files=files, lock=lock, store=store, responder=responder,
                 writes=writes, committer=committer, credentials=credentials,
                 listeners=listeners, sweeper=sweeper, stall_probe=stall_probe,
-                metrics=metrics, http=http, cluster=cluster, owned=owned)
+                metrics=metrics, http=http, cluster=cluster, owned=owned,
+                notifier=notifier)
 
 
 def _close_transport(transport) -> None:

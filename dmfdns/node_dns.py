@@ -35,10 +35,11 @@ def rrl_settings(config: Config) -> RrlSettings:
                        table_size=dns.rrl_table_size, edns_payload=dns.udp_max_payload)
 
 
-def make_responder(config: Config, reactor, zones, store) -> Responder:
+def make_responder(config: Config, reactor, zones, store, transfers=None) -> Responder:
     """The responder for ``zones`` over ``store``, with the store's cookie secret and,
     when ``[dns] rrl_rate`` is set, response-rate limiting; a failing answer is logged at
-    most once per interval of ``reactor``'s clock."""
+    most once per interval of ``reactor``'s clock. ``transfers`` (``dns.xfr.Transfers``)
+    answers AXFR/IXFR over UDP and signed queries."""
     secret = cookie_secret(store)
     counters = DnsCounters()
     policies = []
@@ -48,11 +49,13 @@ def make_responder(config: Config, reactor, zones, store) -> Responder:
             limits, counters, cookie_secret=secret,
             report=lambda line: rrl_log.warn("{line}", line=line)))
     return Responder(list(zones), store, responder_settings(config, secret), counters,
-                     policies=policies, on_error=FailureLog(reactor, dns_log).failure)
+                     policies=policies, on_error=FailureLog(reactor, dns_log).failure,
+                     transfers=transfers)
 
 
 def dns_listeners(config: Config, reactor, responder: Responder) -> list[Listener]:
-    """Per address a TCP listener, then a UDP one that takes the port TCP got (port 0)."""
+    """Per address a TCP listener, then a UDP one that takes the port TCP got (port 0).
+    The TCP listeners stream the responder's zone transfers."""
     dns = config.dns
     observe = responder.counters.observe_duration
     listeners = []
@@ -64,7 +67,8 @@ def dns_listeners(config: Config, reactor, responder: Responder) -> list[Listene
                                max_connections=dns.max_tcp_connections,
                                max_per_client=dns.max_tcp_connections_per_client,
                                max_message=dns.max_tcp_message,
-                               counters=tcp_counters, observe_duration=observe)
+                               counters=tcp_counters, observe_duration=observe,
+                               transfers=responder.transfers)
         tcp_listener = Listener(reactor, "tcp", address, tcp, tcp_counters)
         listeners += [tcp_listener, Listener(reactor, "udp", address, udp, udp_counters,
                                              same_port_as=tcp_listener)]

@@ -13,6 +13,7 @@ from .config import (Config, ConfigError, read_manifest_wire, read_operator_key,
 from .dns.zone import parse_zone
 from .http.site import OpenBindRefused, check_bind
 from .node_tls import NodeTls, tls_preflight
+from .node_xfr import transfer_policies
 from .proto.keyfile import parse_seed
 
 
@@ -25,6 +26,7 @@ class NodeFiles:
     manifest_wire: str | None     # [cluster] signed manifest to adopt at start
     heartbeat_seed: bytes | None  # [cluster] seed that signs the heartbeat (None = off)
     tls: NodeTls = field(default_factory=NodeTls.none)  # certificates, peers' CA (node_tls)
+    transfers: dict = field(default_factory=dict)   # {origin: xfr.TransferPolicy}
 
     @property
     def origins(self) -> tuple:
@@ -43,7 +45,8 @@ def read_node_files(config: Config) -> NodeFiles:
                      sync_token=read_sync_token(cluster),
                      manifest_wire=read_manifest_wire(cluster),
                      heartbeat_seed=_heartbeat_seed(config, zones),
-                     tls=tls_preflight(config))
+                     tls=tls_preflight(config),
+                     transfers=transfer_policies(config, zones))
 
 
 def load_zones(config: Config) -> list:

@@ -15,9 +15,11 @@ COOKIE_SECRET_KEY = "dns:cookie_secret"
 COOKIE_SECRET_BYTES = 16
 
 
-def open_store(config: Config, *, readonly: bool = False) -> LmdbStore:
+def open_store(config: Config, *, readonly: bool = False,
+               journal_limit: int = 0) -> LmdbStore:
     """The node's LMDB store (created on first use unless ``readonly``), migrated to the
-    current schema version (logged) when opened for writing."""
+    current schema version (logged) when opened for writing; it keeps the zone-transfer
+    journal when ``journal_limit`` > 0."""
     data_dir = config.node.data_dir
     existed = (data_dir / "data.mdb").exists()
     if not readonly:
@@ -25,7 +27,8 @@ def open_store(config: Config, *, readonly: bool = False) -> LmdbStore:
     elif not existed:
         raise StoreError(f"no dmfdns store at {data_dir} (nothing was written yet)")
     store = LmdbStore(data_dir, map_size=None if readonly else config.store.map_size,
-                      readonly=readonly, node_id=config.node.node_id)
+                      readonly=readonly, node_id=config.node.node_id,
+                      journal_limit=journal_limit)
     for migration in store.migrated if existed else ():
         store_log.info("store at {path} migrated to schema {version}: {what}",
                        path=str(data_dir), version=migration.version, what=migration.what)

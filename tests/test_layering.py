@@ -18,7 +18,7 @@ PROTO, PURE, STORE, ADAPTERS, COMPOSITION = range(5)
 
 # First matching pattern wins: (module-name regex, layer).
 LAYER_RULES = [
-    (r"dmfdns\.dns\.(server|update_handler)$", ADAPTERS),
+    (r"dmfdns\.dns\.(server|update_handler|xfr_pump|notifier)$", ADAPTERS),
     (r"dmfdns\.__init__$", PROTO),
     (r"dmfdns\.proto\..+", PROTO),
     (r"dmfdns\.dns\..+", PURE),

@@ -16,7 +16,7 @@ from dnslib import (CLASS, RD, RR, SOA, TXT, DNSBuffer, DNSHeader, DNSLabel,
 
 from ..proto import names
 from ..proto import txt as txt_strings
-from . import client_options, cookies, edns, policy, query as wire, rrblob
+from . import client_options, cookies, edns, policy, query as wire, rrblob, tsig
 from . import update as update_wire
 from .answer_cache import AnswerCache
 from .counters import OTHER, DnsCounters
@@ -33,6 +33,7 @@ _HINFO_RFC8482 = b"\x07RFC8482\x00"          # RFC 8482 section 4.2: CPU "RFC848
 _CHAOS_IDENTITY = (b"id.server", b"hostname.bind")    # RFC 4892
 _CHAOS_VERSION = (b"version.server", b"version.bind")
 _FLAG_QR, _FLAG_AA, _FLAG_TC, _FLAG_RD, _FLAG_CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0010
+TSIG_ROOM = 200         # UDP bytes kept free for the TSIG RR of a signed answer
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ class Responder:
     """Authoritative answers for ``zones`` from ``store`` (see the module docstring)."""
 
     def __init__(self, zones, store, settings: ResponderSettings = ResponderSettings(),
-                 counters: DnsCounters | None = None, policies=(), on_error=None):
+                 counters: DnsCounters | None = None, policies=(), on_error=None,
+                 transfers=None):
         origins = [zone.origin for zone in zones]
         if len(set(origins)) != len(origins):
             raise ValueError("two zones with the same origin")
@@ -95,6 +97,7 @@ class Responder:
                               edns_payload=settings.edns_payload).answer
         self._above_apexes = above_apexes(zones)
         self._policies = tuple(policies)
+        self.transfers = transfers     # xfr.Transfers for AXFR/IXFR; None refuses them
         # Called (with the protocol name) inside the handler of a decision that raised, so
         # a logger can take the traceback from there (the transports' rate-limited log).
         self.on_error = on_error
@@ -197,14 +200,25 @@ class Responder:
             counters.count_dropped("runt" if parsed is None else "response")
             return None, False
         counters.count_query(proto, parsed.qtype if parsed.qname is not None else OTHER)
+        if (self.transfers is not None and max_udp is not None
+                and parsed.qtype in (AXFR_TYPE, IXFR_TYPE)):
+            return self._transfer(query, now, proto, client), False
+        verdict = self._tsig(query, parsed, now)
         try:
-            reply = self._decide(parsed, now, client)
+            if verdict is not None and verdict.status != "ok":
+                reply = _Reply(verdict.rcode)
+            else:
+                reply = self._decide(parsed, now, client)
         except Exception:       # a store failure or a bug: SERVFAIL, reported, counted
             counters.count_error(proto)
             if self.on_error is not None:
                 self.on_error(proto)
             reply = _Reply(SERVFAIL)
+        if verdict is not None and max_udp is not None:
+            max_udp = max(512, max_udp - TSIG_ROOM)
         response, rcode, truncated = self._render(parsed, reply, max_udp)
+        if verdict is not None:
+            response = tsig.finish(response, verdict, now=now)
         if truncated:
             counters.count_truncated(proto)
         counters.count_response(proto, rcode, len(response))
@@ -223,6 +237,27 @@ class Responder:
         if response is not None:
             counters.count_response(proto, response[3] & 0xF, len(response))
         return response
+
+    def _tsig(self, query: bytes, parsed: wire.Query, now: float):
+        """The TSIG verdict of a signed query when keys are configured (the secondaries
+        sign their SOA queries with the transfer key, RFC 8945 section 5.3: the answer
+        must be signed); None for an unsigned query or when no keys are configured."""
+        if self.transfers is None or not parsed.arcount or parsed.error is not None:
+            return None
+        verdict = tsig.verify(query, self.transfers.key, now=now)
+        return None if verdict.status == "unsigned" else verdict
+
+    def _transfer(self, query, now, proto, client) -> bytes | None:
+        """AXFR/IXFR over UDP, one message: the SOA for IXFR, AXFR refused. Over TCP the
+        listener streams them (``xfr_pump``)."""
+        transfer = self.transfers.start(query, now=now, client=client, tcp=False)
+        if transfer is None:
+            return None
+        response = transfer.next_message(now)
+        transfer.close()
+        if response:
+            self.counters.count_response(proto, response[3] & 0xF, len(response))
+        return response or None
 
     # The decision.
 

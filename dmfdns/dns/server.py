@@ -35,6 +35,8 @@ from twisted.protocols import basic, policies
 
 from ..conn_table import ConnectionTable, close_victim
 from .responder import servfail_for
+from .xfr import is_transfer
+from .xfr_pump import TransferPump
 
 RESPONDER_FAILURE_LOG_INTERVAL = 60.0
 # A new TCP connection is not evicted before its first query for this long (Knot's
@@ -212,6 +214,9 @@ class DNSStreamProtocol(basic.Int16StringReceiver, policies.TimeoutMixin):
         factory.table.request_read(self)
         factory.counters.queries += 1
         self.resetTimeout()
+        if factory.transfers is not None and is_transfer(query):
+            self._transfer(query)
+            return
         try:
             response = _timed(factory.observe_duration, factory.proto,
                               factory.responder.respond, query,
@@ -230,6 +235,23 @@ class DNSStreamProtocol(basic.Int16StringReceiver, policies.TimeoutMixin):
             return
         self.sendString(response)
         factory.counters.responses += 1
+
+    def _transfer(self, query: bytes) -> None:
+        """AXFR/IXFR: a stream of messages written as the client reads (``xfr_pump``)."""
+        factory = self.factory
+        try:
+            transfer = factory.transfers.start(query, now=factory.clock.seconds(),
+                                               client=self.client, tcp=True)
+        except Exception:
+            factory.counters.errors += 1
+            factory.failures.failure(factory.proto)
+            self.transport.loseConnection()
+            return
+        if transfer is None:
+            factory.counters.dropped += 1
+            return
+        factory.counters.responses += 1
+        TransferPump(self, transfer, factory.clock, factory.transfers.counters).start()
 
     def lengthLimitExceeded(self, length: int) -> None:
         self.factory.counters.oversize_closed += 1
@@ -258,8 +280,10 @@ class DNSStreamFactory(protocol.ServerFactory):
 
     def __init__(self, responder, clock, *, idle_timeout: float, max_connections: int,
                  max_per_client: int | None = None, max_message: int = 65535,
-                 counters=None, proto: str = "tcp", observe_duration=None):
+                 counters=None, proto: str = "tcp", observe_duration=None,
+                 transfers=None):
         self.responder = responder
+        self.transfers = transfers          # xfr.Transfers, None: the responder refuses
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections

@@ -11,6 +11,7 @@ from typing import Iterator, Protocol
 
 from ..dns import rrblob
 from ..proto.names import from_reversed_key
+from . import journal
 from .api import Change, Cursor
 from . import touched
 from .changelog import next_ts
@@ -48,6 +49,12 @@ class Tables(Protocol):
     def auth_get(self, key: bytes) -> bytes | None: ...
     def auth_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]: ...
     def auth_set(self, key: bytes, value: bytes | None) -> None: ...
+    def journal_add(self, generation: int, raw: bytes) -> None: ...
+    def journal_first(self) -> tuple[int, bytes] | None:
+        """The oldest ``(generation, entry)`` of the transfer journal."""
+    def journal_drop(self, generation: int) -> None: ...
+    def journal_from(self, generation: int) -> Iterator[tuple[int, bytes]]:
+        """``(generation, entry)`` pairs from ``generation`` on, ascending."""
 
 
 def meta_int(tables, key: str) -> int:
@@ -68,8 +75,13 @@ def blob_of(entries, now_ms: int) -> bytes:
 
 
 class Batch:
-    def __init__(self, tables: Tables, now_ms: int, node_id: str):
+    """``journal_limit`` > 0 keeps the transfer journal (``journal``) to that many
+    operations; 0 writes none."""
+
+    def __init__(self, tables: Tables, now_ms: int, node_id: str, journal_limit: int = 0):
         self._tables = tables
+        self._journal_limit = journal_limit
+        self._ops: list = []
         self._now_ms = now_ms
         self._node_id = node_id
         self.ts_ms = next_ts(meta_int(tables, LAST_TS), now_ms)
@@ -110,6 +122,8 @@ class Batch:
             if old is None or old.expiry_ms != expiry_ms:
                 continue
             name = from_reversed_key(rkey)
+            if not old.deleted:
+                self._ops.append((journal.DELETE, name, old.value))
             self._tables.drop_entry(rkey, vhash)
             self._tables.log_drop(Cursor(old.ts_ms, name, vhash.hex()))
             self._live_delta -= not old.deleted
@@ -126,6 +140,8 @@ class Batch:
             return
         generation = self._bump(GENERATION, 1)
         touched.record(self._tables, generation, self._touched)
+        if self._journal_limit:
+            self._journal(generation)
         if self._live_delta:
             self._bump(VALUES, self._live_delta)
         if self.changed:
@@ -143,6 +159,10 @@ class Batch:
         if new.order == NEW_ORDER:
             new = Entry(new.value, new.expiry_ms, new.written_ms, new.origin, new.deleted,
                         new.ts_ms, self._take_order())
+        was_present, present = old is not None and not old.deleted, not new.deleted
+        if was_present != present:
+            self._ops.append((journal.ADD if present else journal.DELETE, owner.name,
+                              new.value))
         tables.set_entry(owner.key, vhash, new)
         tables.log_add(Cursor(new.ts_ms, owner.name, hexhash))
         tables.expiry_add(new.expiry_ms, owner.key, vhash)
@@ -150,6 +170,21 @@ class Batch:
         self._touched[owner.key] = owner.name
         self.changed += 1
         return True
+
+    def _journal(self, generation: int) -> None:
+        """Record this generation's operations and drop the oldest generations past the
+        bound (``journal`` module)."""
+        tables = self._tables
+        tables.journal_add(generation, journal.encode(self._ops))
+        total = meta_int(tables, journal.JOURNAL_OPS) + journal.cost(self._ops)
+        while total > self._journal_limit:
+            oldest = tables.journal_first()
+            if oldest is None:
+                total = 0
+                break
+            tables.journal_drop(oldest[0])
+            total -= max(1, journal.count(oldest[1]))
+        tables.set_meta(journal.JOURNAL_OPS, str(total).encode())
 
     def _take_order(self) -> int:
         if self._next_order is None:

@@ -25,7 +25,7 @@ from typing import Iterable
 from ..dns import rrblob
 from ..dns.rrblob import FOREVER_MS
 from ..proto.names import from_reversed_key, reversed_key
-from . import inputs, touched
+from . import inputs, journal, touched
 from .api import ApplyResult, Change, ChangesPage, Cursor, StoreError, Value
 from .batch import GENERATION, META_PREFIX, Batch, Tables, meta_int, to_change
 from .changelog import MAX_PAGE, STABLE_HORIZON_MS, page
@@ -60,8 +60,12 @@ class TableStore:
     _keeps_generation = True
     """False for a handle whose store another process writes (read-only LMDB)."""
 
-    def __init__(self, node_id: str, horizon_ms: int):
+    def __init__(self, node_id: str, horizon_ms: int, journal_limit: int = 0):
         self.node_id = inputs.origin(node_id)
+        if isinstance(journal_limit, bool) or not isinstance(journal_limit, int) \
+                or journal_limit < 0:
+            raise StoreError(f"invalid journal_limit: {journal_limit!r}")
+        self.journal_limit = journal_limit
         if isinstance(horizon_ms, bool) or not isinstance(horizon_ms, int) or horizon_ms < 0:
             raise StoreError(f"invalid horizon_ms: {horizon_ms!r}")
         self.horizon_ms = horizon_ms
@@ -74,6 +78,10 @@ class TableStore:
 
     def _reading(self) -> AbstractContextManager[Tables]:
         raise NotImplementedError
+
+    def _batch(self, tables, now_ms: int) -> Batch:
+        """Every write goes through one of these (the journal needs to see them all)."""
+        return Batch(tables, now_ms, self.node_id, self.journal_limit)
 
     @contextmanager
     def _write(self, drain: bool = False):
@@ -95,7 +103,7 @@ class TableStore:
         now_ms = inputs.now_ms(now)
         checked = [inputs.item(*self._triple(item)) for item in items]
         with self._write() as tables:
-            batch = Batch(tables, now_ms, self.node_id)
+            batch = self._batch(tables, now_ms)
             changed = sum(batch.put(item) for item in checked)
             batch.finish()
         return changed
@@ -105,7 +113,7 @@ class TableStore:
         owner = inputs.owner(name)
         vhash = None if value is None else inputs.item(name, value, 0).value_hash
         with self._write(drain=True) as tables:
-            batch = Batch(tables, now_ms, self.node_id)
+            batch = self._batch(tables, now_ms)
             removed = batch.delete(owner, vhash)
             batch.finish()
         return removed
@@ -118,7 +126,7 @@ class TableStore:
         now_ms = inputs.now_ms(now)
         checked = [self._local_op(op) for op in ops]
         with self._write(drain=all(kind == "delete" for kind, _ in checked)) as tables:
-            batch = Batch(tables, now_ms, self.node_id)
+            batch = self._batch(tables, now_ms)
             counts = [int(batch.put(target)) if kind == "put" else batch.delete(*target)
                       for kind, target in checked]
             batch.finish()
@@ -139,7 +147,7 @@ class TableStore:
         now_ms = inputs.now_ms(now)
         owner, vhash, entry = inputs.remote(change, now_ms)
         with self._write() as tables:
-            batch = Batch(tables, now_ms, self.node_id)
+            batch = self._batch(tables, now_ms)
             changed = batch.apply(owner, vhash, entry)
             batch.finish()
         return changed
@@ -155,7 +163,7 @@ class TableStore:
         if not accepted:
             return ApplyResult(0, tuple(rejected))
         with self._write() as tables:
-            batch = Batch(tables, now_ms, self.node_id)
+            batch = self._batch(tables, now_ms)
             changed = sum(batch.apply(*checked) for checked in accepted)
             batch.finish()
         return ApplyResult(changed, tuple(rejected))
@@ -165,7 +173,7 @@ class TableStore:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise StoreError(f"invalid sweep limit: {limit!r}")
         with self._write(drain=True) as tables:
-            batch = Batch(tables, now_ms, self.node_id)
+            batch = self._batch(tables, now_ms)
             removed = batch.sweep(limit)
             batch.finish()
         return removed
@@ -275,6 +283,17 @@ class TableStore:
         None when the store no longer knows them all (``touched``)."""
         with self._reading() as tables:
             return touched.between(tables, old, new)
+
+    def journal_since(self, generation: int):
+        """``(current generation, (deleted, added))``: the net change of the values since
+        ``generation`` from the transfer journal (``journal.condense``), read in one
+        snapshot; the difference is None when the journal does not reach back."""
+        with self._reading() as tables:
+            current = meta_int(tables, GENERATION)
+            if not 0 <= generation <= current:
+                return current, None
+            return current, journal.condense(tables.journal_from(generation + 1),
+                                             generation, current)
 
     def meta_get(self, key: str) -> bytes | None:
         self._check_meta_key(key)

@@ -1,7 +1,8 @@
 """LmdbStore: the RecordStore on one LMDB environment (docs/decisions.md §3).
 
 The only module that imports ``lmdb``. One environment, five named sub-databases for the
-records (see ``layout``) and an ``auth`` table for credentials, at the schema version
+records (see ``layout``), an ``auth`` table for credentials and a ``journal`` table for zone
+transfers (``journal``), at the schema version
 ``migrations`` brings it to when a writable handle opens it; opened with LMDB's full sync
 (``sync`` and ``metasync`` on), so a write that returned is on disk (docs/decisions.md
 §3.4). Every call runs one short transaction that never leaves this module; reads
@@ -21,25 +22,28 @@ from contextlib import contextmanager
 
 import lmdb
 
-from . import layout, migrations
+from ..proto.names import from_reversed_key
+from . import inputs, journal, layout, migrations
 from .api import Cursor, StoreError, StoreFull, StoreStats
-from .batch import SCHEMA, VALUES, meta_int
+from .batch import GENERATION, SCHEMA, VALUES, meta_int
 from .changelog import STABLE_HORIZON_MS
 from .engine import TableStore, probe_descendants
 
 MIN_RESERVE, MAX_RESERVE = 2**20, 64 * 2**20
 _DATABASES = (b"records", b"names", b"log", b"expiry", b"meta")
 _AUTH_DATABASE = b"auth"
+_JOURNAL_DATABASE = b"journal"
 _MAX_DBS = 16      # named tables, with room for the ones later schema versions add
 
 
 class _LmdbTables:
     """The ``batch.Tables`` operations inside one LMDB transaction."""
 
-    def __init__(self, txn, dbs, auth_db=None):
+    def __init__(self, txn, dbs, auth_db=None, journal_db=None):
         self._txn = txn
         self._records, self._names, self._log, self._expiry, self._meta = dbs
         self._auth = auth_db
+        self._journal = journal_db
 
     def entry(self, rkey, vhash):
         raw = self._txn.get(layout.record_key(rkey, vhash), db=self._records)
@@ -137,6 +141,25 @@ class _LmdbTables:
         else:
             self._txn.put(key, value, db=self._auth)
 
+    def journal_add(self, generation, raw):
+        self._txn.put(journal.GENERATION_KEY.pack(generation), raw, db=self._journal)
+
+    def journal_first(self):
+        scan = self._txn.cursor(self._journal)
+        if not scan.first():
+            return None
+        return journal.GENERATION_KEY.unpack(scan.key())[0], scan.value()
+
+    def journal_drop(self, generation):
+        self._txn.delete(journal.GENERATION_KEY.pack(generation), db=self._journal)
+
+    def journal_from(self, generation):
+        scan = self._txn.cursor(self._journal)
+        if not scan.set_range(journal.GENERATION_KEY.pack(generation)):
+            return
+        for key, raw in scan:
+            yield journal.GENERATION_KEY.unpack(key)[0], raw
+
     def count(self, db_name: str) -> int:
         db = {"records": self._records, "names": self._names}[db_name]
         return self._txn.stat(db)["entries"]
@@ -186,12 +209,13 @@ class LmdbStore(TableStore):
 
     def __init__(self, path, map_size: int | None = None, *, readonly: bool = False,
                  node_id: str = "", horizon_ms: int = STABLE_HORIZON_MS,
-                 max_readers: int = 126):
-        super().__init__(node_id, horizon_ms)
+                 max_readers: int = 126, journal_limit: int = 0):
+        super().__init__(node_id, horizon_ms, journal_limit)
         if not readonly and (not isinstance(map_size, int) or map_size <= 0):
             raise StoreError("LmdbStore needs an explicit map_size in bytes")
         self._path = os.fspath(path)
         self._readonly = readonly
+        self._snapshots = 0           # open zone_snapshot read transactions
         self._map_size = map_size or 0
         self.reserve = 0 if readonly else drain_reserve(map_size)
         self._keeps_generation = not readonly    # a writer elsewhere bumps it
@@ -217,17 +241,22 @@ class LmdbStore(TableStore):
         except lmdb.Error as error:
             raise StoreError(f"no dmfdns store at {self._path}: {error}") from None
         self._dbs = dbs
-        self._auth_db = None
+        self._auth_db = self._journal_db = None
         self.migrated = () if self._readonly else self._migrate()
         with self._reading() as tables:
             found = migrations.parse_version(tables.meta(SCHEMA))
         migrations.check_readable(found, self._path)
-        try:
-            self._auth_db = self._env.open_db(_AUTH_DATABASE, create=False)
-        except lmdb.Error as error:
-            raise StoreError(f"the store at {self._path} has no auth table: {error}") \
-                from None
+        self._auth_db = self._versioned_table(_AUTH_DATABASE)
+        self._journal_db = self._versioned_table(_JOURNAL_DATABASE)
         return dbs
+
+    def _versioned_table(self, name: bytes):
+        """A table a migration created (``migrations``)."""
+        try:
+            return self._env.open_db(name, create=False)
+        except lmdb.Error as error:
+            raise StoreError(f"the store at {self._path} has no {name.decode()} table: "
+                             f"{error}") from None
 
     def _migrate(self) -> tuple:
         """Run the pending migrations in one write transaction; what ran, in order."""
@@ -261,7 +290,7 @@ class LmdbStore(TableStore):
     def _reading(self):
         txn = self._begin()
         try:
-            yield _LmdbTables(txn, self._dbs, self._auth_db)
+            yield _LmdbTables(txn, self._dbs, self._auth_db, self._journal_db)
         except lmdb.Error as error:
             raise StoreError(f"store read failed: {error}") from None
         finally:
@@ -271,7 +300,9 @@ class LmdbStore(TableStore):
     def _writing(self, drain: bool = False):
         if self._readonly:
             raise StoreError("store is open read-only")
-        if drain and self.reserve:
+        if drain and self.reserve and not self._snapshots:
+            # Resizing the map invalidates every open transaction of this process, so
+            # while a zone transfer reads a snapshot a removal stays within the limit.
             self._set_limit(self._map_size)
             try:
                 with self._transaction() as tables:
@@ -294,7 +325,7 @@ class LmdbStore(TableStore):
     def _transaction(self):
         txn = self._begin(write=True)
         try:
-            yield _LmdbTables(txn, self._dbs, self._auth_db)
+            yield _LmdbTables(txn, self._dbs, self._auth_db, self._journal_db)
             txn.commit()
         except lmdb.MapFullError:
             txn.abort()
@@ -346,6 +377,23 @@ class LmdbStore(TableStore):
             raise StoreError(f"store read failed: {error}") from None
         finally:
             txn.abort()
+
+    # zone transfers
+
+    def zone_snapshot(self, origin: str) -> "LmdbSnapshot":
+        """The present values (tombstones skipped, expiry ignored: ``journal``) at and
+        below ``origin``, read in batches from one read transaction, so a transfer sees
+        one generation while writes go on. Close it when done."""
+        self._snapshots += 1
+        try:
+            return LmdbSnapshot(self._begin(), self._dbs, inputs.owner_key(origin),
+                                self._snapshot_closed)
+        except BaseException:
+            self._snapshots -= 1
+            raise
+
+    def _snapshot_closed(self) -> None:
+        self._snapshots -= 1
 
     # maintenance
 
@@ -413,3 +461,55 @@ def _flush(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class LmdbSnapshot:
+    """One read transaction walking the records table from a zone's key (``batch``)."""
+
+    def __init__(self, txn, dbs, zkey: bytes, on_close=None):
+        self._txn = txn
+        self._on_close = on_close
+        try:
+            self.generation = meta_int(_LmdbTables(txn, dbs), GENERATION)
+            self._scan = txn.cursor(dbs[0])
+            self._more = self._scan.set_range(zkey)
+        except lmdb.Error as error:
+            txn.abort()
+            raise StoreError(f"store read failed: {error}") from None
+        self._zkey = zkey
+
+    def batch(self, limit: int) -> list:
+        """The next ``(name, value_bytes)`` pairs: at most ``limit`` records are read,
+        tombstones included (skipped), so it may come back short or empty before ``done``."""
+        found, scan, zkey, read = [], self._scan, self._zkey, 0
+        try:
+            while self._more and read < limit:
+                key = scan.key()
+                if not key.startswith(zkey) or key[len(zkey)] not in (0, 0x2E):
+                    self._more = False
+                    break
+                read += 1
+                entry = layout.decode_entry(scan.value())
+                if not entry.deleted:
+                    rkey = bytes(key[:key.index(layout.SEP)])
+                    found.append((from_reversed_key(rkey), entry.value))
+                self._more = scan.next()
+        except lmdb.Error as error:
+            self.close()
+            raise StoreError(f"store read failed: {error}") from None
+        return found
+
+    @property
+    def done(self) -> bool:
+        return not self._more
+
+    def close(self) -> None:
+        if self._txn is not None:
+            self._more = False
+            try:
+                self._txn.abort()
+            except lmdb.Error:
+                pass
+            self._txn = None
+            if self._on_close is not None:
+                self._on_close()

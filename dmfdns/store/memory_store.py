@@ -8,8 +8,10 @@ from bisect import bisect_left, bisect_right, insort
 from contextlib import contextmanager
 from typing import Iterator
 
+from ..proto.names import from_reversed_key
+from . import inputs
 from .api import Cursor, StoreError, StoreStats
-from .batch import VALUES, meta_int
+from .batch import GENERATION, VALUES, meta_int
 from .engine import TableStore, probe_descendants
 from .changelog import STABLE_HORIZON_MS
 from .merge import Entry
@@ -21,6 +23,30 @@ def _discard(items: list, item) -> None:
         del items[index]
 
 
+def _at_or_below(rkey: bytes, zkey: bytes) -> bool:
+    return rkey == zkey or rkey.startswith(zkey + b".")
+
+
+class MemorySnapshot:
+    """MemoryStore's ``zone_snapshot``: the same interface as LmdbStore's."""
+
+    def __init__(self, generation: int, rows: list):
+        self.generation = generation
+        self._rows, self._at = rows, 0
+
+    def batch(self, limit: int) -> list:
+        rows = self._rows[self._at:self._at + limit]
+        self._at += len(rows)
+        return [(from_reversed_key(rkey), value) for rkey, _, value in rows]
+
+    @property
+    def done(self) -> bool:
+        return self._at >= len(self._rows)
+
+    def close(self) -> None:
+        self._rows, self._at = [], 0
+
+
 class _MemoryTables:
     def __init__(self):
         self.records: dict[bytes, dict[bytes, Entry]] = {}
@@ -30,6 +56,7 @@ class _MemoryTables:
         self.expiries: list[tuple[int, bytes, bytes]] = []
         self.meta_values: dict[str, bytes] = {}
         self.auth: dict[bytes, bytes] = {}
+        self.journal: dict[int, bytes] = {}       # generations only grow: key order
 
     def entry(self, rkey, vhash):
         return self.records.get(rkey, {}).get(vhash)
@@ -102,12 +129,25 @@ class _MemoryTables:
         else:
             self.auth[key] = value
 
+    def journal_add(self, generation, raw):
+        self.journal[generation] = raw
+
+    def journal_first(self):
+        return next(iter(self.journal.items()), None)
+
+    def journal_drop(self, generation):
+        self.journal.pop(generation, None)
+
+    def journal_from(self, generation):
+        return [(g, raw) for g, raw in self.journal.items() if g >= generation]
+
 
 class MemoryStore(TableStore):
     """An in-process RecordStore; ``node_id`` is the origin of this store's own changes."""
 
-    def __init__(self, *, node_id: str = "", horizon_ms: int = STABLE_HORIZON_MS):
-        super().__init__(node_id, horizon_ms)
+    def __init__(self, *, node_id: str = "", horizon_ms: int = STABLE_HORIZON_MS,
+                 journal_limit: int = 0):
+        super().__init__(node_id, horizon_ms, journal_limit)
         self._tables: _MemoryTables | None = _MemoryTables()
 
     @contextmanager
@@ -139,6 +179,15 @@ class MemoryStore(TableStore):
                     return
                 yield tables.blobs[keys[at]]
         return probe_descendants(below(), now_ms)
+
+    def zone_snapshot(self, origin: str) -> "MemorySnapshot":
+        """A frozen copy of the present values at and below ``origin`` (see LmdbStore)."""
+        tables, zkey = self._open(), inputs.owner_key(origin)
+        rows = [(rkey, vhash, entry.value)
+                for rkey in sorted(tables.records) if _at_or_below(rkey, zkey)
+                for vhash, entry in sorted(tables.records[rkey].items())
+                if not entry.deleted]
+        return MemorySnapshot(meta_int(tables, GENERATION), rows)
 
     def stats(self) -> StoreStats:
         tables = self._open()

@@ -50,8 +50,15 @@ def _auth_table(tables: MigrationTables) -> None:
     tables.create_table("auth")
 
 
+def _journal_table(tables: MigrationTables) -> None:
+    # The zone-transfer journal (store/journal.py); empty is a valid journal: it reaches
+    # back nowhere, so the first IXFR after the upgrade gets the full zone.
+    tables.create_table("journal")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "auth table for tokens, TSIG keys and their audit trail", _auth_table),
+    Migration(3, "journal table for IXFR differences", _journal_table),
 )
 CURRENT_VERSION = MIGRATIONS[-1].version if MIGRATIONS else BASE_VERSION
 

@@ -1,0 +1,161 @@
+"""NSD and Knot from Debian's packages as real secondaries of a dmfdns hidden primary.
+
+One primary (a ``dmfdns serve`` subprocess) and both secondaries run for the module. The
+tests check what an operator relies on: the first transfer completes, the secondaries
+answer the same TXT sets and SOA as the primary, a write reaches both within 2 s by NOTIFY
+and IXFR, a delete and an expiry disappear, serials match, and transfers without the key or
+with a wrong key are refused.
+"""
+
+import shutil
+
+import dns.exception
+import dns.query
+import dns.rcode
+import dns.tsig
+import dns.xfr
+import dns.zone
+import pytest
+
+from cluster_procs import wait_until
+from secondaries import (ZONE, Primary, Secondary, free_ports, serial, tsig_key,
+                         txt_set)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci,
+              pytest.mark.skipif(not (shutil.which("nsd") and shutil.which("knotd")),
+                                 reason="needs the Debian nsd and knot packages "
+                                        "(.ci/run installs them)")]
+
+SAMPLE = 40
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("secondaries")
+    knot_port, nsd_port = free_ports(2)
+    primary = Primary(root / "primary", [knot_port, nsd_port])
+    knot = Secondary(root / "knot", "knot", knot_port)
+    nsd = Secondary(root / "nsd", "nsd", nsd_port)
+    procs = [primary, knot, nsd]
+    try:
+        primary.start()
+        for index in range(SAMPLE):
+            primary.post(f"n{index}.{ZONE}", f"value {index}")
+            if index % 4 == 0:
+                primary.post(f"n{index}.{ZONE}", f"second value {index}")
+        primary.post(f"long.{ZONE}", "x" * 600)           # several character-strings
+        knot.start(primary.dns_port)
+        nsd.start(primary.dns_port)
+        yield primary, knot, nsd
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def in_step(primary, *secondaries, timeout=20.0, step=0.1):
+    """Wait until every secondary reports the primary's serial; the seconds it took."""
+    def caught_up():
+        want = serial(primary.dns_port)
+        return want is not None and all(serial(s.port) == want for s in secondaries)
+    try:
+        return wait_until(caught_up, timeout, step)
+    except AssertionError:
+        logs = "\n".join(f"--- {s.label}\n{s.tail()}" for s in (primary,) + secondaries)
+        raise AssertionError(f"secondaries not in step with serial "
+                             f"{serial(primary.dns_port)}: "
+                             f"{[serial(s.port) for s in secondaries]}\n{logs}") from None
+
+
+def test_first_transfer_completes_and_answers_match(deployment):
+    primary, knot, nsd = deployment
+    in_step(primary, knot, nsd)
+    names = [f"n{index}.{ZONE}" for index in range(SAMPLE)] + [f"long.{ZONE}",
+                                                                f"absent.{ZONE}"]
+    for name in names:
+        expected = txt_set(primary.dns_port, name)
+        assert txt_set(knot.port, name) == expected, name
+        assert txt_set(nsd.port, name) == expected, name
+    assert txt_set(nsd.port, f"n0.{ZONE}") == {"value 0", "second value 0"}
+    assert txt_set(knot.port, f"long.{ZONE}") == {"x" * 600}
+
+
+def _both_answer(primary, knot, nsd, name, expected):
+    return lambda: (txt_set(knot.port, name) == expected
+                    and txt_set(nsd.port, name) == expected)
+
+
+def test_a_write_reaches_both_within_two_seconds_by_notify_and_ixfr(deployment):
+    primary, knot, nsd = deployment
+    in_step(primary, knot, nsd)
+    before = _ixfr_incremental(primary)
+    primary.post(f"fresh.{ZONE}", "just written")
+    took = wait_until(_both_answer(primary, knot, nsd, f"fresh.{ZONE}",
+                                   frozenset({"just written"})), 2.0, 0.05)
+    assert took <= 2.0
+    assert _ixfr_incremental(primary) > before        # by IXFR, not a full transfer
+    assert _metric(primary, "dmfdns_notify_total", 'event="acknowledged"') >= 2
+    in_step(primary, knot, nsd, timeout=5)
+
+
+def test_a_delete_disappears(deployment):
+    primary, knot, nsd = deployment
+    in_step(primary, knot, nsd)
+    primary.delete(f"n1.{ZONE}", "value 1")
+    wait_until(_both_answer(primary, knot, nsd, f"n1.{ZONE}", None), 5.0, 0.05)
+    primary.delete(f"n4.{ZONE}", "second value 4")     # one of two values
+    wait_until(_both_answer(primary, knot, nsd, f"n4.{ZONE}", frozenset({"value 4"})),
+               5.0, 0.05)
+    in_step(primary, knot, nsd, timeout=5)
+
+
+def test_an_expiry_disappears(deployment):
+    primary, knot, nsd = deployment
+    primary.post(f"brief.{ZONE}", "two seconds", ttl=2)
+    wait_until(_both_answer(primary, knot, nsd, f"brief.{ZONE}",
+                            frozenset({"two seconds"})), 5.0, 0.05)
+    # Expired after 2 s, swept within 0.5 s more, then NOTIFY and IXFR remove it.
+    wait_until(_both_answer(primary, knot, nsd, f"brief.{ZONE}", None), 8.0, 0.1)
+    assert txt_set(primary.dns_port, f"brief.{ZONE}") is None
+    in_step(primary, knot, nsd, timeout=5)
+
+
+def test_serials_match_after_a_burst(deployment):
+    primary, knot, nsd = deployment
+    for index in range(30):
+        primary.post(f"burst{index}.{ZONE}", f"burst {index}")
+    in_step(primary, knot, nsd, timeout=10)
+    assert txt_set(knot.port, f"burst29.{ZONE}") == {"burst 29"}
+    assert txt_set(nsd.port, f"burst0.{ZONE}") == {"burst 0"}
+
+
+def test_transfers_without_or_with_a_wrong_key_are_refused(deployment):
+    primary = deployment[0]
+    with pytest.raises(dns.xfr.TransferError) as refused:
+        dns.zone.from_xfr(dns.query.xfr("127.0.0.1", ZONE, port=primary.dns_port,
+                                        timeout=5))
+    assert refused.value.rcode == dns.rcode.REFUSED
+    wrong = tsig_key(secret="d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldCB3cm9uZyE=")
+    with pytest.raises(dns.tsig.PeerBadSignature):
+        dns.zone.from_xfr(dns.query.xfr("127.0.0.1", ZONE, port=primary.dns_port,
+                                        keyring=wrong, keyname=wrong.name, timeout=5))
+    unknown = tsig_key(name="other-key")
+    with pytest.raises(dns.tsig.PeerBadKey):
+        dns.zone.from_xfr(dns.query.xfr("127.0.0.1", ZONE, port=primary.dns_port,
+                                        keyring=unknown, keyname=unknown.name, timeout=5))
+    zone = dns.zone.from_xfr(dns.query.xfr("127.0.0.1", ZONE, port=primary.dns_port,
+                                           keyring=tsig_key(), keyname=tsig_key().name,
+                                           timeout=5))
+    assert zone.get_rdataset(f"n0.{ZONE}.", "TXT") is not None
+    assert 'result="refused"' in primary.metrics()
+
+
+def _metric(primary, name: str, *labels: str) -> float:
+    for line in primary.metrics().splitlines():
+        if line.startswith(name + "{") and all(label in line for label in labels):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _ixfr_incremental(primary) -> float:
+    return _metric(primary, "dmfdns_xfr_requests_total", 'kind="ixfr"',
+                   'result="incremental"')
