@@ -188,3 +188,21 @@ def test_group_commits_are_journalled(make_store):
                       ("delete", "old.mesh.test", None)], now=T0 + 1)
     _, (deleted, added) = store.journal_since(base)
     assert (deleted, added) == ([("old.mesh.test", b"v")], [("a.mesh.test", b"x")])
+
+
+def test_removals_during_a_snapshot_leave_it_readable(make_store):
+    store = make_store()
+    for index in range(10):
+        store.put(f"n{index}.mesh.test", "v", expiry=T0 + 5, now=T0)
+    snap = store.zone_snapshot(ZONE)
+    try:
+        first = snap.batch(3)
+        store.delete("n9.mesh.test", now=T0 + 1)
+        assert store.sweep(T0 + 10, 100) == 10
+        rest = []
+        while not snap.done:
+            rest.extend(snap.batch(3))
+        assert len(first + rest) == 10
+    finally:
+        snap.close()
+    assert snapshot_set(store)[1] == set()
