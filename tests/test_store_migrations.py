@@ -127,11 +127,12 @@ def test_a_failing_migration_leaves_the_store_at_its_old_version(tmp_path, monke
 
     def half_done(tables):
         tables.put("meta", b"half", b"written")
-        raise RuntimeError("migration 3 broke")
+        raise RuntimeError("the last migration broke")
+    broken = CURRENT_VERSION + 1
     monkeypatch.setattr(migrations, "MIGRATIONS",
-                        migrations.MIGRATIONS + (Migration(3, "breaks", half_done),))
-    monkeypatch.setattr(migrations, "CURRENT_VERSION", 3)
-    with pytest.raises(RuntimeError, match="migration 3 broke"):
+                        migrations.MIGRATIONS + (Migration(broken, "breaks", half_done),))
+    monkeypatch.setattr(migrations, "CURRENT_VERSION", broken)
+    with pytest.raises(RuntimeError, match="the last migration broke"):
         LmdbStore(path, map_size=MAP_SIZE)
     version, tables = raw(path, b"store:schema")
     assert version == b"1" and b"auth" not in tables      # migration 2 rolled back too
