@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from dnslib import DNSBuffer, DNSError, DNSLabel
+from dnslib.buffer import BufferError as DnslibBufferError
 
 from ..proto import names
 
@@ -115,8 +116,9 @@ def parse(message: bytes, zones: Sequence[str]) -> Update:
         return _parse(bytes(message), zones)
     except UpdateError:
         raise
-    except (DNSError, struct.error, IndexError, ValueError, UnicodeError) as exc:
-        raise UpdateError(FORMERR, f"malformed update: {exc}") from None
+    except (DNSError, DnslibBufferError, struct.error, IndexError, ValueError,
+            UnicodeError) as exc:
+        raise UpdateError(FORMERR, f"malformed update: {str(exc)[:200]}") from None
 
 
 def _parse(data: bytes, zones: Sequence[str]) -> Update:
@@ -299,5 +301,5 @@ def zone_section(message: bytes) -> bytes | None:
         buffer.offset = 12
         label = buffer.decode_name()
         return _question_wire(label, *buffer.unpack("!HH"))
-    except (DNSError, struct.error, IndexError, ValueError):
+    except (DNSError, DnslibBufferError, struct.error, IndexError, ValueError, UnicodeError):
         return None

@@ -295,3 +295,21 @@ def test_the_metrics_count_updates_and_tsig_errors(node):
     assert node.metric("dmfdns_dns_updates_total", {"tsig": "signed", "rcode": "NOERROR"}) >= 1
     assert node.metric("dmfdns_dns_update_tsig_errors_total", {"error": "BADKEY"}) >= 1
     assert node.metric("dmfdns_writes_accepted_total", {"path": "update"}) >= 1
+
+
+def test_a_udp_flood_of_garbage_updates_leaves_the_node_serving(node):
+    import random
+    import struct
+    rng = random.Random(9)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(2000):
+            header = struct.pack(">HHHHHH", rng.randrange(65536), 5 << 11, 1,
+                                 rng.randrange(3), rng.randrange(3), rng.randrange(3))
+            sock.sendto(header + bytes(rng.randrange(256) for _ in range(rng.randint(0, 600))),
+                        ("127.0.0.1", node.dns_port))
+    update = signed(node)
+    update.add(chunk_name(500), 300, "TXT", _quoted(a_chunk("after the flood")))
+    assert send(node, update, tcp=True).rcode() == dns.rcode.NOERROR
+    assert node.process.poll() is None
+    log = (node.dir / "node.log").read_text()
+    assert "Traceback" not in log
