@@ -33,6 +33,7 @@ def public_copy(directory: pathlib.Path, *, dns_port: int, http_port: int,
     text = text.replace('tls_listen = ["127.0.0.1:8443"]', f'tls_listen = ["{host}:{https_port}"]')
     text = text.replace('tls_listen = ["127.0.0.1:8853"]', f'tls_listen = ["{host}:{dot_port}"]')
     text = text.replace('"tls/node.', f'"{PUBLIC / "tls"}/node.')
+    text = text.replace('tsig_key_file = "xfr.tsig"', f'tsig_key_file = "{PUBLIC / "xfr.tsig"}"')
     text = text.replace('data_dir = "dmfdns-public-data"', f'data_dir = "{directory / "data"}"')
     assert f"{host}:{dns_port}" in text and f"{host}:{http_port}" in text, "layout changed"
     directory.mkdir(parents=True, exist_ok=True)

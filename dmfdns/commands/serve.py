@@ -78,7 +78,21 @@ def summary(config, zones, dns_bound=None) -> list[str]:
     return [f"node {config.node.node_id}, data in {config.node.data_dir}",
             f"zones: {zone_list}",
             f"DNS (UDP+TCP): {dns}",
-            f"HTTP: {http} (auth {config.http.auth_mode})"] + _tls_summary(config)
+            f"HTTP: {http} (auth {config.http.auth_mode})"] + _tls_summary(config) \
+        + _transfer_summary(config, zones)
+
+
+def _transfer_summary(config, zones) -> list[str]:
+    """Who may transfer which zone, and whom it NOTIFYs (transfers are off by default)."""
+    lines = []
+    for source, zone in zip(config.zones, zones):
+        if not (source.transfer_allow or source.notify):
+            continue
+        allow = ", ".join(source.transfer_allow) or "nobody"
+        key = f"TSIG key file {source.tsig_key_file}" if source.tsig_key_file else "no TSIG"
+        notify = ", ".join(str(a) for a in source.notify) or "none"
+        lines.append(f"transfers of {zone.origin}: from {allow} ({key}); NOTIFY {notify}")
+    return lines
 
 
 def _tls_summary(config) -> list[str]:
