@@ -95,6 +95,9 @@ class DnsConfig:
     tls_listen: tuple = setting(
         (), kinds.listen_list(0),
         "DNS over TLS addresses (RFC 7858; port 853), with the [http] certificate")
+    workers: int = setting(
+        1, kinds.integer(1, 64),
+        "processes answering DNS (SO_REUSEPORT): the main one and workers - 1 read-only")
     rrl_rate: float = setting(
         0.0, kinds.number(0, 1_000_000),
         "response-rate limit: UDP responses per second per client prefix, answer class "

@@ -97,8 +97,14 @@ class NodeMetrics:
         self.registry.register(_UpdateCollector(counters))
 
     def watch_dns(self, counters) -> None:
-        """Export a ``dmfdns.dns.counters.DnsCounters``."""
+        """Export a ``dmfdns.dns.counters.DnsCounters`` (or a callable returning one at
+        each scrape: the sum over the DNS worker processes)."""
         self.registry.register(_DnsCollector(counters))
+
+    def watch_dns_workers(self, queries: Callable[[], dict], restarts: Callable[[], int],
+                          running: Callable[[], int]) -> None:
+        """Export the DNS worker processes: queries per process, restarts, live workers."""
+        self.registry.register(_WorkersCollector(queries, restarts, running))
 
     def watch_dns_transports(self, transports: Callable[[], dict]) -> None:
         """Export the listeners' ``TransportCounters``: ``transports()`` returns
@@ -219,10 +225,10 @@ class _CommitCollector(_SafeCollector):
 
 class _DnsCollector(_SafeCollector):
     def __init__(self, counters):
-        self._counters = counters
+        self._counters = counters       # DnsCounters, or a callable giving them per scrape
 
     def families(self):
-        c = self._counters
+        c = self._counters() if callable(self._counters) else self._counters
         requests = CounterMetricFamily("dmfdns_dns_requests", "DNS queries received, by "
                                        "transport and query type.", labels=["proto", "qtype"])
         for (proto, qtype), n in sorted(c.query_counts().items()):
@@ -261,6 +267,20 @@ class _DnsCollector(_SafeCollector):
                      cache["entries"])
         yield _gauge("dmfdns_dns_answer_cache_bytes", "Estimated memory of the answer "
                      "cache (keys, responses and per-entry overhead).", cache["bytes"])
+
+
+class _WorkersCollector(_SafeCollector):
+    def __init__(self, queries, restarts, running):
+        self._queries, self._restarts, self._running = queries, restarts, running
+
+    def families(self):
+        yield _labelled_counter("dmfdns_dns_worker_queries", "DNS queries received by each "
+                                "process answering DNS (worker 0 is the main process).",
+                                "worker", self._queries())
+        yield CounterMetricFamily("dmfdns_dns_worker_restarts", "DNS worker processes "
+                                  "started again after they ended.", value=self._restarts())
+        yield _gauge("dmfdns_dns_workers", "DNS worker processes serving (bound and "
+                     "reporting; besides the main process).", self._running())
 
 
 class _TransportCollector(_SafeCollector):

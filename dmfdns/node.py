@@ -35,6 +35,7 @@ from .node_lock import NodeError, NodeLock, NodeLocked  # noqa: F401 (the node's
 from .node_store import Sweeper, open_store
 from .node_tls import reload_certificates, tls_listeners
 from .node_xfr import journal_limit, make_notifier, make_transfers
+from .node_workers import WorkerPool, check_workers
 from .group_commit import CommitLimits, GroupCommitter
 from .stall_probe import StallProbe
 from .store.credentials import Credentials
@@ -56,7 +57,7 @@ class Node(service.MultiService):
                  responder, writes: WriteService, committer: GroupCommitter,
                  credentials: Credentials, listeners: list, sweeper: Sweeper,
                  stall_probe: StallProbe, metrics, http, cluster,
-                 owned: contextlib.ExitStack, notifier=None):
+                 owned: contextlib.ExitStack, notifier=None, workers=None):
         super().__init__()
         self.config = config
         self.files = files
@@ -81,6 +82,9 @@ class Node(service.MultiService):
         self.listeners: list[Listener] = list(listeners)
         for listener in self.listeners:
             listener.setServiceParent(self)
+        self.workers = workers              # DNS worker processes, after the listeners
+        if workers is not None:
+            workers.setServiceParent(self)
         cluster.setServiceParent(self)
         if notifier is not None:
             notifier.setServiceParent(self)
@@ -90,6 +94,8 @@ class Node(service.MultiService):
         sweep.setServiceParent(self)
         http.readiness.require("store", lambda: self.readiness()["store"])
         http.readiness.require("listeners", lambda: self.readiness()["listeners"])
+        if workers is not None:
+            http.readiness.require("dns_workers", lambda: workers.serving() == workers.count)
 
     def dns_addresses(self, kind: str) -> list[ListenAddress]:
         """Bound addresses of the ``"udp"`` or ``"tcp"`` listeners, real ports included."""
@@ -147,6 +153,7 @@ def make_service(config: Config, reactor, *, files: NodeFiles | None = None,
     order). ``files`` is ``read_node_files(config)`` when the caller has read them already;
     ``peer_transport`` replaces real HTTP for the calls to cluster peers. Raises
     NodeLocked, StoreError, ZoneError or ConfigError, having released whatever it made."""
+    check_workers(config)
     files = read_node_files(config) if files is None else files
     owned = contextlib.ExitStack()
     try:
@@ -167,7 +174,9 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     listeners = dns_listeners(config, reactor, responder)
     sweeper = Sweeper(store, reactor, config.store.sweep_batch)
     stall_probe = StallProbe(reactor)
-    metrics = node_metrics(store, responder.counters, listeners, sweeper, stall_probe)
+    workers = WorkerPool(config, reactor, listeners) if config.dns.workers > 1 else None
+    metrics = node_metrics(store, responder.counters, listeners, sweeper, stall_probe,
+                           workers)
     writes = WriteService(store, zones=files.origins, operator_key=files.operator_key,
                           cluster_base=config.cluster.base or None,
                           observe=metrics.observe_write)
@@ -188,6 +197,7 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
                            writes=writes, transport=peer_transport)
     owned.callback(_close_transport, cluster.transport)
     return Node(config, reactor, files=files, lock=lock, store=store, responder=responder,
+                workers=workers,
                 writes=writes, committer=committer, credentials=credentials,
                 listeners=listeners, sweeper=sweeper, stall_probe=stall_probe,
                 metrics=metrics, http=http, cluster=cluster, owned=owned,

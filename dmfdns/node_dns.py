@@ -53,13 +53,18 @@ def make_responder(config: Config, reactor, zones, store, transfers=None) -> Res
                      transfers=transfers)
 
 
-def dns_listeners(config: Config, reactor, responder: Responder) -> list[Listener]:
-    """Per address a TCP listener, then a UDP one that takes the port TCP got (port 0).
-    The TCP listeners stream the responder's zone transfers."""
+def dns_listeners(config: Config, reactor, responder: Responder, *, addresses=None,
+                  reuseport: bool | None = None) -> list[Listener]:
+    """Per address (``[dns] listen`` unless given) a TCP listener, then a UDP one that takes
+    the port TCP got (port 0); bound with SO_REUSEPORT when several processes serve DNS
+    (``[dns] workers`` > 1, ``node_workers``). The TCP listeners stream the
+    responder's zone transfers."""
     dns = config.dns
     observe = responder.counters.observe_duration
+    if reuseport is None:
+        reuseport = dns.workers > 1
     listeners = []
-    for address in dns.listen:
+    for address in dns.listen if addresses is None else addresses:
         udp_counters, tcp_counters = TransportCounters(), TransportCounters()
         udp = DNSDatagramProtocol(responder, reactor, max_udp=dns.udp_max_payload,
                                   counters=udp_counters, observe_duration=observe)
@@ -69,9 +74,10 @@ def dns_listeners(config: Config, reactor, responder: Responder) -> list[Listene
                                max_message=dns.max_tcp_message,
                                counters=tcp_counters, observe_duration=observe,
                                transfers=responder.transfers)
-        tcp_listener = Listener(reactor, "tcp", address, tcp, tcp_counters)
+        tcp_listener = Listener(reactor, "tcp", address, tcp, tcp_counters,
+                                reuseport=reuseport)
         listeners += [tcp_listener, Listener(reactor, "udp", address, udp, udp_counters,
-                                             same_port_as=tcp_listener)]
+                                             same_port_as=tcp_listener, reuseport=reuseport)]
     return listeners
 
 

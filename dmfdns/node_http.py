@@ -26,16 +26,33 @@ from .store.writes import WriteService
 HTTP_LISTEN_BACKLOG = 1024
 
 
-def node_metrics(store, dns_counters, listeners: list, sweeper, stall_probe) -> NodeMetrics:
+def node_metrics(store, dns_counters, listeners: list, sweeper, stall_probe,
+                 workers=None) -> NodeMetrics:
     """A fresh registry watching the store, the DNS counters, the DNS ``listeners`` (read
-    at each scrape, so listeners added later count), the sweeper and the stall probe."""
+    at each scrape, so listeners added later count), the sweeper and the stall probe; with
+    DNS ``workers`` (a ``node_workers.WorkerPool``), their counters added in."""
     metrics = NodeMetrics(CollectorRegistry())
     metrics.watch_store(store)
-    metrics.watch_dns(dns_counters)
-    metrics.watch_dns_transports(lambda: transport_counters(listeners))
+    if workers is None:
+        metrics.watch_dns(dns_counters)
+        metrics.watch_dns_transports(lambda: transport_counters(listeners))
+    else:
+        metrics.watch_dns(lambda: workers.combined_counters(dns_counters))
+        metrics.watch_dns_transports(lambda: _merged(transport_counters(listeners),
+                                                     workers.transport_counters()))
+        metrics.watch_dns_workers(lambda: workers.queries_by_worker(dns_counters),
+                                  lambda: workers.restarts, workers.serving)
     metrics.watch_sweeper(lambda: sweeper.removed)
     metrics.watch_stalls(stall_probe)
     return metrics
+
+
+def _merged(*groups) -> dict:
+    merged = {}
+    for group in groups:
+        for proto, counters in group.items():
+            merged.setdefault(proto, []).extend(counters)
+    return merged
 
 
 def make_http(config: Config, reactor, store, files: NodeFiles, metrics: NodeMetrics,
