@@ -19,9 +19,10 @@ builds the same responder (``node_dns.make_responder``).
   ``restarts``). Stopping the node sends SIGTERM to every worker and waits for them
   (SIGKILL after ``STOP_TIMEOUT``). A worker whose stdin pipe closes (the main process is
   gone, however it went) stops by itself.
-* **UPDATE.** Only the main process holds the write path, so a DNS UPDATE that the kernel
-  hands to a worker is answered REFUSED; the sender retries (RFC 2136 section 7.4) and
-  reaches the main process on another source port. Nodes taking UPDATE may prefer N = 1.
+* **UPDATE and transfers.** Only the main process holds the write path and the transfer
+  journal, so a DNS UPDATE or AXFR/IXFR that the kernel hands to a worker is refused; the
+  sender retries (RFC 2136 section 7.4) and may reach the main process from another source
+  port. Nodes taking UPDATE or serving transfers are best left at N = 1.
 """
 
 import json
