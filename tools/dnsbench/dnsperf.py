@@ -50,9 +50,10 @@ class Result:
 
 
 def command(*, port, query_file, seconds, clients=20, outstanding=100, timeout=5,
-            max_qps=None, verbose=False, cpu=0) -> list:
+            max_qps=None, verbose=False, cpu=0, mode="udp") -> list:
+    """``mode``: dnsperf's transport, ``udp``, ``tcp`` or ``dot`` (DNS over TLS)."""
     argv = ["taskset", "-c", str(cpu), "dnsperf", "-s", "127.0.0.1", "-p", str(port),
-            "-d", str(query_file), "-e", "-l", str(seconds), "-c", str(clients),
+            "-m", mode, "-d", str(query_file), "-e", "-l", str(seconds), "-c", str(clients),
             "-q", str(outstanding), "-t", str(timeout)]
     if max_qps:
         argv += ["-Q", str(max_qps)]

@@ -24,6 +24,7 @@ class Server:
     label: str
     port: int
     proc: procs.Proc
+    mode: str = "udp"          # dnsperf's transport to this server: udp, tcp or dot
 
 
 @dataclass
@@ -84,14 +85,14 @@ class DmfdnsNode:
     import_seconds: float
 
 
-def load_dmfdns(workdir, work: Workload, ttl: int) -> DmfdnsNode:
+def load_dmfdns(workdir, work: Workload, ttl: int, tls=None) -> DmfdnsNode:
     """Write the node config and load the records into its store (no admission: see
-    ``dmfdns_node``)."""
+    ``dmfdns_node``); ``tls`` as ``dmfdns_node.write_config`` takes it."""
     node_dir = os.path.join(workdir, "dmfdns")
     os.makedirs(node_dir, exist_ok=True)
     dns_port, http_port = free_port(), free_port()
     config = dmfdns_node.write_config(node_dir, dns_port=dns_port, http_port=http_port,
-                                      zone_file=work.apex_file)
+                                      zone_file=work.apex_file, tls=tls)
     started = time.monotonic()
     try:
         dmfdns_node.load_records(config, work.data.rrsets, ttl=ttl, now=time.time())
@@ -140,7 +141,7 @@ def measure(server: Server, work: Workload, *, seconds, cpu, max_qps=None, verbo
     """One dnsperf run against ``server``, with the CPU accounting around it."""
     argv = dnsperf.command(port=server.port, query_file=work.query_file, seconds=seconds,
                            clients=clients, outstanding=outstanding, max_qps=max_qps,
-                           verbose=verbose, cpu=cpu)
+                           verbose=verbose, cpu=cpu, mode=server.mode)
     cpus_before, server_before = procs.cpu_times(), server.proc.cpu_seconds()
     try:
         result = dnsperf.run(argv, seconds=seconds, output_path=log_path,
