@@ -563,3 +563,13 @@ def client_environment(environ=None) -> ClientEnvironment:
         home=pathlib.Path(home).expanduser(),
         passphrase=env.get("DMFDNS_PASSPHRASE") or None,
         passphrase_file=pathlib.Path(passphrase_file).expanduser() if passphrase_file else None)
+
+
+SERVICE_MANAGER_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+def service_manager_environment(environ=None) -> dict:
+    """The variables systemd sets for the notification protocol (sd_notify(3)); the node's
+    configuration is the file, these only say where to tell systemd it is ready."""
+    env = os.environ if environ is None else environ
+    return {name: env[name] for name in SERVICE_MANAGER_VARIABLES if name in env}

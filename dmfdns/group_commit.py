@@ -12,9 +12,10 @@ requests) thus goes into one transaction; a lone client is not kept waiting.
 Each Deferred fires only after the transaction is durable, with the number of values that
 write changed. A commit that fails for want of room (StoreFull) fails every Deferred of the
 batch that adds, and none is acknowledged; its deletes are committed again on their own,
-since a store keeps room for writes that only remove (a full store must drain). Any other StoreError of a batch of several is retried write
-by write, so a write the store refuses fails alone and the others are still applied. The
-commit runs on the reactor thread: LMDB has one writer, and the batch bounds keep it short.
+since a store keeps room for writes that only remove (a full store must drain). Any other
+StoreError of a batch of several is retried write by write, so a write the store refuses
+fails alone and the others are still applied. The commit runs on the reactor thread: LMDB
+has one writer, and the batch bounds keep it short.
 """
 
 from dataclasses import dataclass

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from dmfdns.proto import (admission, bootstrap, chunk, claim, cluster_manifest, heartbeat,
                           identity, owners, prekey, revocation, rotation, slot_manifest)
-from dmfdns.proto.admission import MAX_RRSET_WIRE, Admitted, Limits, Refusal, admit, rrset_wire_size
+from dmfdns.proto.admission import (MAX_RRSET_WIRE, Admitted, Limits, Refusal, admit,
+                                    rrset_wire_size)
 from dmfdns.proto.signing import Signer
 
 NOW = 1_800_000_000

@@ -30,6 +30,7 @@ LAYER_RULES = [
     (r"dmfdns\.(metrics|stall_probe|group_commit)$", ADAPTERS),
     (r"dmfdns\.commands\..+", COMPOSITION),
     (r"dmfdns\.(node|node_[a-z]+|config|cli|__main__)$", COMPOSITION),
+    (r"dmfdns\.sd_notify$", COMPOSITION),  # the systemd notification protocol (serve)
 ]
 
 # proto uses the standard library and these only (DESIGN section 2).

@@ -93,8 +93,10 @@ def test_the_unit_runs_the_node_as_a_sandboxed_non_root_user():
                        "RestrictSUIDSGID": "yes"}.items():
         assert s[key] == [value], key
     assert set(s["RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
-    # dmfdns sends no sd_notify READY=1 yet: Type=notify would time out at every start.
-    assert s["Type"] == ["exec"]
+    # dmfdns speaks sd_notify (tests/reliability/test_sighup_reload.py checks the messages)
+    assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"]
+    assert s["WatchdogSec"] == ["30s"]
+    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert "MemoryDenyWriteExecute" not in s   # CPython + cffi (docs/decisions.md §8.3)
 
 

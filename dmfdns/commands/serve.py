@@ -1,15 +1,18 @@
 """``dmfdns serve`` (run a node) and ``dmfdns check-config FILE`` (validate only)."""
 
+import os
 import signal
 
 from twisted.logger import (FilteringLogObserver, Logger, LogLevel,
                             LogLevelFilterPredicate, globalLogBeginner, textFileLogObserver)
 
-from ..config import ConfigError, ListenAddress, load_config
+from ..config import ConfigError, ListenAddress, load_config, service_manager_environment
 from ..dns.zone import ZoneError
 from ..node import make_service
 from ..node_files import read_node_files
 from ..node_lock import NodeError
+from ..node_reload import reload_node
+from ..sd_notify import Notifier
 from ..store.api import StoreError
 from . import CommandError
 
@@ -132,11 +135,18 @@ def start_logging(stream) -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
-def reload_on_sighup(reactor, node) -> None:
-    """SIGHUP re-reads the TLS certificates (certbot's deploy hook: ``kill -HUP``); the
-    handler only schedules the work on the reactor, as a signal may arrive anywhere."""
+def reload_on_sighup(reactor, node, path, notifier: Notifier) -> None:
+    """SIGHUP (``systemctl reload``, certbot's deploy hook) reloads the node from ``path``
+    (``node_reload``: zones, tokens, certificates, the safe keys), told to systemd as
+    RELOADING=1 ... READY=1. The handler only schedules the work on the reactor, as a
+    signal may arrive anywhere."""
+    def reload():
+        notifier.reloading()
+        result = reload_node(node, path)
+        notifier.ready("reload refused: " + result.error if result.error else "serving")
+
     def handler(signum, frame):
-        reactor.callFromThread(node.reload_certificates)
+        reactor.callFromThread(reload)
     signal.signal(signal.SIGHUP, handler)
 
 
@@ -165,8 +175,12 @@ def serve(args, ctx) -> int:
             print(f"  {hint}", file=ctx.stdout)
         print("stop with Ctrl-C (SIGINT) or SIGTERM", file=ctx.stdout)
     ctx.stdout.flush()
+    notifier = Notifier(service_manager_environment(), os.getpid())
+    reactor.addSystemEventTrigger("before", "shutdown", notifier.stopping)
     reactor.addSystemEventTrigger("before", "shutdown", node.stopService)
-    reload_on_sighup(reactor, node)
+    reload_on_sighup(reactor, node, args.config, notifier)
+    reactor.callWhenRunning(notifier.ready, "serving")
+    reactor.callWhenRunning(notifier.start_watchdog, reactor)
     reactor.run()
     log.info("dmfdns stopped")
     return 0

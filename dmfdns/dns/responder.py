@@ -85,17 +85,9 @@ class Responder:
     def __init__(self, zones, store, settings: ResponderSettings = ResponderSettings(),
                  counters: DnsCounters | None = None, policies=(), on_error=None,
                  transfers=None):
-        origins = [zone.origin for zone in zones]
-        if len(set(origins)) != len(origins):
-            raise ValueError("two zones with the same origin")
-        # Most specific zone first, so nested zones win (RFC 1034 section 4.3.2 step 2).
-        self.zones = sorted(zones, key=lambda zone: len(zone.labels), reverse=True)
         self.store = store
-        self.settings = settings
         self.counters = counters if counters is not None else DnsCounters()
-        self._lean = LeanPath(zones, store, answer_ttl=settings.answer_ttl,
-                              edns_payload=settings.edns_payload).answer
-        self._above_apexes = above_apexes(zones)
+        self._serve(zones, settings)
         self._policies = tuple(policies)
         self.transfers = transfers     # xfr.Transfers for AXFR/IXFR; None refuses them
         # Called (with the protocol name) inside the handler of a decision that raised, so
@@ -104,6 +96,24 @@ class Responder:
         # DNS UPDATE (RFC 2136): ``update(message, now=, proto=, client=) -> bytes | None``
         # answers every UPDATE when set (``dmfdns.dns.update_handler``); None: REFUSED.
         self.update = None
+
+    def reconfigure(self, zones, settings: ResponderSettings) -> None:
+        """Serve ``zones`` with ``settings`` from the next query on (a reload): the fast
+        path is rebuilt and the answer cache emptied, since cached answers carry the old
+        SOA and settings. ValueError (two zones with one origin) changes nothing."""
+        self._serve(zones, settings)
+
+    def _serve(self, zones, settings: ResponderSettings) -> None:
+        origins = [zone.origin for zone in zones]
+        if len(set(origins)) != len(origins):
+            raise ValueError("two zones with the same origin")
+        store = self.store
+        # Most specific zone first, so nested zones win (RFC 1034 section 4.3.2 step 2).
+        self.zones = sorted(zones, key=lambda zone: len(zone.labels), reverse=True)
+        self.settings = settings
+        self._lean = LeanPath(zones, store, answer_ttl=settings.answer_ttl,
+                              edns_payload=settings.edns_payload).answer
+        self._above_apexes = above_apexes(zones)
         self.cache = None
         if settings.cache_entries and settings.cache_bytes:
             self.cache = AnswerCache(settings.cache_entries, settings.cache_bytes,

@@ -89,6 +89,10 @@ class WriteAuth:
         op = PUBLISH if call.method == "POST" else DELETE
         return self.credential(token, names.canonical(call.target), op)
 
+    def set_operator_token(self, token: str) -> None:
+        """A new operator token from the next request on (a reload); "" = none."""
+        self._operator_token = token or None
+
     def is_operator(self, token: str | None) -> bool:
         return same_secret(token, self._operator_token)
 

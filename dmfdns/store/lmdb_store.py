@@ -13,8 +13,9 @@ it surfaces as StoreFull while reads go on. So that a full store can always drai
 the last ``reserve`` bytes of the map are kept for writes that only remove (deletes and
 sweeps): other writes see a map ``reserve`` bytes smaller (``Environment.set_mapsize``,
 which LMDB allows between transactions), and a removing write lifts the limit for its own
-transaction. Once it commits, the pages it freed are reused by later writes. A read-only handle (``readonly=True``), e.g.
-in a DNS worker process, sees every commit of the writer from its next read on.
+transaction. Once it commits, the pages it freed are reused by later writes. A read-only
+handle (``readonly=True``), e.g. in a DNS worker process, sees every commit of the writer
+from its next read on.
 """
 
 import os
