@@ -5,7 +5,9 @@ when the new one is bad (layer 3).
 What a reload applies, from the next query or request on:
 
 * the zone files (``zones`` and each file's content): the responder serves the new zones,
-  admission and DNS UPDATE accept names in them;
+  admission and DNS UPDATE accept names in them, zone transfers carry the new content of
+  the zones they already served (a zone added or removed gets or loses its transfer
+  policy at the next restart);
 * ``[dns]`` ``answer_ttl``, ``nsid``, ``server_id``, ``version``;
 * the operator token (``[http] operator_token`` / ``operator_token_file``);
 * ``[store] sweep_batch``;
@@ -101,6 +103,10 @@ def _apply(node, config: Config, files) -> list[str]:
     node.writes.zones = files.origins
     if responder.update is not None:
         responder.update.zones = {zone.origin: zone for zone in files.zones}
+    transfers = getattr(responder, "transfers", None)
+    if transfers is not None:       # the new content of zones it transfers already
+        transfers.zones.update({zone.origin: zone for zone in files.zones
+                                if zone.origin in transfers.zones})
     if files.operator_token != old_files.operator_token:
         node.http.records.auth.set_operator_token(files.operator_token)
         applied.append("operator token changed")
