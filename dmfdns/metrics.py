@@ -19,6 +19,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 from twisted.logger import Logger
 
 from . import __version__
+from .dns.xfr import KINDS, RESULTS
 from .proto.admission import REASONS
 
 # CoreDNS-style duration buckets (docs/decisions.md §8.4), 0.25 ms to about 8 s.
@@ -113,7 +114,7 @@ class NodeMetrics:
 
     def watch_transfers(self, transfers, notify) -> None:
         """Export zone transfer counters (``dns.xfr.TransferCounters``) and NOTIFY
-        counters (``dns.notifier.NotifyCounters``, None without secondaries)."""
+        counters (``dns.notifier.NotifyCounters``); zeros on a node without transfers."""
         self.registry.register(_TransferCollector(transfers, notify))
 
     def watch_http(self, counters) -> None:
@@ -348,15 +349,15 @@ class _TransferCollector(_SafeCollector):
             "dmfdns_xfr_requests", "Zone transfer requests by kind (axfr, ixfr) and result "
             "(full, incremental, current, udp-soa, refused, notauth, formerr).",
             labels=["kind", "result"])
-        for (kind, result), n in sorted(self._transfers.requests.items()):
-            family.add_metric([kind, result], n)
+        requests = self._transfers.requests
+        for kind in KINDS:                   # zeros too, so rate() works from the start
+            for result in RESULTS:
+                family.add_metric([kind, result], requests.get((kind, result), 0))
         yield family
         yield CounterMetricFamily("dmfdns_xfr_messages", "Zone transfer messages sent.",
                                   value=self._transfers.messages)
         yield CounterMetricFamily("dmfdns_xfr_sent_bytes", "Zone transfer bytes sent.",
                                   value=self._transfers.bytes)
-        if self._notify is None:
-            return
         notify = CounterMetricFamily(
             "dmfdns_notify", "NOTIFY events: sent, retries, acknowledged, failed (error "
             "answers), send_errors, rounds.", labels=["event"])

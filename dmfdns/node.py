@@ -34,6 +34,8 @@ from .node_listener import Listener
 from .node_lock import NodeError, NodeLock, NodeLocked  # noqa: F401 (the node's errors)
 from .node_store import Sweeper, open_store
 from .node_tls import reload_certificates, tls_listeners
+from .dns.notifier import NotifyCounters
+from .dns.xfr import TransferCounters
 from .node_xfr import journal_limit, make_notifier, make_transfers
 from .node_workers import WorkerPool, check_workers
 from .group_commit import CommitLimits, GroupCommitter
@@ -184,8 +186,8 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
         max_records=config.store.commit_max_records, max_delay=config.store.commit_delay))
     metrics.watch_commits(committer)
     notifier = make_notifier(reactor, store, files.zones, files.transfers)
-    if transfers is not None:
-        metrics.watch_transfers(transfers.counters, notifier and notifier.counters)
+    metrics.watch_transfers(transfers.counters if transfers else TransferCounters(),
+                            notifier.counters if notifier else NotifyCounters())
     credentials = Credentials(store)
     http = make_http(config, reactor, store, files, metrics, writes, committer,
                      credentials)

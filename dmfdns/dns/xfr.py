@@ -63,6 +63,10 @@ class TransferPolicy:
         return not self.keys or verdict.status == "ok"
 
 
+KINDS = ("axfr", "ixfr")
+RESULTS = ("full", "incremental", "current", "udp-soa", "refused", "notauth", "formerr")
+
+
 @dataclass
 class TransferCounters:
     """Plain integers read at scrape time. ``requests`` is keyed by (kind, result): kind
