@@ -38,6 +38,18 @@ def make_store(request, tmp_path):
         store.close()
 
 
+def fill(store, count: int, expiry: float) -> None:
+    for index in range(count):
+        store.put(f"n{index}.mesh.test", "v", expiry=expiry, now=T0)
+
+
+def rest_of(snap, batch: int) -> list:
+    found = []
+    while not snap.done:
+        found.extend(snap.batch(batch))
+    return found
+
+
 def snapshot_set(store, origin=ZONE, batch=3):
     snap = store.zone_snapshot(origin)
     try:
@@ -80,17 +92,14 @@ def test_snapshot_ignores_expiry_until_the_sweep(make_store):
 
 def test_snapshot_stays_on_its_generation_while_writes_go_on(make_store):
     store = make_store()
-    for index in range(20):
-        store.put(f"n{index}.mesh.test", "v", expiry=T0 + 100, now=T0)
+    fill(store, 20, T0 + 100)
     snap = store.zone_snapshot(ZONE)
     try:
         first = snap.batch(5)
         for index in range(20, 40):
             store.put(f"n{index}.mesh.test", "v", expiry=T0 + 100, now=T0)
         store.delete("n19.mesh.test", now=T0)
-        rest = []
-        while not snap.done:
-            rest.extend(snap.batch(5))
+        rest = rest_of(snap, 5)
         names = {name for name, _ in first + rest}
         assert names == {f"n{index}.mesh.test" for index in range(20)}
     finally:
@@ -192,16 +201,13 @@ def test_group_commits_are_journalled(make_store):
 
 def test_removals_during_a_snapshot_leave_it_readable(make_store):
     store = make_store()
-    for index in range(10):
-        store.put(f"n{index}.mesh.test", "v", expiry=T0 + 5, now=T0)
+    fill(store, 10, T0 + 5)
     snap = store.zone_snapshot(ZONE)
     try:
         first = snap.batch(3)
         store.delete("n9.mesh.test", now=T0 + 1)
         assert store.sweep(T0 + 10, 100) == 10
-        rest = []
-        while not snap.done:
-            rest.extend(snap.batch(3))
+        rest = rest_of(snap, 3)
         assert len(first + rest) == 10
     finally:
         snap.close()

@@ -159,3 +159,18 @@ def _metric(primary, name: str, *labels: str) -> float:
 def _ixfr_incremental(primary) -> float:
     return _metric(primary, "dmfdns_xfr_requests_total", 'kind="ixfr"',
                    'result="incremental"')
+
+
+def test_the_serial_and_the_journal_survive_a_restart_of_the_primary(deployment):
+    primary, knot, nsd = deployment
+    in_step(primary, knot, nsd)
+    before = serial(primary.dns_port)
+    primary.stop()
+    primary.start()
+    assert serial(primary.dns_port) == before             # monotonic across restarts
+    primary.post(f"after-restart.{ZONE}", "still incremental")
+    wait_until(_both_answer(primary, knot, nsd, f"after-restart.{ZONE}",
+                            frozenset({"still incremental"})), 5.0, 0.05)
+    assert serial(primary.dns_port) > before
+    assert _ixfr_incremental(primary) >= 1                # counters restart at zero
+    in_step(primary, knot, nsd, timeout=5)
