@@ -70,6 +70,32 @@ def test_bench_dns_runs_end_to_end(tmp_path):
         assert run["verbose_rcode_share"] >= 0.95, run
     assert report["ratio"] == pytest.approx(
         report["summary"]["dmfdns"]["qps_median"] / report["summary"]["knot"]["qps_median"])
+    # Every traffic shape was measured on both servers, answered, and reported with a ratio.
+    shapes = {row["shape"]: row for row in report["shapes"]}
+    assert set(shapes) == {"plain", "cookie", "tcp", "writes", "miss", "workers2"}
+    for name, row in shapes.items():
+        assert set(row["servers"]) == {"knot", "dmfdns"}, name
+        assert row["ratio"] > 0, name
+        for label, summary in row["servers"].items():
+            assert summary["answered_share_min"] >= 0.95, (name, label, summary)
+            assert summary["expected_rcode_share_min"] >= 0.95, (name, label, summary)
+    assert shapes["writes"]["writes_accepted"] > 0
+    assert shapes["writes"]["writes_accepted"] == shapes["writes"]["writes_sent"]
+    assert "| tcp: TCP" in done.stdout and "| workers2:" in done.stdout
+
+
+def test_bench_dns_rejects_an_unknown_shape():
+    done = subprocess.run([sys.executable, str(BENCH), "--shapes", "plain,dot"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "unknown shape" in done.stderr
+
+
+def test_distinct_spellings_keep_the_names_and_differ():
+    from dnsbench import zonegen
+    lines = [f"chunk-{i:04d}-abcdefabcdef.mesh.test TXT" for i in range(500)]
+    spelled = zonegen.distinct_lines(lines, seed=1)
+    assert [line.lower() for line in spelled] == [line.lower() for line in lines]
+    assert len(set(spelled)) == len(spelled) and spelled != lines
 
 
 def test_bench_dns_rejects_an_unknown_server():

@@ -50,8 +50,9 @@ class Result:
 
 
 def command(*, port, query_file, seconds, clients=20, outstanding=100, timeout=5,
-            max_qps=None, verbose=False, cpu=0, mode="udp") -> list:
-    """``mode``: dnsperf's transport, ``udp``, ``tcp`` or ``dot`` (DNS over TLS)."""
+            max_qps=None, verbose=False, cpu=0, mode="udp", extra=()) -> list:
+    """``mode``: dnsperf's transport, ``udp``, ``tcp`` or ``dot`` (DNS over TLS); ``extra``:
+    more dnsperf flags (an EDNS option)."""
     argv = ["taskset", "-c", str(cpu), "dnsperf", "-s", "127.0.0.1", "-p", str(port),
             "-m", mode, "-d", str(query_file), "-e", "-l", str(seconds), "-c", str(clients),
             "-q", str(outstanding), "-t", str(timeout)]
@@ -59,7 +60,7 @@ def command(*, port, query_file, seconds, clients=20, outstanding=100, timeout=5
         argv += ["-Q", str(max_qps)]
     if verbose:
         argv.append("-v")
-    return argv
+    return argv + list(extra)
 
 
 def run(argv, *, seconds, output_path, expected_rcodes=None) -> Result:
@@ -100,7 +101,8 @@ def parse(lines, expected_rcodes=None) -> Result:
         if verbose:
             rcode, name = verbose.group(1), verbose.group(2)
             latencies.append(float(verbose.group(4)) * 1000)
-            if expected_rcodes is not None and expected_rcodes.get(name.rstrip(".")) == rcode:
+            name = name.rstrip(".").lower()
+            if expected_rcodes is not None and expected_rcodes.get(name) == rcode:
                 matches += 1
             continue
         _parse_summary_line(result, line)

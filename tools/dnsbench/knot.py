@@ -1,8 +1,12 @@
-"""Knot DNS as the benchmark's reference server: one UDP worker on one pinned CPU.
+"""Knot DNS as the benchmark's reference server: one UDP worker on one pinned CPU (or
+``udp_workers`` of them, unpinned, for the two-process shape).
 
 The configuration (docs/performance.md, Method): one UDP, one TCP and one background worker, the
 whole zone loaded from the file, no journal, no semantic checks, no zone-file flush. Knot
-has no response rate limit unless ``mod-rrl`` is loaded, and we load no module. knotd
+has no response rate limit unless ``mod-rrl`` is loaded, and we load no module: without
+``mod-cookies`` it ignores a COOKIE option (with it, dnsperf's fixed client cookie would
+get BADCOOKIE, which no real resolver keeps receiving), so on the cookie shape Knot does
+less work than dmfdns, which computes a server cookie for every answer. knotd
 pins its UDP workers itself after start, so the caller re-pins every thread
 (``Proc.pin_all_threads``) once Knot answers.
 """
@@ -14,7 +18,7 @@ server:
     rundir: "{workdir}"
     pidfile: "{workdir}/knot.pid"
     listen: 127.0.0.1@{port}
-    udp-workers: 1
+    udp-workers: {udp_workers}
     tcp-workers: 1
     background-workers: 1
 
@@ -39,11 +43,12 @@ zone:
 """
 
 
-def write_config(workdir, *, port: int, zone: str, zone_file) -> str:
+def write_config(workdir, *, port: int, zone: str, zone_file, udp_workers: int = 1) -> str:
     os.makedirs(os.path.join(workdir, "db"), exist_ok=True)
     path = os.path.join(workdir, "knot.conf")
     with open(path, "w", encoding="ascii") as out:
         out.write(CONFIG.format(workdir=workdir, port=port, zone=zone,
+                                udp_workers=udp_workers,
                                 zone_file=os.path.abspath(zone_file)))
     return path
 

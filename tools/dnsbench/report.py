@@ -74,3 +74,64 @@ def table(summary: dict, latency_qps) -> str:
             f" | {s['lost']:,} / {s['sent']:,} | ≥ {100 * s['expected_rcode_share_min']:.1f} %"
             f" | {_num(s['rss_mib'])} |")
     return "\n".join(rows)
+
+
+BUSY_PCT = 85.0     # a process at or above this share of one CPU is what bounds a run
+
+
+def bound(summary: dict, processes: int) -> str:
+    """What limited a server's runs: its own CPU, dnsperf's, or the box (shared CPUs)."""
+    server, client = summary["server_cpu_pct"] or 0, summary["client_cpu_pct"] or 0
+    if processes > 1:
+        if server + client + (summary["other_cpu_pct"] or 0) >= 100 * processes * 0.9:
+            return (f"both CPUs busy (server {server:.0f} %, dnsperf {client:.0f} %, "
+                    f"others {summary['other_cpu_pct']:.0f} %)")
+    elif server >= BUSY_PCT:
+        return f"server CPU ({server:.0f} %)"
+    elif client >= BUSY_PCT:
+        return f"dnsperf CPU ({client:.0f} %)"
+    return (f"neither saturated (server {server:.0f} %, dnsperf {client:.0f} %, others "
+            f"{summary['other_cpu_pct']:.0f} %)")
+
+
+def by_shape(runs: list, labels, shapes) -> list:
+    """Per shape: each server's medians, the dmfdns/Knot ratios, the target and bounds."""
+    rows = []
+    for shape in shapes:
+        mine = [r for r in runs if r.get("shape") == shape.name]
+        summary = summarize(mine, labels)
+        writes = [r["writes"] for r in mine if r.get("writes")]
+        rows.append({
+            "shape": shape.name, "title": shape.title, "target": shape.target,
+            "servers": summary, "ratio": ratio(summary),
+            "cpu_ratio": ratio(summary, "qps_per_cpu"),
+            "bounds": {label: bound(s, shape.processes) for label, s in summary.items()},
+            "writes_accepted": sum(w.get("accepted", 0) for w in writes),
+            "writes_sent": sum(w.get("sent", 0) for w in writes)})
+    return rows
+
+
+def shape_table(rows: list) -> str:
+    lines = [
+        "| shape | Knot qps median (min–max) | dmfdns qps median (min–max) | ratio (target) "
+        "| ratio per server CPU-s | answered / expected rcode (dmfdns) | Knot bounded by "
+        "| dmfdns bounded by |",
+        "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        knot, mine = row["servers"].get("knot"), row["servers"].get("dmfdns")
+
+        def qps(s):
+            return (f"{_num(s['qps_median'])} ({_num(s['qps_min'])}–{_num(s['qps_max'])})"
+                    if s else "–")
+        target = f" (≥ {row['target']:.2f})" if row["target"] else ""
+        result = f"{row['ratio']:.2f}{target}" if row["ratio"] is not None else "–"
+        cpu = f"{row['cpu_ratio']:.2f}" if row["cpu_ratio"] is not None else "–"
+        shares = (f"{100 * mine['answered_share_min']:.1f} % / "
+                  f"{100 * mine['expected_rcode_share_min']:.1f} %" if mine else "–")
+        title = row["title"]
+        if row["writes_sent"]:
+            title += f" ({row['writes_accepted']:,} of {row['writes_sent']:,} writes accepted)"
+        lines.append(f"| {row['shape']}: {title} | {qps(knot)} | {qps(mine)} | {result} "
+                     f"| {cpu} | {shares} | {row['bounds'].get('knot', '–')} "
+                     f"| {row['bounds'].get('dmfdns', '–')} |")
+    return "\n".join(lines)

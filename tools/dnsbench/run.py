@@ -31,6 +31,7 @@ class Server:
 class Workload:
     data: zonegen.BenchData
     query_file: str
+    distinct_file: str         # the same lines, each name in a random letter case
     line_rcodes: list          # the rcode each query-file line must get, in file order
     name_rcodes: dict          # the same by name, for dnsperf's -v lines
     zone_file: str
@@ -56,9 +57,10 @@ def prepare(workdir, *, zone, names, queries, hit_share, ttl, seed) -> Workload:
     data = zonegen.generate(zone, names, seed)
     lines = zonegen.query_lines(data, queries, hit_share, seed)
     paths = {key: os.path.join(workdir, name) for key, name in (
-        ("query_file", "queries.txt"), ("zone_file", f"{zone}.zone"),
-        ("apex_file", f"{zone}.apex.zone"))}
+        ("query_file", "queries.txt"), ("distinct_file", "queries-distinct.txt"),
+        ("zone_file", f"{zone}.zone"), ("apex_file", f"{zone}.apex.zone"))}
     zonegen.write_queries(paths["query_file"], lines)
+    zonegen.write_queries(paths["distinct_file"], zonegen.distinct_lines(lines, seed))
     zonegen.write_zone_file(paths["zone_file"], data, ttl)
     zonegen.write_apex_zone(paths["apex_file"], zone, ttl)
     name_rcodes = {name: "NOERROR" for name in data.rrsets}
@@ -67,13 +69,13 @@ def prepare(workdir, *, zone, names, queries, hit_share, ttl, seed) -> Workload:
     return Workload(data, line_rcodes=line_rcodes, name_rcodes=name_rcodes, **paths)
 
 
-def start_knot(group, workdir, work: Workload, cpu) -> Server:
-    knot_dir = os.path.join(workdir, "knot")
+def start_knot(group, workdir, work: Workload, cpu, udp_workers: int = 1) -> Server:
+    knot_dir = os.path.join(workdir, f"knot-{udp_workers}")
     port = free_port()
     config = knot.write_config(knot_dir, port=port, zone=work.data.zone,
-                               zone_file=work.zone_file)
+                               zone_file=work.zone_file, udp_workers=udp_workers)
     proc = group.start("knot", knot.argv(config), cpu=cpu,
-                       log_path=os.path.join(workdir, "knot.log"))
+                       log_path=os.path.join(workdir, f"knot-{udp_workers}.log"))
     return Server("knot", port, proc)
 
 
@@ -103,8 +105,18 @@ def load_dmfdns(workdir, work: Workload, ttl: int, tls=None) -> DmfdnsNode:
 
 def start_dmfdns(group, workdir, node: DmfdnsNode, cpu) -> Server:
     proc = group.start("dmfdns", dmfdns_node.serve_argv(node.config), cpu=cpu,
-                       log_path=os.path.join(workdir, "dmfdns.log"))
+                       log_path=os.path.join(workdir, os.path.basename(node.config) + ".log"))
     return Server("dmfdns", node.dns_port, proc)
+
+
+def with_workers(workdir, node: DmfdnsNode, work: Workload, workers: int) -> DmfdnsNode:
+    """Another config for the same store (loaded once) with ``[dns] workers``."""
+    node_dir = os.path.join(workdir, "dmfdns")
+    dns_port, http_port = free_port(), free_port()
+    config = dmfdns_node.write_config(node_dir, dns_port=dns_port, http_port=http_port,
+                                      zone_file=work.apex_file, workers=workers,
+                                      name=f"dmfdns-{workers}.toml")
+    return DmfdnsNode(config, dns_port, http_port, node.import_seconds)
 
 
 def wait_ready(server: Server, probe_name, cpu) -> None:
@@ -137,11 +149,15 @@ def expected_counts(line_rcodes, sent) -> dict:
 
 
 def measure(server: Server, work: Workload, *, seconds, cpu, max_qps=None, verbose=False,
-            clients=20, outstanding=100, log_path) -> dict:
-    """One dnsperf run against ``server``, with the CPU accounting around it."""
-    argv = dnsperf.command(port=server.port, query_file=work.query_file, seconds=seconds,
-                           clients=clients, outstanding=outstanding, max_qps=max_qps,
-                           verbose=verbose, cpu=cpu, mode=server.mode)
+            clients=20, outstanding=100, log_path, query_file=None, extra=(),
+            mode=None) -> dict:
+    """One dnsperf run against ``server`` (``query_file`` instead of the workload's,
+    ``extra`` dnsperf flags, ``mode`` instead of the server's transport), with the CPU
+    accounting around it."""
+    argv = dnsperf.command(port=server.port, query_file=query_file or work.query_file,
+                           seconds=seconds, clients=clients, outstanding=outstanding,
+                           max_qps=max_qps, verbose=verbose, cpu=cpu,
+                           mode=mode or server.mode, extra=extra)
     cpus_before, server_before = procs.cpu_times(), server.proc.cpu_seconds()
     try:
         result = dnsperf.run(argv, seconds=seconds, output_path=log_path,

@@ -138,6 +138,19 @@ def query_lines(data: BenchData, count: int, hit_share: float, seed: int) -> lis
     return [f"{name} TXT" for name in lines]
 
 
+def distinct_lines(lines: list, seed: int) -> list:
+    """``lines`` with each name spelled in a random letter case (RFC 4343: the same name,
+    as resolvers using 0x20 send it), so that practically every line is a different query
+    (an answer-cache miss) while the answers stay those of the plain file."""
+    rng = random.Random(seed + 2)
+    spelled = []
+    for line in lines:
+        name, qtype = line.split()
+        spelled.append("".join(c.upper() if c.isalpha() and rng.random() < 0.5 else c
+                               for c in name) + " " + qtype)
+    return spelled
+
+
 def write_queries(path, lines) -> None:
     with open(path, "w", encoding="ascii") as out:
         out.write("\n".join(lines) + "\n")
