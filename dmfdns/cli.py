@@ -25,6 +25,7 @@ from .commands import serve as serve_commands
 from .commands import tls as tls_commands
 from .commands import token as token_commands
 from .commands import zone as zone_commands
+from .node_lock import NodeError
 
 COMMAND_MODULES = [keys_commands, record_commands, serve_commands, zone_commands,
                    records_commands, token_commands, manifest_commands, identity_commands,
@@ -62,6 +63,9 @@ def run(argv, *, now: float, get_reactor: Callable = None, stdout: TextIO = None
     except CommandError as exc:
         print(f"dmfdns: {exc}", file=ctx.stderr)
         return exc.status
+    except NodeError as exc:   # the data directory cannot be used (any command opening it)
+        print(f"dmfdns: {exc}", file=ctx.stderr)
+        return 1
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     except KeyboardInterrupt:

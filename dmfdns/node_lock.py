@@ -10,8 +10,10 @@ import errno
 import fcntl
 import os
 import pathlib
+import pwd
 
 LOCK_FILE = "node.lock"
+STORE_FILES = ("data.mdb", "lock.mdb", LOCK_FILE)
 
 
 class NodeError(Exception):
@@ -34,8 +36,12 @@ class NodeLock:
         self._fd = None
 
     def acquire(self, purpose: str = "") -> "NodeLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        check_data_dir(self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise NodeError(f"data_dir {self.path.parent}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -65,3 +71,39 @@ def _holder(path: pathlib.Path) -> str:
     except OSError:
         return ""
     return f", pid {words[0]}" if words and words[0].isdigit() else ""
+
+
+def check_data_dir(path) -> None:
+    """NodeError, one line, unless this user can use ``path`` as a data directory: it is a
+    directory (or can be made) this user can write, with store files this user can write;
+    and this is not root working in a directory that belongs to another user (a service's),
+    where every file root creates would lock the service out."""
+    path = pathlib.Path(path)
+    user = _user(os.geteuid())
+    if path.exists() and not path.is_dir():
+        raise NodeError(f"data_dir {path} is not a directory")
+    if not path.exists():
+        parent = next(p for p in path.parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise NodeError(f"data_dir {path} does not exist and {parent} is not writable "
+                            f"by {user}: create it for the user the node runs as")
+        return
+    owner = _user(path.stat().st_uid)
+    if os.geteuid() == 0 and path.stat().st_uid != 0:
+        raise NodeError(f"data_dir {path} belongs to {owner}: run dmfdns as that user "
+                        f"(e.g. sudo -u {owner} dmfdns ...), so that no file in it ends up "
+                        "owned by root")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise NodeError(f"data_dir {path} is not writable by {user} (owner {owner})")
+    for name in STORE_FILES:
+        file = path / name
+        if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+            raise NodeError(f"{file} is not writable by {user} (owner "
+                            f"{_user(file.stat().st_uid)}): chown -R {user} {path}")
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"

@@ -8,6 +8,7 @@ from twisted.logger import Logger
 
 from .config import Config
 from .store.api import StoreError, StoreFull
+from .node_lock import check_data_dir
 from .store.lmdb_store import LmdbStore
 
 store_log = Logger(namespace="dmfdns.store")
@@ -21,6 +22,7 @@ def open_store(config: Config, *, readonly: bool = False,
     current schema version (logged) when opened for writing; it keeps the zone-transfer
     journal when ``journal_limit`` > 0."""
     data_dir = config.node.data_dir
+    check_data_dir(data_dir)
     existed = (data_dir / "data.mdb").exists()
     if not readonly:
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,7 @@ class _Target:
 
     def __init__(self, args):
         self.config = load(args.config)
+        self.embedded = args.config is None
         try:
             self.origins = [zone.origin for zone in load_zones(self.config)]
             self.operator_key = read_operator_key(self.config.cluster)
@@ -107,7 +108,13 @@ class _Target:
                             cluster_base=self.config.cluster.base or None)
 
     def writer(self):
-        """Lock the data directory and open the store for writing; (lock, store)."""
+        """Lock the data directory and open the store for writing; (lock, store). Without
+        --config only an existing store is written: a typo'd or forgotten --config must not
+        quietly create a new store in the working directory."""
+        data_dir = self.config.node.data_dir
+        if self.embedded and not (data_dir / "data.mdb").exists():
+            raise CommandError(f"no store at {data_dir} (the embedded default's data_dir); "
+                               "give the node's configuration with --config FILE")
         try:
             lock = NodeLock(self.config.node.data_dir).acquire("records")
         except NodeLocked as exc:

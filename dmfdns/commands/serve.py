@@ -10,7 +10,7 @@ from ..config import ConfigError, ListenAddress, load_config, service_manager_en
 from ..dns.zone import ZoneError
 from ..node import make_service
 from ..node_files import read_node_files
-from ..node_lock import NodeError
+from ..node_lock import NodeError, check_data_dir
 from ..node_reload import reload_node
 from ..sd_notify import Notifier
 from ..store.api import StoreError
@@ -47,9 +47,11 @@ def load(path):
 def check_config(args, ctx) -> int:
     config = load(args.file)
     try:
-        # Everything make_service reads before binding: zone files, token and key files.
+        # Everything make_service reads before binding: zone files, token and key files,
+        # and whether the data directory can be used by this user.
         files = read_node_files(config)
-    except (ConfigError, ZoneError) as exc:
+        check_data_dir(config.node.data_dir)
+    except (ConfigError, ZoneError, NodeError) as exc:
         raise CommandError(f"{args.file}: {exc}") from None
     for warning in rehearsal_warnings(config, files.operator_token):
         print(f"dmfdns: warning: {args.file}: {warning}", file=ctx.stderr)
