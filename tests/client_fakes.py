@@ -19,6 +19,8 @@ class FakeMesh:
         self.writes = []
         self.deletes = []
         self.unreadable = set()
+        self.updates = []
+        self.claims = True          # the nodes take claims
 
     def read(self, name):
         if name in self.unreadable:
@@ -49,9 +51,23 @@ class FakeMesh:
     def names(self, prefix):
         return sorted(n for n in self.records if n.startswith(prefix) and self.records[n])
 
+    def send(self, server, zone, ops, key=None):
+        """The UpdateSender side: an unsigned claim UPDATE lands in the mesh."""
+        self.updates.append((server, zone, tuple(ops)))
+        for kind, name, value, ttl in ops:
+            self.publish(name, value, ttl)
+        return defer.succeed(0)
+
     @property
     def net(self):
-        return SimpleNamespace(reader=self, writer=self)
+        return SimpleNamespace(reader=self, writer=self, updates=self,
+                               claim_servers=["fake-node"] if self.claims else [],
+                               claim_zones=_Everything())
+
+
+class _Everything:
+    def __contains__(self, item):
+        return True
 
 
 def make_user(name: str, zone: str = "mesh.test", **profile_fields):

@@ -44,6 +44,8 @@ async def test_chunks_are_published_before_the_manifest():
     mesh, alice, bob, to_bob = _pair()
     [sent] = await _send(mesh, alice, to_bob, b"order")
     names = [name for name, _, _ in mesh.writes]
+    assert names[-1].startswith("claim-") and sent.claimed    # the claim comes last
+    names = names[:-1]
     assert names[-1] == sent.manifest_owner
     assert all(name.startswith("chunk-") for name in names[:-1])
     assert len(names) - 1 == sent.total_chunks
@@ -333,3 +335,52 @@ async def test_a_walk_where_nothing_can_be_read_is_an_error():
     mesh.unreadable.update(owners.slot(n, rid, "mesh.test") for n in range(10))
     with pytest.raises(ReadError):
         await _recv(mesh, bob)
+
+
+# --- first contact through claims ------------------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_a_stranger_in_another_zone_is_found_through_its_claim():
+    mesh = FakeMesh()
+    alice, bob = make_user("alice", zone="elsewhere.example"), make_user("bob")
+    to_bob = pin_each_other(alice, bob)          # alice knows bob; bob never heard of alice
+    [sent] = await _send(mesh, alice, to_bob, b"hello stranger")
+    assert sent.claimed
+    [(_, zone, ops)] = mesh.updates
+    assert zone == "mesh.test" and ops[0][1].startswith("claim-")
+    report = await _recv(mesh, bob)
+    assert report.delivered == []
+    [intro] = report.intro
+    assert intro.body == b"hello stranger" and intro.zone == "elsewhere.example"
+    assert [m.body for m in bob[1].intro] == [b"hello stranger"]
+    # Without the claim, bob's walk never looks at alice's zone.
+    mesh2 = FakeMesh()
+    mesh2.claims = False
+    [sent] = await _send(mesh2, alice, to_bob, b"unseen")
+    assert not sent.claimed
+    bob2 = make_user("bob")
+    assert (await _recv(mesh2, bob2)).intro == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_claims_are_dropped_and_a_flood_is_bounded():
+    from dmfdns.client import claims
+    from dmfdns.proto import claim
+    from dmfdns.proto.keys import UserKeys
+    mesh = FakeMesh()
+    bob = make_user("bob")
+    rid = sha256(bob[1].keys.x25519_public)
+    owner = owners.claim(0, rid, "mesh.test")
+    mesh.records[owner] = ["v=dmp1;t=claim;d=garbage"]
+    for n in range(200):      # valid claims pointing at 200 different zones
+        keys = UserKeys.from_x25519_private(sha256(b"flood %d" % n))
+        mesh.records.setdefault(owners.claim(n % 10, rid, "mesh.test"), []).append(
+            claim.sign(bytes(16), keys.ed25519_public, f"z{n}.example", n % 10, NOW,
+                       NOW + 600, keys.signer))
+    reads_before = len(mesh.writes)
+    report = await _recv(mesh, bob)
+    assert report.dropped.get("bad claim") == 1
+    assert report.intro == [] and len(mesh.writes) == reads_before
+    followed = await claims.pointed_slots(mesh.net, bob[0], receive.mailboxes(bob[1]), NOW,
+                                          set(), receive.ReceiveReport())
+    assert len(followed) == claims.MAX_CLAIMS_PER_POLL

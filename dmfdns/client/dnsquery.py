@@ -102,8 +102,10 @@ def parse_response(data: bytes, query_id: int, name: str):
 
 
 class _UdpExchange(protocol.DatagramProtocol):
-    def __init__(self, payload: bytes, server: Server, query_id: int, name: str, done):
-        self.payload, self.server, self.query_id, self.name = payload, server, query_id, name
+    """One datagram out; ``parse(data)`` says whether a datagram in is the answer."""
+
+    def __init__(self, payload: bytes, server: Server, parse, done):
+        self.payload, self.server, self.parse = payload, server, parse
         self.done = done
 
     def startProtocol(self):
@@ -111,7 +113,7 @@ class _UdpExchange(protocol.DatagramProtocol):
         self.transport.write(self.payload)
 
     def datagramReceived(self, data, addr):
-        parsed = parse_response(data, self.query_id, self.name)
+        parsed = self.parse(data)
         if parsed is not None and not self.done.called:
             self.done.callback(parsed)
 
@@ -128,14 +130,14 @@ class _UdpExchange(protocol.DatagramProtocol):
 
 
 class _TcpExchange(basic.Int16StringReceiver):
-    def __init__(self, payload: bytes, query_id: int, name: str, done):
-        self.payload, self.query_id, self.name, self.done = payload, query_id, name, done
+    def __init__(self, payload: bytes, parse, done):
+        self.payload, self.parse, self.done = payload, parse, done
 
     def connectionMade(self):
         self.sendString(self.payload)
 
     def stringReceived(self, data):
-        parsed = parse_response(data, self.query_id, self.name)
+        parsed = self.parse(data)
         if parsed is not None and not self.done.called:
             self.done.callback(parsed)
         self.transport.loseConnection()
@@ -169,28 +171,36 @@ class DnsClient:
     def query_txt(self, server: Server, name: str):
         """Deferred ``Answer`` for TXT ``name`` at ``server``; fails with ``QueryFailed``."""
         query_id = secrets.randbelow(65536)
-        payload = build_query(name, query_id)
-        truncated, answer = yield self._udp(server, payload, query_id, name)
-        if truncated:
-            truncated, answer = yield self._tcp(server, payload, query_id, name)
-            if truncated:
-                raise QueryFailed(f"{server}: truncated answer over TCP")
+        answer = yield self.exchange(server, build_query(name, query_id),
+                                     lambda data: parse_response(data, query_id, name))
         if answer.rcode not in (RCODE_NOERROR, RCODE_NXDOMAIN):
             raise QueryFailed(f"{server}: {dnslib.RCODE.get(answer.rcode)} for {name}")
         return answer
 
-    def _udp(self, server, payload, query_id, name):
+    @defer.inlineCallbacks
+    def exchange(self, server: Server, payload: bytes, parse):
+        """Send ``payload`` over UDP, again over TCP when the answer is truncated; the
+        Deferred fires with what ``parse`` made of the answer. ``parse(data)`` returns None
+        for a datagram that is not the answer, else ``(truncated, result)``."""
+        truncated, result = yield self._udp(server, payload, parse)
+        if truncated:
+            truncated, result = yield self._tcp(server, payload, parse)
+            if truncated:
+                raise QueryFailed(f"{server}: truncated answer over TCP")
+        return result
+
+    def _udp(self, server, payload, parse):
         done = defer.Deferred()
-        exchange = _UdpExchange(payload, server, query_id, name, done)
+        exchange = _UdpExchange(payload, server, parse, done)
         try:
             port = self.reactor.listenUDP(0, exchange, interface=_local_interface(server))
         except error.CannotListenError as exc:
             return defer.fail(QueryFailed(f"cannot open a UDP socket: {exc}"))
         return self._bounded(done, server, "UDP", port.stopListening)
 
-    def _tcp(self, server, payload, query_id, name):
+    def _tcp(self, server, payload, parse):
         done = defer.Deferred()
-        exchange = _TcpExchange(payload, query_id, name, done)
+        exchange = _TcpExchange(payload, parse, done)
         connector = self.reactor.connectTCP(server.host, server.port, _TcpFactory(exchange),
                                             timeout=self.timeout)
 

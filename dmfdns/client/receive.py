@@ -6,7 +6,8 @@ One ``receive`` call:
    keys kept past ``RETIRED_KEY_KEEP``) and, unless told not to, follows each contact's
    rotation chain (section 10): a revoked key is refused from then on, a rotated pin moves;
 2. reads ``slot-0..9.mb-{hex12(H(our user_id))}`` in every contact's zone and in our own (and
-   for each key a rotation retired), all at once;
+   for each key a rotation retired), all at once, then the slots our claims point to in
+   other zones (``claims``: first contact from senders we do not know);
 3. per manifest that verifies, names us, has chunk hashes and has not expired: skips what
    the replay cache has seen and what blocked or revoked keys sent; a key pinned for that
    zone (any pinned key in our own zone) goes to the inbox, any other to the intro queue;
@@ -31,7 +32,7 @@ from ..proto import chunk, codec, envelope, names, owners, sealing, slot_manifes
 from ..proto.keys import x25519_public
 from ..proto.message import aad, decode_outer
 from ..proto.signing import sha256
-from . import identity_ops, parts, prekeys, rotation
+from . import claims, identity_ops, parts, prekeys, rotation
 from .resolver import ReadError
 from .state import IntroMessage, Profile, ReplayEntry
 
@@ -114,7 +115,11 @@ async def receive(net, profile: Profile, state, now: int, *,
     if follow_rotations:
         await _follow_contacts(net, state, now, report)
     seen = {(r.sender_spk, r.msg_id) for r in state.replay}
-    for zone, mailbox, values in await _walk(net, profile, state, report):
+    walked = await _walk(net, profile, state, report)
+    if profile.claims:
+        walked += await claims.pointed_slots(net, profile, mailboxes(state), now,
+                                             set(zones_to_walk(profile, state)), report)
+    for zone, mailbox, values in walked:
         for value in values:
             await _consider(net, profile, state, now, zone, mailbox, value, seen, report)
     report.delivered.sort(key=lambda m: m.ts)

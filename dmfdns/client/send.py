@@ -4,9 +4,9 @@ For each part of the text: pick the recipient key (a random verified prekey, els
 long-term key), build the header, seal the (DMPv2-wrapped) plaintext with the AAD that binds
 the header and the prekey id, erasure-code the outer message into chunks, publish every chunk
 in the sender's zone, and only then the signed slot manifest carrying the chunk hashes, so a
-receiver that sees a manifest finds its chunks. Claims are not published: receivers find the
-message by walking the slots (section 9.2, phase 2); claims are a best-effort notification
-the reference itself does without when a node refuses them.
+receiver that sees a manifest finds its chunks. Last, a claim at the recipient's zone
+(``claims``): a recipient that has not pinned us does not walk our zone, and finds the
+message through it (first contact). A failed claim does not fail the send.
 """
 
 import secrets as random_source
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..proto import chunk, codec, owners, sealing, slot_manifest
 from ..proto.message import DMPHeader, aad, encode_outer
 from ..proto.signing import sha256
-from . import parts, prekeys
+from . import claims, parts, prekeys
 from .gather import all_of
 from .state import Contact, Profile
 
@@ -32,6 +32,7 @@ class SentMessage:
     total_chunks: int
     data_chunks: int
     manifest_owner: str
+    claimed: bool = False          # a node took the first-contact claim
 
 
 def new_msg_id() -> bytes:
@@ -72,8 +73,13 @@ async def send_text(net, profile: Profile, state, contact: Contact, body: bytes,
             net, contact, now, rng, spent=state.spent_prekeys)
         if prekey_id:
             state.spent_prekeys[prekeys.spent_key(contact, prekey_id)] = prekey_exp
-        sent.append(await _send_one(net, profile, keys, rid, plaintext, prekey_id,
-                                    recipient_key, now))
+        message = await _send_one(net, profile, keys, rid, plaintext, prekey_id,
+                                  recipient_key, now)
+        claimed = await claims.publish(net, profile, keys, rid, contact.domain,
+                                       message.msg_id, owners.slot_for(message.msg_id),
+                                       int(now), profile.message_ttl)
+        sent.append(SentMessage(message.msg_id, message.prekey_id, message.total_chunks,
+                                message.data_chunks, message.manifest_owner, claimed))
     return sent
 
 

@@ -82,6 +82,14 @@ class Profile:
     cluster_base: str | None = None        # pinned cluster: cluster.<base> ...
     cluster_operator: bytes | None = None  # ... signed by this operator key
     cluster_seq: int = 0                   # highest manifest seq installed (rollback guard)
+    # A TSIG key from a public node's registration: writes go as signed DNS UPDATEs to
+    # tsig_server ("host:port") for tsig_zone instead of the nodes' HTTP APIs.
+    tsig_key_name: str | None = None
+    tsig_secret: str | None = field(default=None, repr=False)    # hex
+    tsig_algorithm: str = "hmac-sha256"
+    tsig_server: str | None = None
+    tsig_zone: str | None = None
+    claims: bool = True                    # publish and poll first-contact claims
 
     @property
     def home_domain(self) -> str:

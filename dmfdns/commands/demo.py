@@ -249,10 +249,13 @@ async def _missing(reader, expected: dict) -> int:
 
 
 def message_names(sent, sender_spk: bytes, recipient_id: bytes, zone: str) -> list[str]:
-    """Every owner name one sent message occupies: its chunks and its slot manifest."""
+    """Every owner name one sent message occupies: its chunks, its slot manifest and its
+    claim when a node took one (the demo's users share ``zone``)."""
     msg_key = owners.message_key(sent.msg_id, recipient_id, sender_spk)
+    claim = ([owners.claim(owners.slot_for(sent.msg_id), recipient_id, zone)]
+             if sent.claimed else [])
     return ([owners.chunk(i, msg_key, zone) for i in range(sent.total_chunks)]
-            + [sent.manifest_owner])
+            + [sent.manifest_owner] + claim)
 
 
 # --- the conversation -------------------------------------------------------------------
