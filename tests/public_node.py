@@ -21,7 +21,7 @@ def operator_token() -> str:
 
 def public_copy(directory: pathlib.Path, *, dns_port: int, http_port: int,
                 host: str = "127.0.0.1", https_port: int = 0,
-                dot_port: int = 0) -> pathlib.Path:
+                dot_port: int = 0, node_id: str = "public1") -> pathlib.Path:
     """A copy of the public example in ``directory`` (zone and TLS paths absolute, token
     copied) listening on ``host`` at the given ports (HTTPS and DoT: free ones unless
     given), with its data in ``directory/data``."""
@@ -35,6 +35,7 @@ def public_copy(directory: pathlib.Path, *, dns_port: int, http_port: int,
     text = text.replace('"tls/node.', f'"{PUBLIC / "tls"}/node.')
     text = text.replace('tsig_key_file = "xfr.tsig"', f'tsig_key_file = "{PUBLIC / "xfr.tsig"}"')
     text = text.replace('data_dir = "dmfdns-public-data"', f'data_dir = "{directory / "data"}"')
+    text = text.replace('node_id = "public1"', f'node_id = "{node_id}"')
     assert f"{host}:{dns_port}" in text and f"{host}:{http_port}" in text, "layout changed"
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(TOKEN_FILE, directory / "operator.token")
@@ -49,17 +50,22 @@ class PublicNode:
     """``dmfdns serve`` of a ``public_copy`` in ``directory`` on free ports (a subprocess);
     ``extra`` is TOML appended to the copy (e.g. a ``[cluster]`` section)."""
 
-    def __init__(self, directory: pathlib.Path, extra: str = ""):
+    def __init__(self, directory: pathlib.Path, extra: str = "", node_id: str = "public1"):
         from node_support import free_port
         self.dir = directory
         self.dns_port, self.http_port = free_port(), free_port()
         self.https_port, self.dot_port = free_port(), free_port()
         self.config = public_copy(directory, dns_port=self.dns_port, http_port=self.http_port,
-                                  https_port=self.https_port, dot_port=self.dot_port)
-        if extra:
-            self.config.write_text(self.config.read_text() + "\n" + extra)
+                                  https_port=self.https_port, dot_port=self.dot_port,
+                                  node_id=node_id)
+        self.add_config(extra)
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.process = None
+
+    def add_config(self, extra: str) -> None:
+        """Append TOML (a table such as ``[cluster]``) to the copy before it starts."""
+        if extra:
+            self.config.write_text(self.config.read_text() + "\n" + extra + "\n")
 
     def start(self) -> "PublicNode":
         import subprocess
