@@ -43,6 +43,12 @@ def fill(store, count: int, expiry: float) -> None:
         store.put(f"n{index}.mesh.test", "v", expiry=expiry, now=T0)
 
 
+def named(pairs, origin=ZONE) -> list:
+    """Snapshot pairs ``(labels below the apex, value)`` as ``(name, value)``."""
+    return [(".".join([label.decode() for label in labels] + [origin]), value)
+            for labels, value in pairs]
+
+
 def rest_of(snap, batch: int) -> list:
     found = []
     while not snap.done:
@@ -55,7 +61,7 @@ def snapshot_set(store, origin=ZONE, batch=3):
     try:
         found = set()
         while not snap.done:
-            found.update(snap.batch(batch))
+            found.update(named(snap.batch(batch), origin))
         return snap.generation, found
     finally:
         snap.close()
@@ -100,7 +106,7 @@ def test_snapshot_stays_on_its_generation_while_writes_go_on(make_store):
             store.put(f"n{index}.mesh.test", "v", expiry=T0 + 100, now=T0)
         store.delete("n19.mesh.test", now=T0)
         rest = rest_of(snap, 5)
-        names = {name for name, _ in first + rest}
+        names = {name for name, _ in named(first + rest)}
         assert names == {f"n{index}.mesh.test" for index in range(20)}
     finally:
         snap.close()

@@ -149,6 +149,11 @@ class Transfers:
         self._inner = {origin: tuple(o for o in self.zones
                                      if o != origin and names.within(o, origin))
                        for origin in self.zones}
+        # The same, as labels below the outer apex (what a snapshot hands out).
+        self._inner_labels = {
+            origin: tuple(tuple(o[:len(o) - len(origin) - 1].encode("ascii").split(b"."))
+                          for o in inner)
+            for origin, inner in self._inner.items()}
 
     def key(self, name: str):
         """The transfer key named ``name`` of any zone (signed SOA queries, NOTIFY)."""
@@ -229,14 +234,15 @@ class Transfers:
             snapshot.close()
 
     def _values(self, zone, snapshot, filler):
-        origin, ttl, inner = zone.origin, self.ttl, self._inner[zone.origin]
+        ttl, inner = self.ttl, self._inner_labels[zone.origin]
+        owner, record = xfr_wire.owner_from_labels, xfr_wire.txt_record
         while not snapshot.done:
             produced = False
-            for name, value in snapshot.batch(SNAPSHOT_BATCH):
-                if inner and any(names.within(name, o) for o in inner):
+            for labels, value in snapshot.batch(SNAPSHOT_BATCH):
+                if inner and any(labels[len(labels) - len(o):] == o
+                                 for o in inner if len(labels) >= len(o)):
                     continue
-                full = filler.add(xfr_wire.txt_record(xfr_wire.owner_below(name, origin),
-                                                      value, ttl))
+                full = filler.add(record(owner(labels), value, ttl))
                 if full is not None:
                     produced = True
                     yield full

@@ -41,8 +41,15 @@ def owner_below(name: str, origin: str) -> bytes:
         + QUESTION_POINTER
 
 
+def owner_from_labels(labels) -> bytes:
+    """An owner given by its labels below the zone apex (leftmost first), as those labels
+    and a pointer to the question name."""
+    return b"".join([bytes((len(label),)) + label for label in labels]) + QUESTION_POINTER
+
+
 def txt_record(owner_wire: bytes, value: bytes, ttl: int) -> bytes:
-    rdata = txt.rdata(value)
+    # One character-string (the common case) without the general splitter.
+    rdata = bytes((len(value),)) + value if len(value) < 256 else txt.rdata(value)
     return owner_wire + _RR_FIXED.pack(TXT_TYPE, IN, ttl, len(rdata)) + rdata
 
 

@@ -46,6 +46,14 @@ def decode_entry(raw: bytes) -> Entry:
     return Entry(value, expiry_ms, written_ms, origin, bool(flags & _DELETED), ts_ms, order)
 
 
+def present_value(raw) -> bytes | None:
+    """The value of an encoded entry, or None for a tombstone, from the header bytes alone
+    (a zone transfer reads every entry of the zone)."""
+    if raw[32] & _DELETED:                         # flags: after the four u64
+        return None
+    return bytes(raw[34 + raw[33]:])               # after the origin and its length
+
+
 def log_key(position: Cursor) -> bytes:
     return (_U64.pack(position.ts_ms) + position.name.encode("utf-8") + SEP
             + position.value_hash.encode("utf-8"))

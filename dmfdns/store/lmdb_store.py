@@ -23,7 +23,6 @@ from contextlib import contextmanager
 
 import lmdb
 
-from ..proto.names import from_reversed_key
 from . import inputs, journal, layout, migrations
 from .api import Cursor, StoreError, StoreFull, StoreStats
 from .batch import GENERATION, SCHEMA, VALUES, meta_int
@@ -480,9 +479,12 @@ class LmdbSnapshot:
         self._zkey = zkey
 
     def batch(self, limit: int) -> list:
-        """The next ``(name, value_bytes)`` pairs: at most ``limit`` records are read,
-        tombstones included (skipped), so it may come back short or empty before ``done``."""
+        """The next ``(labels, value_bytes)`` pairs, ``labels`` the owner's labels below
+        the zone apex, leftmost first (``()`` at the apex): at most ``limit`` records are
+        read, tombstones included (skipped), so it may come back short or empty before
+        ``done``."""
         found, scan, zkey, read = [], self._scan, self._zkey, 0
+        start, sep, present = len(self._zkey) + 1, layout.SEP, layout.present_value
         try:
             while self._more and read < limit:
                 key = scan.key()
@@ -490,10 +492,10 @@ class LmdbSnapshot:
                     self._more = False
                     break
                 read += 1
-                entry = layout.decode_entry(scan.value())
-                if not entry.deleted:
-                    rkey = bytes(key[:key.index(layout.SEP)])
-                    found.append((from_reversed_key(rkey), entry.value))
+                value = present(scan.value())
+                if value is not None:
+                    below = key[start:key.index(sep)]
+                    found.append((tuple(below.split(b".")[::-1]) if below else (), value))
                 self._more = scan.next()
         except lmdb.Error as error:
             self.close()

@@ -8,7 +8,6 @@ from bisect import bisect_left, bisect_right, insort
 from contextlib import contextmanager
 from typing import Iterator
 
-from ..proto.names import from_reversed_key
 from . import inputs
 from .api import Cursor, StoreError, StoreStats
 from .batch import GENERATION, VALUES, meta_int
@@ -23,6 +22,12 @@ def _discard(items: list, item) -> None:
         del items[index]
 
 
+def _below(rkey: bytes, zlen: int) -> tuple:
+    """The labels of a name below its zone (whose key is ``zlen`` bytes), leftmost first."""
+    below = rkey[zlen + 1:]
+    return tuple(below.split(b".")[::-1]) if below else ()
+
+
 def _at_or_below(rkey: bytes, zkey: bytes) -> bool:
     return rkey == zkey or rkey.startswith(zkey + b".")
 
@@ -30,14 +35,15 @@ def _at_or_below(rkey: bytes, zkey: bytes) -> bool:
 class MemorySnapshot:
     """MemoryStore's ``zone_snapshot``: the same interface as LmdbStore's."""
 
-    def __init__(self, generation: int, rows: list):
+    def __init__(self, generation: int, rows: list, zlen: int):
         self.generation = generation
+        self._zlen = zlen
         self._rows, self._at = rows, 0
 
     def batch(self, limit: int) -> list:
         rows = self._rows[self._at:self._at + limit]
         self._at += len(rows)
-        return [(from_reversed_key(rkey), value) for rkey, _, value in rows]
+        return [(_below(rkey, self._zlen), value) for rkey, _, value in rows]
 
     @property
     def done(self) -> bool:
@@ -187,7 +193,7 @@ class MemoryStore(TableStore):
                 for rkey in sorted(tables.records) if _at_or_below(rkey, zkey)
                 for vhash, entry in sorted(tables.records[rkey].items())
                 if not entry.deleted]
-        return MemorySnapshot(meta_int(tables, GENERATION), rows)
+        return MemorySnapshot(meta_int(tables, GENERATION), rows, len(zkey))
 
     def stats(self) -> StoreStats:
         tables = self._open()
