@@ -38,10 +38,6 @@ def transfer_policies(config: Config, zones) -> dict:
         if not (source.transfer_allow or source.notify):
             continue
         key = read_tsig_key(source.tsig_key_file) if source.tsig_key_file else None
-        for target in source.notify:
-            if ipaddress.ip_address(target.host).version != 4:
-                raise ConfigError(f"zone {zone.origin}: notify {target}: only IPv4 "
-                                  "secondaries are supported")
         policies[zone.origin] = TransferPolicy(
             allow=tuple(ipaddress.ip_network(n) for n in source.transfer_allow),
             keys=(key,) if key is not None else (),
@@ -63,13 +59,16 @@ def make_transfers(config: Config, zones, policies: dict, store) -> Transfers | 
 
 
 def make_notifier(reactor, store, zones, policies: dict) -> Notifier | None:
-    """The NOTIFY service, None when no zone names secondaries. Its socket binds to
-    loopback when every secondary is on loopback."""
+    """The NOTIFY service, None when no zone names secondaries. Its socket of each address
+    family binds to loopback when every secondary of that family is on loopback."""
     targets = [(zone, policies[zone.origin]) for zone in zones
                if zone.origin in policies and policies[zone.origin].notify]
     if not targets:
         return None
-    hosts = [host for _, policy in targets for host, _ in policy.notify]
-    loopback = all(ipaddress.ip_address(host).is_loopback for host in hosts)
-    return Notifier(reactor, store, targets,
-                    bind_host="127.0.0.1" if loopback else "0.0.0.0")
+    addresses = [ipaddress.ip_address(host) for _, policy in targets
+                 for host, _ in policy.notify]
+    binds = {}
+    for version, loopback, anywhere in ((4, "127.0.0.1", "0.0.0.0"), (6, "::1", "::")):
+        family = [a for a in addresses if a.version == version]
+        binds[version] = loopback if all(a.is_loopback for a in family) else anywhere
+    return Notifier(reactor, store, targets, bind_hosts=binds)

@@ -1,7 +1,8 @@
 """NOTIFY sending (RFC 1996): coalescing, TSIG, retries with backoff, acknowledgements.
 
-Unit level: a task.Clock reactor whose UDP port records what is written; acknowledgements
-are built by dnspython (the real secondaries are in tests/integration/test_secondaries.py).
+Mostly on a task.Clock reactor whose UDP port records what is written, with
+acknowledgements built by dnspython; one test runs real sockets on IPv4 and IPv6 loopback
+(NSD and Knot as secondaries are in tests/integration/test_secondaries.py).
 """
 
 import ipaddress
@@ -13,7 +14,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.tsig
 import pytest
-from twisted.internet import task
+import pytest_twisted
+from twisted.internet import protocol, task
 
 from dmfdns.dns import tsig
 from dmfdns.dns.notifier import Notifier
@@ -148,3 +150,40 @@ def test_a_newer_round_replaces_the_pending_notify(setup):
     assert notifier.counters.acknowledged == 0
     notifier.answer(ack(newest), KNOT)
     assert notifier.counters.acknowledged == 1
+
+
+class _Secondary(protocol.DatagramProtocol):
+    """A secondary on a real socket that acknowledges every NOTIFY, signed."""
+
+    def __init__(self):
+        self.received = []
+
+    def datagramReceived(self, data, addr):
+        message = dns.message.from_wire(data, keyring=THEIR_KEY)
+        self.received.append(message)
+        self.transport.write(ack(message), addr)
+
+
+@pytest_twisted.inlineCallbacks
+def test_real_sockets_ipv4_and_ipv6_secondaries_acknowledge():
+    from twisted.internet import reactor
+    store = MemoryStore(node_id="n1")
+    secondaries = [_Secondary(), _Secondary()]
+    ports = [reactor.listenUDP(0, secondaries[0], interface="127.0.0.1"),
+             reactor.listenUDP(0, secondaries[1], interface="::1")]
+    targets = (("127.0.0.1", ports[0].getHost().port), ("::1", ports[1].getHost().port))
+    policy = TransferPolicy(notify=targets, notify_key=KEY)
+    notifier = Notifier(reactor, store, [(ZONE, policy)], poll=0.05)
+    notifier.startService()
+    try:
+        for _ in range(100):
+            if notifier.counters.acknowledged == 2:
+                break
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        assert notifier.counters.acknowledged == 2 and not notifier.pending
+        assert all(len(s.received) == 1 for s in secondaries)
+    finally:
+        yield notifier.stopService()
+        for port in ports:
+            yield port.stopListening()
+        store.close()

@@ -70,10 +70,10 @@ def test_a_missing_key_file_is_a_config_error(tmp_path):
         read_node_files(config)
 
 
-def test_ipv6_secondaries_are_refused_with_a_reason(tmp_path):
-    config = config_with(tmp_path, 'notify = ["[::1]:5431"]')
-    with pytest.raises(ConfigError, match="only IPv4"):
-        read_node_files(config)
+def test_ipv6_secondaries_are_accepted(tmp_path):
+    config = config_with(tmp_path, 'notify = ["[::1]:5431", "127.0.0.1:5432"]')
+    policy = read_node_files(config).transfers["mesh.test"]
+    assert policy.notify == (("::1", 5431), ("127.0.0.1", 5432))
 
 
 def test_node_public_allows_loopback_transfers_with_its_key_and_notifies_two(tmp_path):

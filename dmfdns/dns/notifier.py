@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 
 from twisted.application import service
-from twisted.internet import protocol, task
+from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
 
 from . import notify
@@ -58,32 +58,34 @@ class _Socket(protocol.DatagramProtocol):
 
 
 class Notifier(service.Service):
-    """NOTIFY for ``targets``: ``[(zone, policy)]`` with ``policy.notify`` not empty."""
+    """NOTIFY for ``targets``: ``[(zone, policy)]`` with ``policy.notify`` not empty. One
+    UDP socket per address family the secondaries use, bound to ``bind_hosts[family]``
+    (4 or 6)."""
 
     def __init__(self, reactor, store, targets, *, poll: float = 0.2,
                  min_interval: float = 1.0, retry: float = 1.0, retry_max: float = 60.0,
-                 bind_host: str = "127.0.0.1"):
+                 bind_hosts=None):
         self.reactor = reactor
         self.store = store
         self.targets = [(zone, policy) for zone, policy in targets if policy.notify]
         self.poll, self.min_interval = poll, min_interval
         self.retry, self.retry_max = retry, retry_max
-        self.bind_host = bind_host
+        self.bind_hosts = dict(bind_hosts or {4: "127.0.0.1", 6: "::1"})
         self.counters = NotifyCounters()
         self.pending: dict[tuple, _Pending] = {}
         self._notified_generation = None
         self._last_round = None
-        self._port = None
+        self._ports = {}                # family -> listening UDP port
         self._loop = None
         self.setName("notify")
 
-    @property
-    def port(self):
-        return self._port
-
     def startService(self):
         super().startService()
-        self._port = self.reactor.listenUDP(0, _Socket(self), interface=self.bind_host)
+        families = {_family(target[0]) for _, policy in self.targets
+                    for target in policy.notify}
+        for family in sorted(families):
+            self._ports[family] = self.reactor.listenUDP(
+                0, _Socket(self), interface=self.bind_hosts[family])
         self._loop = task.LoopingCall(self.tick)
         self._loop.clock = self.reactor
         self._loop.start(self.poll, now=True)
@@ -92,8 +94,9 @@ class Notifier(service.Service):
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        port, self._port = self._port, None
-        return port.stopListening() if port is not None else None
+        ports, self._ports = self._ports, {}
+        return defer.DeferredList([defer.maybeDeferred(port.stopListening)
+                                   for port in ports.values()])
 
     def tick(self) -> None:
         try:
@@ -131,7 +134,7 @@ class Notifier(service.Service):
         item.attempts += 1
         item.due = now + min(self.retry * 2 ** (item.attempts - 1), self.retry_max)
         try:
-            self._port.write(packed, item.target)
+            self._ports[_family(item.target[0])].write(packed, item.target)
         except OSError as error:
             self.counters.send_errors += 1
             log.warn("NOTIFY to {target} failed: {error}", target=item.target, error=error)
@@ -158,6 +161,10 @@ class Notifier(service.Service):
                 log.warn("NOTIFY {zone} to {target} answered with {why}; retrying",
                          zone=item.zone.origin, target=item.target, why=verdict)
             return
+
+
+def _family(host: str) -> int:
+    return 6 if ":" in host else 4
 
 
 def _new_id() -> int:
