@@ -21,6 +21,7 @@ has one writer, and the batch bounds keep it short.
 from dataclasses import dataclass
 
 from twisted.internet import defer
+from twisted.python import failure
 from twisted.logger import Logger
 
 from .store.api import StoreError, StoreFull
@@ -40,10 +41,12 @@ class GroupCommitter:
     on ``clock`` (an IReactorTime). Counters for the metrics: ``commits``, ``writes``,
     ``failed_commits``, ``largest``."""
 
-    def __init__(self, commit, clock, limits: CommitLimits = CommitLimits()):
+    def __init__(self, commit, clock, limits: CommitLimits = CommitLimits(), run=None):
         self.commit = commit
         self.clock = clock
         self.limits = limits
+        self._run = run                     # run(fn, *args, **kw) -> Deferred, or None
+        self._in_flight = None              # the Deferred of the batch being committed
         self._queue: list[tuple[object, defer.Deferred]] = []
         self._bytes = 0
         self._call = None
@@ -70,25 +73,48 @@ class GroupCommitter:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
+        if self._in_flight is not None:
+            return          # the batch being committed flushes the queue when it is done
         batch, self._queue, self._bytes = self._queue, [], 0
         if not batch:
             return
+        if self._run is not None:
+            self._in_flight = self._run(self.commit, [write for write, _ in batch],
+                                        now=self.clock.seconds())
+            self._in_flight.addBoth(self._committed, batch)
+            return
         try:
             results = self.commit([write for write, _ in batch], now=self.clock.seconds())
-        except StoreError as error:
-            if isinstance(error, StoreFull) and len(batch) > 1:
-                self._deletes_apart(batch, error)
-            elif isinstance(error, StoreFull) or len(batch) == 1:
+        except Exception as error:
+            self._refused(batch, error)
+            return
+        self._done(batch, results)
+
+    def _committed(self, outcome, batch) -> None:
+        """A batch committed in a thread is done (results or a Failure): answer it, then
+        commit what queued up meanwhile."""
+        self._in_flight = None
+        if isinstance(outcome, failure.Failure):
+            self._refused(batch, outcome.value, outcome)
+        else:
+            self._done(batch, outcome)
+        if self._queue:
+            self.flush()
+
+    def _refused(self, batch, error, trace=None) -> None:
+        """``commit`` raised ``error`` for ``batch`` (nothing of it was applied); ``trace``
+        is its Failure when it was raised in a thread."""
+        if isinstance(error, StoreFull) and len(batch) > 1:
+            self._deletes_apart(batch, error)
+        elif isinstance(error, StoreError):
+            if isinstance(error, StoreFull) or len(batch) == 1:
                 self._failed(batch, error)
             else:
                 for one in batch:           # find the write the store refuses
                     self._commit_alone(one)
-            return
-        except Exception as error:          # a bug: nothing of the batch was applied
-            log.failure("a group commit of {n} writes failed", n=len(batch))
+        else:                               # a bug: nothing of the batch was applied
+            log.failure("a group commit of {n} writes failed", trace, n=len(batch))
             self._failed(batch, error)
-            return
-        self._done(batch, results)
 
     def _deletes_apart(self, batch, error: StoreFull) -> None:
         deletes = [item for item in batch if item[0].store_op()[0] == "delete"]
@@ -122,6 +148,18 @@ class GroupCommitter:
         for _, done in batch:
             done.errback(error)
 
-    def stop(self) -> None:
-        """Commit what is queued (a node stopping still answers what it took)."""
+    def stop(self) -> defer.Deferred:
+        """Commit what is queued (a node stopping still answers what it took); fires once
+        nothing is being committed any more, so the store may close."""
         self.flush()
+        if self._in_flight is None:
+            return defer.succeed(None)
+        done = defer.Deferred()
+
+        def drained(_):
+            if self._in_flight is None:
+                done.callback(None)
+            else:
+                self._in_flight.addBoth(drained)
+        self._in_flight.addBoth(drained)
+        return done

@@ -20,10 +20,11 @@ so several nodes run in one process on one reactor (tests/sync_harness.py).
 """
 
 import contextlib
+import functools
 
 from twisted.application import service
 from twisted.application.internet import TimerService
-from twisted.internet import defer
+from twisted.internet import defer, threads
 
 from .config import Config, ListenAddress
 from .node_cluster import make_cluster
@@ -139,7 +140,7 @@ class Node(service.MultiService):
         self.sweeper.stop()
         self.stall_probe.stop()
         yield super().stopService()
-        self.committer.stop()   # what was admitted is committed before the store closes
+        yield self.committer.stop()   # what was admitted is committed before the store closes
         self.close()
 
     def close(self) -> None:
@@ -183,7 +184,8 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
                           cluster_base=config.cluster.base or None,
                           observe=metrics.observe_write)
     committer = GroupCommitter(writes.commit, reactor, CommitLimits(
-        max_records=config.store.commit_max_records, max_delay=config.store.commit_delay))
+        max_records=config.store.commit_max_records, max_delay=config.store.commit_delay),
+        run=commit_runner(reactor))
     metrics.watch_commits(committer)
     notifier = make_notifier(reactor, store, files.zones, files.transfers)
     metrics.watch_transfers(transfers.counters if transfers else TransferCounters(),
@@ -204,6 +206,16 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
                 listeners=listeners, sweeper=sweeper, stall_probe=stall_probe,
                 metrics=metrics, http=http, cluster=cluster, owned=owned,
                 notifier=notifier)
+
+
+def commit_runner(reactor):
+    """Group commits run in the reactor's thread pool, off the reactor thread (a durable
+    commit waits for the disk); None on a reactor without one (a test's memory reactor),
+    where they run inline."""
+    pool = getattr(reactor, "getThreadPool", None)
+    if pool is None:
+        return None
+    return functools.partial(threads.deferToThreadPool, reactor, pool())
 
 
 def _close_transport(transport) -> None:

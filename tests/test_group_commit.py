@@ -179,3 +179,63 @@ def test_a_client_gone_before_the_commit_does_not_break_the_others():
     assert second.responses()[0].status == 201
     # The write of the client that left is still applied (it was admitted).
     assert [v.value for v in node.store.get("x.mesh.test", node.clock.seconds())] == ["x"]
+
+
+class ManualRunner:
+    """``run`` for the committer that holds each call until the test releases it, as a
+    thread pool would hold a commit until the disk answers."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, fn, *args, **kwargs):
+        from twisted.internet import defer
+        done = defer.Deferred()
+        self.calls.append((fn, args, kwargs, done))
+        return done
+
+    def finish(self, index=0):
+        fn, args, kwargs, done = self.calls.pop(index)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception:
+            done.errback(failure.Failure())
+        else:
+            done.callback(result)
+
+
+def test_a_commit_off_the_reactor_runs_one_batch_at_a_time_and_answers_after_it():
+    clock = task.Clock()
+    clock.advance(NOW)
+    store = CountingStore(MemoryStore(node_id="a"))
+    runner = ManualRunner()
+    committer = GroupCommitter(WriteService(store, zones=("mesh.test",)).commit, clock,
+                               run=runner)
+    first = outcomes([committer.submit(Put("a.mesh.test", "v", NOW + 60))])
+    clock.advance(0)
+    assert len(runner.calls) == 1 and first == [] and store.transactions == 0
+    later = outcomes([committer.submit(Put(f"n{i}.mesh.test", "v", NOW + 60))
+                      for i in range(3)])
+    clock.advance(0)
+    assert len(runner.calls) == 1                  # the next batch waits for this one
+    runner.finish()
+    assert first == [1] and store.transactions == 1 and later == []
+    assert len(runner.calls) == 1                  # the three went as one batch
+    stopped = committer.stop()
+    assert not stopped.called                      # the store must not close under it
+    runner.finish()
+    assert later == [1, 1, 1] and store.transactions == 2 and stopped.called
+
+
+def test_a_commit_that_fails_in_the_thread_fails_its_writes():
+    clock = task.Clock()
+    clock.advance(NOW)
+
+    def full(accepted, *, now):
+        raise StoreFull("full")
+    runner = ManualRunner()
+    committer = GroupCommitter(full, clock, run=runner)
+    found = outcomes([committer.submit(Put("a.mesh.test", "v", NOW + 60))])
+    clock.advance(0)
+    runner.finish()
+    assert found == [StoreFull] and committer.failed_commits == 1

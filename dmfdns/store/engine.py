@@ -13,12 +13,14 @@ Blobs are read only through ``dmfdns.dns.rrblob``.
 ``generation()`` is read on every DNS answer (the SOA serial, the answer cache's validity),
 so a handle that makes the writes keeps it in memory: it is noted from the write
 transaction after each commit. That is exact because the node is the single writer of its
-store (``dmfdns.node.NodeLock``; LMDB refuses a second handle in one process) and uses it
-from one thread, the reactor's. A read-only
+store (``dmfdns.node.NodeLock``; LMDB refuses a second handle in one process); its writes
+may run in a thread of their own (``group_commit``), so noting a generation read from the
+store is skipped whenever a write began or ended meanwhile. A read-only
 LMDB handle (a DNS worker process) sees another process's commits, so it reads the counter
 from the store every time.
 """
 
+import threading
 from contextlib import AbstractContextManager, contextmanager
 from typing import Iterable
 
@@ -70,6 +72,11 @@ class TableStore:
             raise StoreError(f"invalid horizon_ms: {horizon_ms!r}")
         self.horizon_ms = horizon_ms
         self._generation: int | None = None     # the committed generation, once known
+        # A write may run in another thread (group commit) while the reactor reads: the
+        # lock and the count of writes begun keep a reader from noting a generation that a
+        # write committed past in the meantime.
+        self._generation_lock = threading.Lock()
+        self._writes_begun = 0
 
     def _writing(self, drain: bool = False) -> AbstractContextManager[Tables]:
         """A write transaction; ``drain`` marks one that only removes (deletes, sweeps),
@@ -87,12 +94,16 @@ class TableStore:
     def _write(self, drain: bool = False):
         """``_writing(drain)``, noting the generation it committed. While a write is under
         way, or after one failed, the generation is unknown and read from the store again."""
-        self._generation = None
+        with self._generation_lock:
+            self._writes_begun += 1
+            self._generation = None
         with self._writing(drain) as tables:
             yield tables
             generation = meta_int(tables, GENERATION)
-        if self._keeps_generation:
-            self._generation = generation
+        with self._generation_lock:
+            self._writes_begun += 1
+            if self._keeps_generation:
+                self._generation = generation
 
     # writes
 
@@ -272,10 +283,12 @@ class TableStore:
     def generation(self) -> int:
         known = self._generation
         if known is None:
+            begun = self._writes_begun
             with self._reading() as tables:
                 known = meta_int(tables, GENERATION)
-            if self._keeps_generation:
-                self._generation = known
+            with self._generation_lock:
+                if self._keeps_generation and begun == self._writes_begun:
+                    self._generation = known
         return known
 
     def touched_between(self, old: int, new: int) -> set | None:

@@ -82,6 +82,10 @@ BUSY_PCT = 85.0     # a process at or above this share of one CPU is what bounds
 def bound(summary: dict, processes: int) -> str:
     """What limited a server's runs: its own CPU, dnsperf's, or the box (shared CPUs)."""
     server, client = summary["server_cpu_pct"] or 0, summary["client_cpu_pct"] or 0
+    others = summary["other_cpu_pct"] or 0
+    if others >= 50:
+        return (f"the shared box: other tenants used {others:.0f} % of a CPU "
+                f"(server {server:.0f} %, dnsperf {client:.0f} %)")
     if processes > 1:
         if server + client + (summary["other_cpu_pct"] or 0) >= 100 * processes * 0.9:
             return (f"both CPUs busy (server {server:.0f} %, dnsperf {client:.0f} %, "
