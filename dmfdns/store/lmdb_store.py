@@ -31,6 +31,7 @@ from .engine import TableStore, probe_descendants
 
 MIN_RESERVE, MAX_RESERVE = 2**20, 64 * 2**20
 _DATABASES = (b"records", b"names", b"log", b"expiry", b"meta")
+_GENERATION_KEY = GENERATION.encode("utf-8")
 _AUTH_DATABASE = b"auth"
 _JOURNAL_DATABASE = b"journal"
 _MAX_DBS = 16      # named tables, with room for the ones later schema versions add
@@ -347,6 +348,20 @@ class LmdbStore(TableStore):
                 "expire; if writes stay refused, raise map_size")
 
     # the DNS hot path: one short read transaction each
+
+    def generation(self) -> int:
+        """A read-only handle (a DNS worker) reads the counter on every call, so it takes
+        the one-``get`` road (about a quarter of the generic read)."""
+        if self._keeps_generation:
+            return super().generation()
+        txn = self._begin()
+        try:
+            raw = txn.get(_GENERATION_KEY, db=self._dbs[4])
+        except lmdb.Error as error:
+            raise StoreError(f"store read failed: {error}") from None
+        finally:
+            txn.abort()
+        return int(raw) if raw else 0
 
     def packed_txt_at(self, key: bytes) -> bytes | None:
         """The blob of the name with reversed-label key ``key`` (unchecked), or None."""
