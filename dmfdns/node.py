@@ -41,7 +41,7 @@ from .node_xfr import journal_limit, make_notifier, make_transfers
 from .node_workers import WorkerPool, check_workers
 from .group_commit import CommitLimits, GroupCommitter
 from .stall_probe import StallProbe
-from .store.credentials import Credentials
+from .store.credentials import CredentialError, Credentials, import_token_file
 from .store.writes import WriteService
 
 
@@ -191,6 +191,10 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     metrics.watch_transfers(transfers.counters if transfers else TransferCounters(),
                             notifier.counters if notifier else NotifyCounters())
     credentials = Credentials(store)
+    try:
+        import_token_file(credentials, config.node.data_dir, now=reactor.seconds())
+    except CredentialError as exc:
+        raise NodeError(str(exc)) from None
     http = make_http(config, reactor, store, files, metrics, writes, committer,
                      credentials)
     add_registration(config, reactor, http, credentials, files.origins)

@@ -141,3 +141,18 @@ def test_tsig_list_and_revoke(config, tmp_path):
     assert "revoked" in dmfdns("tsig", "list", "--all", "--config", config)[1]
     status, _, err = dmfdns("tsig", "revoke", "alice@mesh.test", "--config", config)
     assert status == 1 and "no live TSIG key" in err
+
+
+def test_tokens_of_an_older_tokens_json_are_imported_once(config, tmp_path):
+    import json
+    data = tmp_path / "data"
+    data.mkdir()
+    old_token = TOKEN_PREFIX + "B" * 52
+    record = {"hash": hashlib.sha256(old_token.encode()).hexdigest(), "subject": "olga",
+              "issued_at": NOW - 10, "expires_at": 0, "revoked_at": None, "note": "old",
+              "rate_per_sec": 10.0, "rate_burst": 50}
+    (data / "tokens.json").write_text(json.dumps({"version": 1, "tokens": [record]}))
+    status, out, err = dmfdns("token", "list", "--config", config)
+    assert status == 0 and "olga" in out, err
+    assert not (data / "tokens.json").exists() and (data / "tokens.json.imported").exists()
+    assert lookup(tmp_path, old_token).subject == "olga"

@@ -13,7 +13,8 @@ from ..config import parse_duration
 from ..http.auth import MULTI_TENANT
 from ..node import open_store
 from ..store.api import StoreError
-from ..store.credentials import DEFAULT_BURST, DEFAULT_RATE, CredentialError, Credentials
+from ..store.credentials import (DEFAULT_BURST, DEFAULT_RATE, CredentialError, Credentials,
+                                 import_token_file)
 from . import CommandError
 from .serve import load
 
@@ -63,7 +64,14 @@ def _credentials(args, ctx, *, write: bool = True):
         store = open_store(config, readonly=not write)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
-    return Credentials(store), store
+    credentials = Credentials(store)
+    if write:
+        try:
+            import_token_file(credentials, config.node.data_dir, now=ctx.now)
+        except CredentialError as exc:
+            store.close()
+            raise CommandError(str(exc)) from None
+    return credentials, store
 
 
 def _run(args, ctx, action, *, write: bool = True):

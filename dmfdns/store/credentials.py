@@ -24,6 +24,7 @@ key re-registering supersedes its earlier self-service tokens.
 import base64
 import hashlib
 import json
+import pathlib
 import secrets
 import struct
 from dataclasses import asdict, dataclass, field, replace
@@ -37,6 +38,7 @@ DEFAULT_RATE = 10.0
 DEFAULT_BURST = 50
 MAX_SUBJECT = 253
 AUDIT_LIMIT = 10_000
+TOKEN_FILE = "tokens.json"         # where dmfdns kept tokens before they moved to LMDB
 OPERATOR = "operator"
 REGISTRATION = "registration"
 
@@ -291,6 +293,26 @@ class Credentials:
             first += 1
         changes[_AUDIT_SPAN] = _SPAN.pack(first, following)
         return changes
+
+
+def import_token_file(credentials: "Credentials", data_dir, *, now: float) -> int:
+    """Move the tokens of an older dmfdns's ``<data_dir>/tokens.json`` into the store
+    (tokens already there are kept) and rename the file ``tokens.json.imported``; the number
+    imported. No file: 0. A file that cannot be read is a CredentialError."""
+    path = pathlib.Path(data_dir) / TOKEN_FILE
+    if not path.exists():
+        return 0
+    try:
+        records = [TokenRecord(**item) for item in json.loads(path.read_text("utf-8"))["tokens"]]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise CredentialError(f"{path}: cannot import the tokens: {exc}") from None
+
+    def update(reader):
+        return {_TOKEN + r.hash.encode(): _dumps(r) for r in records
+                if reader.auth_get(_TOKEN + r.hash.encode()) is None}
+    credentials._commit(update, AuditEntry(now, "tokens-imported", "", str(path)))
+    path.rename(path.with_name(TOKEN_FILE + ".imported"))
+    return len(records)
 
 
 def _refuse_takeover(reader, subject: str, spk_hex: str, now: float) -> None:

@@ -28,8 +28,7 @@ import re
 import pytest
 
 from dmfdns.proto import owners
-from dnsmesh_support import (ZONE, clean_environ, printed_messages, reference_bin,
-                             txt_values)
+from dnsmesh_support import DnsmeshUser, ZONE, printed_messages, reference_bin, txt_values
 from public_node import PublicNode
 
 NODE_HOST = "dmp.mesh.test"
@@ -44,28 +43,18 @@ def node(tmp_path):
     public.stop()
 
 
-class User:
+class User(DnsmeshUser):
     """One ``dnsmesh`` user of the public node (see the module docstring)."""
 
     def __init__(self, node, home, username, *, split_txt=False):
-        self.node, self.home, self.username = node, home, username
+        super().__init__(home, username, dns_port=node.dns_port, http_port=node.http_port)
+        self.node = node
         proxy = f"http://127.0.0.1:{node.http_port}"
-        extra = {"PYTHONPATH": str(TXT_SPLIT_SHIM)} if split_txt else {}
-        self.env = clean_environ(DMP_CONFIG_HOME=home, DMP_TOKENS_HOME=home / "tokens",
-                                 DMP_PASSPHRASE=f"{username} passphrase",
-                                 DMP_PROVIDER_DNS_PORT=node.dns_port, HTTP_PROXY=proxy,
-                                 http_proxy=proxy, NO_PROXY="", no_proxy="", **extra)
-        if not split_txt:
-            self.env.pop("PYTHONPATH", None)
-
-    def run(self, *args, check=True):
-        import subprocess
-        result = subprocess.run([str(reference_bin()), *args], env=self.env,
-                                capture_output=True, text=True, timeout=120,
-                                stdin=subprocess.DEVNULL)
-        if check:
-            assert result.returncode == 0, (args, result.stdout, result.stderr)
-        return result
+        self.env.update(DMP_TOKENS_HOME=str(home / "tokens"), HTTP_PROXY=proxy,
+                        http_proxy=proxy, NO_PROXY="", no_proxy="")
+        self.env.pop("PYTHONPATH", None)
+        if split_txt:
+            self.env["PYTHONPATH"] = str(TXT_SPLIT_SHIM)
 
     def init(self):
         self.run("init", self.username, "--domain", ZONE, "--endpoint", f"http://{NODE_HOST}",
