@@ -10,7 +10,7 @@ holds a few milliseconds of traffic, and a pause of the process longer than that
 every client's queries alike. With ``reuseport`` (``[dns] workers`` > 1) the socket is made
 here with ``SO_REUSEPORT`` and adopted by the reactor, which Twisted's ``listenUDP`` and
 ``listenTCP`` do not offer, so each DNS process binds the same addresses and the kernel
-spreads the queries over them (operators.md section 14.2).
+spreads the queries over them (docs/decisions.md §3.5).
 """
 
 import socket

@@ -3,7 +3,7 @@
 One Python process answers DNS on one core. With N > 1 the node's main process and N - 1
 workers each bind every ``[dns] listen`` address with ``SO_REUSEPORT`` (``node_listener``)
 and the kernel spreads the queries over them, in the manner of NSD's ``server-count`` with
-``reuseport`` (operators.md section 14.2). The main process stays the store's single
+``reuseport`` (docs/decisions.md §3.5). The main process stays the store's single
 writer (HTTP, sync, UPDATE, sweeps); a worker opens the LMDB environment read-only and
 builds the same responder (``node_dns.make_responder``).
 

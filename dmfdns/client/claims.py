@@ -1,4 +1,4 @@
-"""First contact through claims (dmp-wire.md section 4.10, dmp-node.md section 1.3).
+"""First contact through claims (docs/wire-format.md §4.10, docs/dns-update.md, Claims).
 
 A recipient walks the slots of its contacts' zones and its own; a stranger's message sits
 in the stranger's zone, which it does not walk. So a sender also publishes a claim, a

@@ -23,7 +23,7 @@ cookie, which proves its address, and queries with a valid server cookie are nev
 The table holds at most ``table_size`` buckets; past that the oldest-created is forgotten
 (it comes back full, which only errs toward answering). Counters: ``DnsCounters.rrl``
 (``slipped``, ``dropped``); ``report`` (optional) receives one line per ``log_period``
-naming one limited prefix and the counts since the last line (operators.md section 6: a
+naming one limited prefix and the counts since the last line (docs/decisions.md §8.2: a
 per-drop log line would itself be a flood).
 """
 
