@@ -32,7 +32,7 @@ from .node_dns import add_update, dns_listeners, make_responder
 from .node_files import NodeFiles, read_node_files
 from .node_http import add_registration, http_listeners, make_http, node_metrics
 from .node_listener import Listener
-from .node_lock import NodeError, NodeLock, NodeLocked  # noqa: F401 (the node's errors)
+from .node_lock import NodeLock
 from .node_store import Sweeper, open_store
 from .node_tls import reload_certificates, tls_listeners
 from .dns.notifier import NotifyCounters
@@ -48,13 +48,16 @@ from .store.writes import WriteService
 class Node(service.MultiService):
     """A running dmfdns node and every part of it, as ``make_service`` built them:
     ``config``, ``files`` (what was read from disk), ``reactor``, ``lock``, ``store``,
-    ``zones``, ``responder``, ``dns_counters`` (the responder's), ``writes`` (the one ``WriteService`` every write path goes through),
-    ``listeners`` (DNS then HTTP), ``sweeper``, ``stall_probe``, ``metrics``, ``http`` (the
-    site, a ``NodeHttp``), ``cluster`` (the ``ClusterSync``), ``transfers`` (the zone
-    transfers, ``dns.xfr.Transfers``, or None) and ``notifier`` (NOTIFY, or None).
+    ``zones``, ``responder``, ``dns_counters`` (the responder's), ``writes`` (the one
+    ``WriteService`` every write path goes through), ``committer`` (its group commit),
+    ``credentials`` (tokens and TSIG keys), ``listeners`` (DNS, HTTP, then TLS),
+    ``sweeper``, ``stall_probe``, ``metrics``, ``http`` (the site, a ``NodeHttp``),
+    ``cluster`` (the ``ClusterSync``), ``transfers`` (the zone transfers,
+    ``dns.xfr.Transfers``, or None) and ``notifier`` (NOTIFY, or None).
 
     Children start in the order listeners, cluster, sweep loop, and stop in reverse; then
-    the owned resources close in reverse order of opening (store, then lock)."""
+    the group commit flushes and the owned resources close in reverse order of opening
+    (peer transport, store, lock)."""
 
     def __init__(self, config: Config, reactor, *, files: NodeFiles, lock: NodeLock, store,
                  responder, writes: WriteService, committer: GroupCommitter,

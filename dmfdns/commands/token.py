@@ -11,7 +11,7 @@ import datetime
 
 from ..config import parse_duration
 from ..http.auth import MULTI_TENANT
-from ..node import open_store
+from ..node_store import open_store
 from ..store.api import StoreError
 from ..store.credentials import (DEFAULT_BURST, DEFAULT_RATE, CredentialError, Credentials,
                                  import_token_file)

@@ -33,7 +33,7 @@ from ..sync import wire
 from ..sync.fullset import MAX_LIST, parse_bucket
 from ..tls_listen import peer_certificate
 from .auth import BearerTokens
-from .endpoint import Boundary, Call, Endpoint, HttpError, Reply
+from .endpoint import Call, Endpoint, HttpError, Reply
 from .ratelimit import TokenBucketLimiter
 
 FORBIDDEN = "forbidden"
