@@ -32,7 +32,7 @@ from .node_dns import add_update, dns_listeners, make_responder
 from .node_files import NodeFiles, read_node_files
 from .node_http import add_registration, http_listeners, make_http, node_metrics
 from .node_listener import Listener
-from .node_lock import NodeLock
+from .node_lock import NodeError, NodeLock
 from .node_store import Sweeper, open_store
 from .node_tls import reload_certificates, tls_listeners
 from .dns.notifier import NotifyCounters

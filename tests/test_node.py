@@ -240,8 +240,9 @@ class ClosingTransport:
         self.closed += 1
 
 
-BUILD_STEPS = ("make_responder", "dns_listeners", "Sweeper", "StallProbe", "node_metrics",
-               "WriteService", "GroupCommitter", "Credentials", "make_http", "add_registration",
+BUILD_STEPS = ("make_transfers", "make_responder", "dns_listeners", "Sweeper", "StallProbe",
+               "node_metrics", "WriteService", "GroupCommitter", "make_notifier",
+               "Credentials", "import_token_file", "make_http", "add_registration",
                "add_update", "http_listeners", "tls_listeners", "make_cluster", "Node")
 
 
