@@ -5,7 +5,8 @@ or raises ``HttpError``. A leaf declares what a request needs before its handler
 the wrapper checks it, in this order: the method (405 with ``Allow``, RFC 9110 section
 15.5.6; HEAD served by the GET handler without a body, section 9.3.2), the path (404; a leaf
 that ``parses`` a path below it gets the result as ``call.target``), the per-client rate
-limit (its ``limiter`` bucket: 429 ``rate limit exceeded``), then its ``auth`` (a callable
+limit (its ``limiter`` bucket: 429 ``rate limit exceeded`` or its own ``limited`` text),
+then its ``auth`` (a callable
 ``auth(call)`` from ``dmfdns.http.auth`` that returns the caller's credential, kept as
 ``call.credential``, or raises 401/403/429). The wrapper also owns JSON bodies (anything malformed is 400
 ``{"error": "invalid body"}``), the error taxonomy (``HttpError`` -> its status, a full store
@@ -157,7 +158,7 @@ class Endpoint(resource.Resource):
 
     def __init__(self, handler: str, methods: dict, boundary: Boundary, *,
                  parses: Callable[[list], object] | None = None,
-                 limiter: TokenBucketLimiter | None = None,
+                 limiter: TokenBucketLimiter | None = None, limited: str = RATE_LIMITED,
                  auth: Callable[["Call"], object] | None = None):
         super().__init__()
         self.handler = handler
@@ -165,6 +166,7 @@ class Endpoint(resource.Resource):
         self.boundary = boundary
         self.parses = parses
         self.limiter = limiter
+        self.limited = limited   # the 429's error text
         self.auth = auth
         self._failures = _FailureLog(boundary.clock, self.log)
 
@@ -216,7 +218,7 @@ class Endpoint(resource.Resource):
         if self.parses is not None:
             call.target = self.parses(call.args)
         if self.limiter is not None and not self.limiter.allow(call.client):
-            raise HttpError(429, RATE_LIMITED)
+            raise HttpError(429, self.limited)
         if self.auth is not None:
             call.credential = self.auth(call)
 

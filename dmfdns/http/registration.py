@@ -105,25 +105,23 @@ class RegistrationApi:
         self.challenges = Challenges(clock, settings.max_pending)
 
     def mount(self, http) -> None:
-        boundary = http.boundary
-        http.add("v1/registration/challenge",
-                 Endpoint("registration", {"GET": self.challenge}, boundary))
-        http.add("v1/registration/confirm",
-                 Endpoint("registration", {"POST": self.confirm}, boundary))
-        http.add("v1/registration/tsig-confirm",
-                 Endpoint("registration", {"POST": self.tsig_confirm}, boundary))
+        """Register the endpoints; each is rate limited per client by the wrapper."""
+        def endpoint(methods: dict) -> Endpoint:
+            return Endpoint("registration", methods, http.boundary, limiter=self.limiter,
+                            limited=RATE_LIMITED)
+        http.add("v1/registration/challenge", endpoint({"GET": self.challenge}))
+        http.add("v1/registration/confirm", endpoint({"POST": self.confirm}))
+        http.add("v1/registration/tsig-confirm", endpoint({"POST": self.tsig_confirm}))
 
     # --- handlers -------------------------------------------------------------------------
 
     def challenge(self, call: Call) -> Reply:
-        self._rate_limit(call)
         pending = self.challenges.issue(self.settings.node_hostname)
         return Reply(200, {"challenge": pending.challenge.hex(), "node": pending.node,
                            "expires_at": pending.expires_at,
                            "server_x25519_pub": pending.server_public.hex(), "version": 1})
 
     def confirm(self, call: Call) -> Reply:
-        self._rate_limit(call)
         subject, spk_hex, pending = self._verified(call.json_object())
         try:
             token, record = self.credentials.register_token(
@@ -140,7 +138,6 @@ class RegistrationApi:
                            "rate_burst": record.rate_burst})
 
     def tsig_confirm(self, call: Call) -> Reply:
-        self._rate_limit(call)
         body = call.json_object()
         subject, spk_hex, pending = self._verified(body)
         x25519 = self._proven_x25519(body, pending, subject)
@@ -168,10 +165,6 @@ class RegistrationApi:
                            "zone": zone, "expires_at": int(record.expires_at)})
 
     # --- checks ---------------------------------------------------------------------------
-
-    def _rate_limit(self, call: Call) -> None:
-        if not self.limiter.allow(call.client):
-            raise HttpError(429, RATE_LIMITED)
 
     def _verified(self, body: dict) -> tuple[str, str, Pending]:
         """(subject, spk hex, challenge) of a signed request, in the reference's order."""
