@@ -77,3 +77,15 @@ def test_bearer_tokens_open_without_tokens_unless_closed():
         with pytest.raises(HttpError) as refusal:
             auth(NoHeaders())
         assert refusal.value.status == 401
+
+
+def test_a_leaf_may_name_its_own_rate_limit_text():
+    node = Harness()
+    node.http.add("own", Endpoint("own", {"GET": lambda call: Reply(200, {})},
+                                  node.http.boundary,
+                                  limiter=TokenBucketLimiter(1.0, 1, node.clock.seconds),
+                                  limited="registration rate limit exceeded"))
+    assert node.request("GET", "/own").status == 200
+    refused = node.request("GET", "/own")
+    assert (refused.status, json.loads(refused.body)) == (
+        429, {"error": "registration rate limit exceeded"})
