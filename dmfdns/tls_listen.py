@@ -18,6 +18,8 @@ factory refusing a connection (returning None: the connection caps) refuses it h
 
 import re
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 from twisted.internet import error as net_error, ssl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
@@ -39,13 +41,21 @@ def _read(path, what: str) -> bytes:
 
 
 def _certificates(data: bytes, path) -> list:
-    blocks = _PEM_CERT.findall(data)
-    if not blocks:
+    """The PEM certificates in ``data`` (cryptography objects), leaf first."""
+    if not _PEM_CERT.search(data):
         raise TlsConfigError(f"certificate file {path}: no PEM certificate in it")
     try:
-        return [ssl.Certificate.loadPEM(block) for block in blocks]
-    except (SSL.Error, crypto.Error) as exc:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
         raise TlsConfigError(f"certificate file {path}: not a certificate ({exc})") from None
+
+
+def _private_key(data: bytes, path):
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:   # TypeError: the key is encrypted
+        raise TlsConfigError(f"key file {path}: not an unencrypted PEM private key "
+                             f"({exc})") from None
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -61,29 +71,29 @@ class ServerTls:
 
     def _build(self) -> SSL.Context:
         chain = _certificates(_read(self.cert_file, "certificate file"), self.cert_file)
-        key_pem = _read(self.key_file, "key file")
+        key = _private_key(_read(self.key_file, "key file"), self.key_file)
         try:
-            pair = ssl.PrivateCertificate.loadPEM(key_pem + b"\n" + chain[0].dumpPEM())
             options = ssl.CertificateOptions(
-                privateKey=pair.privateKey.original, certificate=pair.original,
-                extraCertChain=[c.original for c in chain[1:]],
+                privateKey=key, certificate=chain[0], extraCertChain=chain[1:],
                 raiseMinimumTo=ssl.TLSVersion.TLSv1_2, acceptableProtocols=self.alpn or None,
                 enableSessions=True, enableSessionTickets=True,
                 **self._client_verification())
             context = options.getContext()
             context.check_privatekey()
-        except (SSL.Error, crypto.Error, ValueError, net_error.VerifyError) as exc:
+        except (SSL.Error, ValueError, net_error.VerifyError) as exc:
             raise TlsConfigError(f"certificate {self.cert_file} / key {self.key_file}: "
                                  f"unusable ({exc})") from None
-        self.not_after = chain[0].original.to_cryptography().not_valid_after_utc
+        self.not_after = chain[0].not_valid_after_utc
         return context
 
     def _client_verification(self) -> dict:
         if self.client_ca_file is None:
             return {}
         data = _read(self.client_ca_file, "client CA file")
+        # pyOpenSSL's X509 store takes its own certificate type only.
         return {"verify": True, "requireCertificate": False,
-                "caCerts": [c.original for c in _certificates(data, self.client_ca_file)]}
+                "caCerts": [crypto.X509.from_cryptography(c)
+                            for c in _certificates(data, self.client_ca_file)]}
 
     def reload(self) -> None:
         """Read the files again; new connections get them, open ones keep theirs."""

@@ -21,6 +21,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
@@ -30,6 +32,7 @@ from zope.interface import implementer
 from .errors import TLS_EXPIRED, TLS_UNTRUSTED
 
 KEPT_CONNECTIONS = 8
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
@@ -64,17 +67,24 @@ def load_trust(path) -> object:
         raise TlsConfigError(f"CA file {path}: not a certificate ({exc})") from None
 
 
-def load_client_certificate(cert_file, key_file) -> ssl.PrivateCertificate:
-    """The certificate (PEM, chain allowed: the first is used) and key a client presents."""
+def load_client_certificate(cert_file, key_file) -> dict:
+    """The certificate (PEM, chain allowed: the first is used) and key a client presents,
+    as the ``certificate`` and ``privateKey`` options of Twisted's ``CertificateOptions``."""
     try:
         cert, key = open(cert_file, "rb").read(), open(key_file, "rb").read()
     except OSError as exc:
         raise TlsConfigError(f"{exc.filename}: cannot read: {exc.strerror}") from None
     try:
-        return ssl.PrivateCertificate.loadPEM(key + b"\n" + cert)
-    except (SSL.Error, crypto.Error, ValueError) as exc:
+        certificate = x509.load_pem_x509_certificates(cert)[0]
+        private_key = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError) as exc:
         raise TlsConfigError(f"client certificate {cert_file} / key {key_file}: {exc}") \
             from None
+    if certificate.public_key().public_bytes(*_SPKI) != \
+            private_key.public_key().public_bytes(*_SPKI):
+        raise TlsConfigError(f"client certificate {cert_file} does not match the key "
+                             f"{key_file}")
+    return {"certificate": certificate, "privateKey": private_key}
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class TlsPolicy:
         self._default = load_trust(settings.ca_file) if settings.ca_file else None
         self._by_origin = {origin.lower().rstrip("/"): load_trust(path)
                            for origin, path in settings.origin_ca_files.items()}
-        self._client = None
+        self._client = {}
         if settings.client_cert_file or settings.client_key_file:
             self._client = load_client_certificate(settings.client_cert_file,
                                                    settings.client_key_file)
@@ -105,8 +115,9 @@ class TlsPolicy:
         host = hostname.decode("ascii")
         trust = self._by_origin.get(_origin(host, port), self._default)
         options = ssl.optionsForClientTLS(
-            host, trustRoot=trust, clientCertificate=self._client,
-            extraCertificateOptions={"raiseMinimumTo": ssl.TLSVersion.TLSv1_2})
+            host, trustRoot=trust,
+            extraCertificateOptions={"raiseMinimumTo": ssl.TLSVersion.TLSv1_2,
+                                     **self._client})
         return _KeepingCreator(options, self._last, (host.lower(), port))
 
     def cause_for(self, host: str, port: int, now: float):
