@@ -163,6 +163,24 @@ def wait_until(predicate, timeout: float, step: float = 0.25):
     raise AssertionError(f"not within {timeout} s")
 
 
+def pump(source, sink) -> None:
+    """Copy ``source`` to ``sink`` until either side closes, then shut both down."""
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class FaultProxy:
     """Forwards 127.0.0.1:<port> to ``target`` until cut."""
 
@@ -197,23 +215,7 @@ class FaultProxy:
             with self.lock:
                 self.open.update((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, source, sink):
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
     def cut(self):
         self.is_cut = True

@@ -7,7 +7,6 @@ HTTPS (its ``requests`` told to trust the test CA with REQUESTS_CA_BUNDLE).
 """
 
 import http.client
-import json
 import os
 import pathlib
 import shutil
@@ -24,6 +23,7 @@ import pytest_twisted
 from dnslib import QTYPE, DNSRecord
 from twisted.internet import reactor, threads
 
+from cluster_procs import pump
 from node_support import dns_port, free_port, http_port, node_config, start_node
 from tls_support import make_material, serial
 
@@ -406,21 +406,7 @@ class NameProxy(threading.Thread):
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         self.tunnels += 1
         for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source, sink):
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
     def close(self):
         self.server.close()
