@@ -230,8 +230,25 @@ def listen_list(min_items: int):
             addresses.append(address)
         if len(set(addresses)) != len(addresses):
             fail(where, "a list without duplicates", value)
+        _no_dual_stack_overlap(addresses, where)
         return tuple(addresses)
     return check
+
+
+def _no_dual_stack_overlap(addresses, where: str) -> None:
+    """A wildcard takes its port on every address: ``0.0.0.0:P`` every IPv4 one, and
+    ``[::]:P`` every IPv6 one *and* every IPv4 one (a dual-stack socket: IPV6_V6ONLY is off
+    by default on Linux). Another address on P beside it cannot bind."""
+    for wildcard in (a for a in addresses if a.host in ("::", "0.0.0.0") and a.port != 0):
+        for address in addresses:
+            if address is wildcard or address.port != wildcard.port:
+                continue
+            if wildcard.host == "::" or ":" not in address.host:
+                raise ConfigError(
+                    f"{where}: {address} and {wildcard} overlap: {wildcard} takes port "
+                    f"{wildcard.port} on every address"
+                    + (" (IPv4 too)" if wildcard.host == "::" else "")
+                    + f"; list {wildcard} alone")
 
 
 @_described("list of CIDR")

@@ -40,6 +40,9 @@ def read_node_files(config: Config) -> NodeFiles:
     _check_http_binds(config)
     cluster = config.cluster
     zones = load_zones(config)
+    if not zones:
+        raise ConfigError("zones: no zone files configured, so the node would answer every "
+                          "query REFUSED; list at least one (node/example.toml shows how)")
     return NodeFiles(zones=tuple(zones), operator_token=read_operator_token(config.http),
                      operator_key=read_operator_key(cluster),
                      sync_token=read_sync_token(cluster),

@@ -49,7 +49,7 @@ listen = []
 def test_check_config_accepts_the_example():
     status, out, err = cli("check-config", str(ROOT / "node" / "example.toml"))
     assert status == 0, err
-    assert "example.toml: OK" in out and "mesh.test (serial 1)" in out
+    assert "example.toml: OK" in out and "mesh.test (serial 1 in the file)" in out
 
 
 def test_check_config_names_the_bad_key(tmp_path):
@@ -295,16 +295,20 @@ def dig(port, *args) -> str:
 def test_serve_answers_prints_dig_hints_and_stops_cleanly(tmp_path, serve_processes, sig):
     port = free_port()
     conf = write_config(tmp_path, port)
+    for name in ("b.mesh.test", "c.mesh.test"):     # store changes move the served serial
+        assert cli("records", "put", name, "v", "--config", str(conf))[0] == 0
     node = serve_processes(["--config", str(conf)], tmp_path)
     out = node.wait_serving()
     assert f"dig @127.0.0.1 -p {port} mesh.test SOA" in out
+    served_serial = dig(port, "+short", "mesh.test", "SOA").split()[2]
+    assert int(served_serial) > 1
     answer = dig(port, "mesh.test", "SOA", "+norec")
     assert "status: NOERROR" in answer and "flags: qr aa;" in answer
     assert "+tcp" in out and "ns1.mesh.test." in dig(port, "+tcp", "+short", "mesh.test", "NS")
     assert node.stop(sig) == 0
     err = node.process.stderr.read()
     assert "dmfdns stopped" in err and "Traceback" not in err
-    assert "zones: mesh.test (serial 1)" in err
+    assert f"zones: mesh.test (serial {served_serial})" in err   # the one served
     # The lock is released: the records CLI may write again.
     assert cli("records", "put", "a.mesh.test", "v", "--config", str(conf))[0] == 0
 
@@ -351,8 +355,34 @@ def test_serve_without_arguments_uses_the_embedded_default(tmp_path, serve_proce
 
 def test_check_config_reads_the_secret_files(tmp_path):
     conf = tmp_path / "c.toml"
-    conf.write_text('[http]\nauth_mode = "legacy"\noperator_token_file = "missing.token"\n')
+    conf.write_text(f'zones = ["{ZONE}"]\n[http]\nauth_mode = "legacy"\n'
+                    'operator_token_file = "missing.token"\n')
     status, _, err = cli("check-config", str(conf))
     assert status == 1 and "missing.token" in err and "cannot read" in err
     (tmp_path / "missing.token").write_text("s3cret\n")
     assert cli("check-config", str(conf))[0] == 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("delay", [0.2, 0.4, 0.7, 1.2])
+def test_ctrl_c_while_starting_ends_quietly(tmp_path, delay):
+    """SIGINT while the command imports its modules, builds the node or runs: exit 130
+    (interrupted before serving) or 0 (stopped cleanly), never a traceback. (An interrupt
+    in the first few milliseconds lands in Python's own start-up, before dmfdns runs.)"""
+    conf = write_config(tmp_path, free_port())
+    process = subprocess.Popen([sys.executable, "-m", "dmfdns", "serve", "--config",
+                                str(conf)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode in (0, 130), err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+@pytest.mark.parametrize("command, words", [
+    ("demo", "three dmfdns nodes"), ("keygen", "operator Ed25519 key"),
+    ("check-config", "as dmfdns serve would"), ("serve", "Run a dmfdns node")])
+def test_commands_explain_themselves_in_their_help(capsys, command, words):
+    assert cli(command, "--help")[0] == 0
+    assert words in " ".join(capsys.readouterr().out.split())

@@ -110,6 +110,22 @@ def test_bad_listen_addresses_are_named(tmp_path, text):
     assert "[dns] listen" in message and str(text) in message
 
 
+@pytest.mark.parametrize("pair, message", [
+    (("0.0.0.0:53", "[::]:53"), "0.0.0.0:53 and [::]:53 overlap: [::]:53 takes port 53 on "
+                                "every address (IPv4 too); list [::]:53 alone"),
+    (("[::]:53", "[::1]:53"), "[::1]:53 and [::]:53 overlap"),
+    (("127.0.0.1:53", "0.0.0.0:53"), "127.0.0.1:53 and 0.0.0.0:53 overlap: 0.0.0.0:53 "
+                                     "takes port 53 on every address; list 0.0.0.0:53 alone"),
+])
+def test_an_address_beside_a_wildcard_on_its_port_is_refused(tmp_path, pair, message):
+    toml = f"[dns]\nlisten = [\"{pair[0]}\", \"{pair[1]}\"]\n"
+    assert message in error_of(toml, tmp_path)
+
+
+def test_wildcards_on_other_ports_and_ipv6_beside_the_ipv4_wildcard_are_fine(tmp_path):
+    parse('[dns]\nlisten = ["0.0.0.0:53", "[::1]:53", "[::]:5353"]\n', tmp_path)
+
+
 def test_relative_zone_paths_resolve_against_the_config_file(tmp_path):
     (tmp_path / "conf").mkdir()
     conf = tmp_path / "conf" / "node.toml"

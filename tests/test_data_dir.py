@@ -15,6 +15,7 @@ import pytest
 from dmfdns.cli import run
 
 NOW = 1_800_000_000.0
+ZONE = pathlib.Path(__file__).resolve().parents[1] / "dmfdns" / "defaults" / "mesh.test.zone"
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                                 reason="switching users needs root and setpriv")
@@ -29,7 +30,7 @@ def cli(*argv):
 
 def config(tmp_path, data_dir) -> str:
     path = tmp_path / "node.toml"
-    path.write_text(f'zones = []\n[node]\ndata_dir = "{data_dir}"\n[store]\n'
+    path.write_text(f'zones = ["{ZONE}"]\n[node]\ndata_dir = "{data_dir}"\n[store]\n'
                     'map_size = "8MiB"\n[dns]\nlisten = ["127.0.0.1:0"]\n[http]\nlisten = []\n')
     path.chmod(0o644)
     return str(path)
@@ -96,6 +97,13 @@ def test_root_is_refused_in_a_data_dir_that_belongs_to_the_service_user(tmp_path
     assert "belongs to nobody: run dmfdns as that user (e.g. sudo -u nobody dmfdns ...)" \
         in one_line_failure(status, err)
     assert list(data.iterdir()) == []           # nothing created as root
+
+
+def test_a_config_without_zones_fails_check_config(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text(f'zones = []\n[node]\ndata_dir = "{tmp_path / "data"}"\n')
+    status, _, err = cli("check-config", str(path))
+    assert "no zone files configured" in one_line_failure(status, err)
 
 
 def test_records_put_without_config_does_not_create_a_store(tmp_path, monkeypatch):

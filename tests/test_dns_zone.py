@@ -126,6 +126,20 @@ def test_errors_name_the_line(extra, line, words):
     assert str(error).startswith(f"mesh.test.zone:{line}: ")
 
 
+@pytest.mark.parametrize("record, expected", [
+    ("@ SOA ns1 h x 2 3 4 5", "two names, then five numbers"),
+    ("a A 1.2.3", "an IPv4 address"),
+    ("a AAAA ::zz", "an IPv6 address"),
+    ("a MX ten mail", "PREFERENCE EXCHANGE"),
+    ("a SRV 1 2 x target", "PRIORITY WEIGHT PORT TARGET"),
+    ("a SSHFP x y", "RFC 3597"),
+])
+def test_bad_rdata_says_what_was_expected_not_the_parsers_internals(record, expected):
+    message = refused(BASE + record + "\n").message
+    assert expected in message
+    assert "invalid literal" not in message and "Attribute" not in message
+
+
 def test_structural_errors():
     assert "no SOA" in refused("$TTL 60\nmesh.test. NS ns1.mesh.test.\n").message
     assert "no NS" in refused("$TTL 60\nmesh.test. SOA a b 1 2 3 4 5\n").message

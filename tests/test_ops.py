@@ -285,18 +285,28 @@ METRICS_TOKEN_PATH = "/etc/prometheus/dmfdns-metrics.token"
 
 
 @needs("promtool")
-def test_promtool_accepts_the_scrape_config_and_the_rules_it_loads(tmp_path):
-    """The scrape config as installed, its token file moved under tmp_path (promtool
-    checks that the file exists) and alerts.yml beside it as rule_files expects."""
+def test_promtool_accepts_the_scrape_config_as_shipped():
+    result = run_tool("promtool", "check", "config", str(PROMETHEUS / "scrape.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+@needs("promtool")
+def test_promtool_accepts_the_scrape_config_with_the_token_enabled(tmp_path):
+    """With the authorization lines uncommented, its token file moved under tmp_path
+    (promtool checks that the file exists) and alerts.yml beside it."""
     token = tmp_path / "dmfdns-metrics.token"
     token.write_text("scrape-token\n")
     scrape = (PROMETHEUS / "scrape.yml").read_text()
     assert METRICS_TOKEN_PATH in scrape
+    scrape = re.sub(r"^    # (authorization:|  type:|  credentials_file:)", r"    \1", scrape,
+                    flags=re.M)
     (tmp_path / "scrape.yml").write_text(scrape.replace(METRICS_TOKEN_PATH, str(token)))
     shutil.copy(PROMETHEUS / "alerts.yml", tmp_path)
     result = run_tool("promtool", "check", "config", "scrape.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
+    assert "\n    authorization:" in scrape          # the block really was enabled
 
 
 @needs("promtool")

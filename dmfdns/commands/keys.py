@@ -9,7 +9,12 @@ from . import CommandError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("keygen", help="create an operator Ed25519 key (64 hex characters)")
+    p = sub.add_parser(
+        "keygen", help="create an operator Ed25519 key (64 hex characters)",
+        description="Create an operator Ed25519 key: a random 32-byte seed written as 64 hex "
+                    "characters (to stdout, or to --out with mode 0600), and its public key "
+                    "on stderr. The public key is what nodes pin ([cluster] operator_key); "
+                    "the seed signs cluster manifests and bootstrap records.")
     p.add_argument("--out", metavar="FILE",
                    help="write the seed here (mode 0600; refuses to overwrite) instead of stdout")
     p.add_argument("--public", metavar="KEYFILE",

@@ -29,9 +29,13 @@ def register(sub) -> None:
                               help="node configuration (TOML); default: the embedded one")
     serve_parser.set_defaults(handler=serve)
 
-    check = sub.add_parser("check-config",
-                           help="validate a configuration file with its zone, token and key "
-                                "files, without starting anything")
+    check = sub.add_parser(
+        "check-config", help="validate a configuration file with its zone, token and key "
+                             "files, without starting anything",
+        description="Load FILE as dmfdns serve would: every key and value, the zone files, "
+                    "the token, key and certificate files it names, and whether this user "
+                    "can use the data directory. Prints OK and a summary, or one line naming "
+                    "the problem and exits 1. Run it as the user the node runs as.")
     check.add_argument("file", metavar="FILE", help="node configuration (TOML)")
     check.set_defaults(handler=check_config)
 
@@ -76,10 +80,13 @@ def rehearsal_warnings(config, operator_token: str) -> list[str]:
             "(e.g. `openssl rand -hex 32`) into the operator token file"]
 
 
-def summary(config, zones, dns_bound=None) -> list[str]:
+def summary(config, zones, dns_bound=None, generation=None) -> list[str]:
+    """What the node serves. ``generation`` (the store's, when running) makes the serials
+    the served ones: the file's serial plus the store's changes (dns-behaviour.md)."""
     dns = ", ".join(str(a) for a in (dns_bound or config.dns.listen))
     http = ", ".join(str(a) for a in config.http.listen) or "off"
-    zone_list = ", ".join(f"{z.origin} (serial {z.serial})" for z in zones) or "none"
+    zone_list = ", ".join(f"{z.origin} (serial {_serial(z, generation)})"
+                          for z in zones) or "none"
     return [f"node {config.node.node_id}, data in {config.node.data_dir}",
             f"zones: {zone_list}",
             f"DNS (UDP+TCP): {dns}",
@@ -98,6 +105,12 @@ def _transfer_summary(config, zones) -> list[str]:
         notify = ", ".join(str(a) for a in source.notify) or "none"
         lines.append(f"transfers of {zone.origin}: from {allow} ({key}); NOTIFY {notify}")
     return lines
+
+
+def _serial(zone, generation) -> str:
+    if generation is None:
+        return f"{zone.serial} in the file"
+    return str((zone.serial + generation) & 0xFFFFFFFF)
 
 
 def _tls_summary(config) -> list[str]:
@@ -168,7 +181,7 @@ def serve(args, ctx) -> int:
     for warning in rehearsal_warnings(config, node.files.operator_token):
         log.warn("{warning}", warning=warning)
     bound = node.dns_addresses("udp")
-    for line in summary(config, node.zones, bound):
+    for line in summary(config, node.zones, bound, node.store.generation()):
         log.info("{line}", line=line)
     hints = dig_hints(node.zones, bound)
     if hints:

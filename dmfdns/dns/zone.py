@@ -248,9 +248,29 @@ class _Parser(ZoneParser):
             rdata = [str(self.origin) if token == "@" else token for token in rdata]
         try:
             return RDMAP.get(mnemonic, RD).fromZone(rdata, self.origin)
-        except Exception as exc:              # dnslib raises many types on bad RDATA
-            raise ZoneError(f"bad {mnemonic} data {' '.join(rdata)!r}: {exc}", line=line,
-                            source=self.source) from None
+        except Exception:                     # dnslib raises many types on bad RDATA
+            # Say what the data should look like; dnslib's own message ("invalid literal
+            # for int()") names its internals, not the operator's mistake.
+            shape = RDATA_SHAPES.get(mnemonic, GENERIC_SHAPE)
+            raise ZoneError(f"bad {mnemonic} data {' '.join(rdata)!r}: expected {shape}",
+                            line=line, source=self.source) from None
+
+
+# The presentation format of each common type's RDATA (RFC 1035 section 3.3 and 5.1,
+# RFC 3596, RFC 2782, RFC 8659), for error messages.
+RDATA_SHAPES = {
+    "SOA": "MNAME RNAME SERIAL REFRESH RETRY EXPIRE MINIMUM (two names, then five numbers)",
+    "A": "an IPv4 address, e.g. 192.0.2.1",
+    "AAAA": "an IPv6 address, e.g. 2001:db8::1",
+    "NS": "a domain name", "CNAME": "a domain name", "PTR": "a domain name",
+    "DNAME": "a domain name",
+    "MX": "PREFERENCE EXCHANGE (a number from 0 to 65535, then a domain name)",
+    "SRV": "PRIORITY WEIGHT PORT TARGET (three numbers from 0 to 65535, then a domain name)",
+    "TXT": "one or more character-strings of at most 255 bytes, each in double quotes if "
+           "it holds spaces",
+    "CAA": "FLAGS TAG VALUE, e.g. 0 issue \"ca.example\"",
+}
+GENERIC_SHAPE = "the type's RFC presentation format, or \\# LENGTH HEX (RFC 3597)"
 
 
 def _ttl_value(token: str) -> int:
