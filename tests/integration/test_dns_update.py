@@ -215,6 +215,7 @@ def test_an_unknown_key_is_badkey_in_a_tsig_rr(node):
     update.add(chunk_name(400), 300, "TXT", _quoted(a_chunk("bad key")))
     with pytest.raises(dns.tsig.PeerBadKey):
         send(node, update)
+    assert _raw_error(node, update) == (dns.rcode.NOTAUTH, dns.rcode.BADKEY)
     assert snapshot(node) == before
 
 
@@ -225,6 +226,7 @@ def test_a_wrong_secret_is_badsig_in_a_tsig_rr(node):
     update.add(chunk_name(401), 300, "TXT", _quoted(a_chunk("bad sig")))
     with pytest.raises(dns.tsig.PeerBadSignature):
         send(node, update, tcp=True)
+    assert _raw_error(node, update) == (dns.rcode.NOTAUTH, dns.rcode.BADSIG)
     assert snapshot(node) == before
 
 
@@ -242,6 +244,7 @@ def test_a_stale_time_is_badtime_in_a_signed_tsig_rr(node, monkeypatch):
     monkeypatch.setattr("dns.message.time", Stale)
     with pytest.raises(dns.tsig.PeerBadTime):
         send(node, update)
+    assert _raw_error(node, update) == (dns.rcode.NOTAUTH, dns.rcode.BADTIME)
     monkeypatch.undo()
     assert snapshot(node) == before
 
@@ -272,6 +275,19 @@ def test_deletes_through_a_wildcard_scope_are_refused(node):
     update.delete(chunk_name(404))
     assert send(node, update).rcode() == dns.rcode.REFUSED
     assert snapshot(node) == before and len(txt(node, chunk_name(404))) == 1
+
+
+def _raw_error(node, update):
+    """(rcode, TSIG error) of the raw answer to ``update``: read with dmfdns's own TSIG
+    parser, so the test sees the TSIG RR itself, not only dnspython's reaction to it."""
+    from dmfdns.dns import tsig
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.sendto(update.to_wire(), ("127.0.0.1", node.dns_port))
+        data, _ = sock.recvfrom(65535)
+    record = tsig.find(data)
+    assert record is not None, "the error response carries no TSIG RR"
+    return data[3] & 0xF, record.error
 
 
 def _exchange(node, wire: bytes, request_mac: bytes):
@@ -313,3 +329,40 @@ def test_a_udp_flood_of_garbage_updates_leaves_the_node_serving(node):
     assert node.process.poll() is None
     log = (node.dir / "node.log").read_text()
     assert "Traceback" not in log
+
+
+def test_dmfdns_tsig_revoke_on_the_running_node_takes_effect_at_the_next_update(node):
+    import subprocess
+    import sys
+    reply = register(node.http_port, BOB, "bob@mesh.test", tsig=True)
+    keyring = dns.tsigkeyring.from_text({reply["tsig_key_name"]: _b64(
+        reply["tsig_secret_hex"])})
+    update = signed(node, keyring, reply["tsig_key_name"])
+    update.add(chunk_name(600), 300, "TXT", _quoted(a_chunk("before revoke")))
+    assert send(node, update).rcode() == dns.rcode.NOERROR
+    listed = subprocess.run([sys.executable, "-m", "dmfdns", "tsig", "list", "--config",
+                             str(node.config)], capture_output=True, text=True, timeout=60)
+    assert reply["tsig_key_name"] in listed.stdout, listed.stderr
+    revoked = subprocess.run([sys.executable, "-m", "dmfdns", "tsig", "revoke",
+                              "bob@mesh.test", "--config", str(node.config)],
+                             capture_output=True, text=True, timeout=60)
+    assert revoked.returncode == 0, revoked.stderr
+    update = signed(node, keyring, reply["tsig_key_name"])
+    update.add(chunk_name(601), 300, "TXT", _quoted(a_chunk("after revoke")))
+    with pytest.raises(dns.tsig.PeerBadKey):
+        send(node, update)
+    assert txt(node, chunk_name(601)) == []
+
+
+def test_a_token_issued_by_the_cli_on_the_running_node_writes_at_once(node):
+    import subprocess
+    import sys
+    issued = subprocess.run([sys.executable, "-m", "dmfdns", "token", "issue",
+                             "carol@mesh.test", "--config", str(node.config)],
+                            capture_output=True, text=True, timeout=60)
+    assert issued.returncode == 0, issued.stderr
+    token = issued.stdout.strip()
+    status = http_call(node.http_port, "POST", f"/v1/records/{chunk_name(602).rstrip('.')}",
+                       {"value": a_chunk("token write")},
+                       {"Authorization": f"Bearer {token}"})[0]
+    assert status == 201
