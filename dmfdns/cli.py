@@ -23,6 +23,7 @@ from .commands import record as record_commands
 from .commands import register_user as register_commands
 from .commands import records as records_commands
 from .commands import serve as serve_commands
+from .commands import status as status_commands
 from .commands import tls as tls_commands
 from .commands import token as token_commands
 from .commands import zone as zone_commands
@@ -31,7 +32,7 @@ from .node_lock import NodeError
 COMMAND_MODULES = [keys_commands, record_commands, serve_commands, zone_commands,
                    records_commands, token_commands, manifest_commands, identity_commands,
                    messaging_commands, register_commands, demo_commands, cluster_commands,
-                   tls_commands, backup_commands, dns_worker_commands]
+                   tls_commands, backup_commands, status_commands, dns_worker_commands]
 
 
 DESCRIPTION = ("dmfdns: authoritative DNS server and HTTP sync node for the DNS Mesh Protocol "

@@ -33,6 +33,7 @@ from .node_files import NodeFiles, read_node_files
 from .node_http import add_registration, http_listeners, make_http, node_metrics
 from .node_listener import Listener
 from .node_lock import NodeError, NodeLock
+from .node_status import status_endpoint
 from .node_store import Sweeper, open_store
 from .node_tls import reload_certificates, tls_listeners
 from .dns.notifier import NotifyCounters
@@ -84,6 +85,7 @@ class Node(service.MultiService):
         self.transfers = responder.transfers
         self.notifier = notifier
         self.store_open = True
+        self.started_at = None          # reactor time of startService, for the status
         self._owned = owned
         self.listeners: list[Listener] = list(listeners)
         for listener in self.listeners:
@@ -126,6 +128,7 @@ class Node(service.MultiService):
         return all(self.readiness().values())
 
     def startService(self):
+        self.started_at = self.reactor.seconds()
         self.stall_probe.start()
         try:
             super().startService()
@@ -207,12 +210,14 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     cluster = make_cluster(config, reactor, store, files, metrics=metrics, http=http,
                            writes=writes, transport=peer_transport)
     owned.callback(_close_transport, cluster.transport)
-    return Node(config, reactor, files=files, lock=lock, store=store, responder=responder,
+    node = Node(config, reactor, files=files, lock=lock, store=store, responder=responder,
                 workers=workers,
                 writes=writes, committer=committer, credentials=credentials,
                 listeners=listeners, sweeper=sweeper, stall_probe=stall_probe,
                 metrics=metrics, http=http, cluster=cluster, owned=owned,
                 notifier=notifier)
+    http.add("v1/status", status_endpoint(node, http.boundary))
+    return node
 
 
 def commit_runner(reactor):

@@ -71,6 +71,10 @@ def reload_node(node, path) -> ReloadResult:
         log.error("reload refused, still running on the previous configuration: {error}",
                   error=result.error)
         return result
+    if getattr(node, "workers", None) is not None and any(
+            line.startswith("zone ") for line in result.applied):
+        # The DNS worker processes answer from the zones they were started with.
+        result.restart_needed.append(("dns", "workers (they serve the zones of the start)"))
     _report(result)
     result.applied += node.reload_certificates()      # logs its own lines
     return result
