@@ -223,6 +223,9 @@ class ClusterConfig:
     ca_file: pathlib.Path | None = setting(
         None, kinds.optional_path,
         "CA certificates that https:// peers are verified against; \"\" = the system's")
+    peer_ca_files: tuple = setting(
+        (), kinds.origin_paths,
+        "CA file per https:// peer origin, in place of ca_file for that peer")
     client_cert_file: pathlib.Path | None = setting(
         None, kinds.optional_path, "client certificate shown to https:// peers (mutual TLS)")
     client_key_file: pathlib.Path | None = setting(
@@ -471,6 +474,8 @@ def _anchor(section, base: pathlib.Path, keys):
 
 def _anchor_cluster_files(cluster: ClusterConfig, base: pathlib.Path) -> ClusterConfig:
     cluster = _anchor(cluster, base, CLUSTER_FILES)
+    cluster = dataclasses.replace(cluster, peer_ca_files=tuple(
+        (origin, pathlib.Path(base) / path) for origin, path in cluster.peer_ca_files))
     if cluster.operator_key and cluster.operator_key_file:
         raise ConfigError("[cluster]: set operator_key or operator_key_file, not both")
     if cluster.sync_token and cluster.sync_token_file:

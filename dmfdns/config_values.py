@@ -276,6 +276,27 @@ def url_list(value, where):
     return tuple(item.rstrip("/") for item in value)
 
 
+@_described("table of https URL = path")
+def origin_paths(value, where):
+    """``{"https://host[:port]" = "file", ...}`` -> ``(("https://host:port", Path), ...)``
+    (the origin with its port spelled out, lowercased: one key per TLS origin)."""
+    if not isinstance(value, dict) or len(value) > 32:
+        fail(where, "a table of at most 32 \"https://host[:port]\" = \"file\" entries", value)
+    found = {}
+    for url, file in value.items():
+        match = re.fullmatch(r"https://(\[[0-9a-fA-F:.]+\]|[^/\s?#:\[\]]+)(?::(\d{1,5}))?/?",
+                             url, re.IGNORECASE)
+        if match is None or not (0 < int(match.group(2) or 443) < 65536):
+            fail(where, "\"https://host[:port]\" keys", url)
+        if not isinstance(file, str) or not file:
+            fail(f"{where} {url!r}", "a non-empty path string", file)
+        origin = f"https://{match.group(1)}:{int(match.group(2) or 443)}".lower()
+        if origin in found:
+            fail(where, "one entry per origin", url)
+        found[origin] = pathlib.Path(file)
+    return tuple(sorted(found.items()))
+
+
 @_described("URL or \"\"")
 def heartbeat_endpoint(value, where):
     if not isinstance(value, str):

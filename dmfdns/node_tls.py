@@ -62,6 +62,7 @@ def tls_preflight(config: Config) -> NodeTls:
         if config.dns.tls_listen:
             dot = ServerTls(http.tls_cert_file, http.tls_key_file, alpn=DOT_ALPN)
         peers = TlsPolicy(TlsSettings(ca_file=cluster.ca_file,
+                                      origin_ca_files=dict(cluster.peer_ca_files),
                                       client_cert_file=cluster.client_cert_file,
                                       client_key_file=cluster.client_key_file))
     except TlsConfigError as exc:

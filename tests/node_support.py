@@ -60,8 +60,16 @@ def node_config(base: pathlib.Path, data_dir: pathlib.Path, *, node_id: str | No
 
 
 def _keys(table: dict) -> list[str]:
-    # JSON strings, numbers, booleans and lists of them are valid TOML values.
-    return [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    # JSON strings, numbers, booleans and lists of them are valid TOML values; a dict
+    # becomes an inline table.
+    return [f"{key} = {_toml(value)}" for key, value in table.items()]
+
+
+def _toml(value) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) \
+            + " }"
+    return json.dumps(value)
 
 
 def start_node(config):

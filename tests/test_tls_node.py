@@ -6,11 +6,13 @@ HTTPS (and over mutual TLS), bad peer certificates counted by cause, the plain-H
 policy."""
 
 import hashlib
+import pathlib
 import shutil
 import socket
 import ssl
 import struct
 import subprocess
+import sys
 import time
 
 import pytest
@@ -358,3 +360,62 @@ def test_missing_or_mismatched_certificate_files_are_config_errors(tmp_path, mat
     with pytest.raises(ConfigError, match="unusable"):
         make_service(tls_config(tmp_path, material, http_options={
             "tls_key_file": str(material.renewed.key)}), reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_ca_file_for_one_peer_replaces_ca_file_for_that_peer(tmp_path, material,
+                                                                      nodes):
+    source = nodes(tls_config(tmp_path, material, "src", cluster=SYNC))
+    url = f"https://127.0.0.1:{http_port(source, 'https')}"
+    follower = nodes(tls_config(tmp_path, material, "follower", cluster={
+        **SYNC, "peers": [url], "ca_file": str(material.other_ca),
+        "peer_ca_files": {url: str(material.ca)}}))
+    name, _ = await publish_over_https(source, material)
+    await _until(lambda: follower.store.get(name, now=reactor.seconds()))
+
+
+def test_peer_ca_files_are_checked_and_anchored_at_the_config_file(tmp_path):
+    from dmfdns.config import parse_config
+    config = parse_config('[cluster]\npeer_ca_files = { "HTTPS://N2.example.net" = "a.pem", '
+                          '"https://[::1]:8443/" = "/etc/b.pem" }\n', base=tmp_path)
+    assert config.cluster.peer_ca_files == (
+        ("https://[::1]:8443", pathlib.Path("/etc/b.pem")),
+        ("https://n2.example.net:443", tmp_path / "a.pem"))
+    for bad in ('{ "http://n2.example.net" = "a.pem" }', '{ "https://n2/x" = "a.pem" }',
+                '{ "https://n2" = "" }', '["a.pem"]',
+                '{ "https://n2" = "a.pem", "https://n2:443" = "b.pem" }'):
+        with pytest.raises(ConfigError, match="peer_ca_files"):
+            parse_config(f"[cluster]\npeer_ca_files = {bad}\n", base=tmp_path)
+
+
+@pytest_twisted.ensureDeferred
+async def test_idle_https_connections_cannot_lock_others_out(tmp_path, material, nodes):
+    node = nodes(tls_config(tmp_path, material, http_options={"max_connections": 6}))
+    port = http_port(node, "https")
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            for _ in range(18)]                      # 3x the cap, no handshake at all
+    try:
+        await task.deferLater(reactor, 1.5, lambda: None)   # past the new-connection grace
+        client = HttpClient(reactor, timeout=TIMEOUT,
+                            tls=TlsPolicy(TlsSettings(ca_file=material.ca)))
+        response = await client.request("GET", f"https://127.0.0.1:{port}/healthz")
+        await client.close()
+    finally:
+        for sock in idle:
+            sock.close()
+    assert response.status == 200
+    assert node.http.site.counters.connections_evicted > 0
+
+
+def test_check_config_reads_the_certificate_files(tmp_path, material):
+    config = tmp_path / "node.toml"
+    config.write_text(f"""[http]
+tls_listen = ["127.0.0.1:0"]
+tls_cert_file = "{material.good.cert}"
+tls_key_file = "{tmp_path / 'missing.key'}"
+""")
+    result = subprocess.run([sys.executable, "-m", "dmfdns", "check-config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith("missing.key: cannot read: No such file or "
+                                          "directory"), result.stderr
