@@ -408,8 +408,10 @@ async def test_idle_https_connections_cannot_lock_others_out(tmp_path, material,
 
 
 def test_check_config_reads_the_certificate_files(tmp_path, material):
+    from dmfdns.config import defaults_dir
     config = tmp_path / "node.toml"
-    config.write_text(f"""[http]
+    config.write_text(f"""zones = ["{defaults_dir() / 'mesh.test.zone'}"]
+[http]
 tls_listen = ["127.0.0.1:0"]
 tls_cert_file = "{material.good.cert}"
 tls_key_file = "{tmp_path / 'missing.key'}"

@@ -23,6 +23,8 @@ import pytest_twisted
 from dnslib import QTYPE, DNSRecord
 from twisted.internet import reactor, threads
 
+from dmfdns.config import defaults_dir
+
 from cluster_procs import pump
 from node_support import dns_port, free_port, http_port, node_config, start_node
 from tls_support import make_material, serial
@@ -205,7 +207,8 @@ def _node_process(tmp_path, material):
     key.write_bytes(material.good.key.read_bytes())
     https = free_port()
     config = tmp_path / "node.toml"
-    config.write_text(f"""[node]
+    config.write_text(f"""zones = ["{defaults_dir() / 'mesh.test.zone'}"]
+[node]
 data_dir = "{tmp_path / 'data'}"
 [dns]
 listen = ["127.0.0.1:{free_port()}"]
