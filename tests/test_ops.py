@@ -662,3 +662,55 @@ def test_key_rotation_runbook_a_restarted_node_follows_the_new_key(tmp_path):
         assert stored == {wires[9]}
     finally:
         yield node.stopService()
+
+
+# --- the Grafana dashboard ------------------------------------------------------------------
+
+DASHBOARD = OPS / "grafana" / "dmfdns-dashboard.json"
+
+
+def dashboard_expressions() -> list[tuple[str, str]]:
+    """``(where, PromQL)`` of every panel target and template query of the dashboard."""
+    board = json.loads(DASHBOARD.read_text())
+    found = [(f"panel {panel['title']!r}", target["expr"])
+             for panel in board["panels"] for target in panel.get("targets", [])]
+    for variable in board["templating"]["list"]:
+        query = variable.get("definition", "")
+        inner = re.fullmatch(r"label_values\((.*), (\w+)\)", query)
+        if inner:
+            found.append((f"variable {variable['name']}", inner.group(1)))
+    return found
+
+
+@pytest.mark.integration
+def test_the_dashboard_uses_only_exported_metrics_and_their_labels(live_metrics):
+    families = exported_families(live_metrics)
+    by_sample = sample_names(families)
+    expressions = dashboard_expressions()
+    assert len(expressions) >= 25
+    for where, expr in expressions:
+        names = re.findall(r"\bdmfdns_[a-z0-9_]+", expr)
+        assert names, f"{where}: no dmfdns metric in {expr}"
+        for name in names:
+            assert name in by_sample, f"{where}: {name} is not exported by a node"
+        known = TARGET_LABELS | {"le"}
+        known = known.union(*(by_sample[name].labels for name in names))
+        grouped = re.findall(r"\bby \(([^)]*)\)", expr)
+        for label in [l.strip() for group in grouped for l in group.split(",")]:
+            assert label in known, f"{where}: no metric in {expr} has label {label!r}"
+        for label, _, _ in MATCHER.findall(expr):
+            assert label in known, f"{where}: no metric in {expr} has label {label!r}"
+
+
+@needs("promtool")
+def test_promtool_parses_every_dashboard_expression(tmp_path):
+    """Each expression (the $instance variable as Grafana's "All", .*) as a recording rule:
+    ``promtool check rules`` parses it."""
+    lines = ["groups:", "  - name: dashboard", "    rules:"]
+    for index, (_, expr) in enumerate(dashboard_expressions()):
+        expr = expr.replace("$instance", ".*")
+        lines += [f"      - record: dashboard:expr_{index}", f"        expr: {json.dumps(expr)}"]
+    (tmp_path / "rules.yml").write_text("\n".join(lines) + "\n")
+    result = run_tool("promtool", "check", "rules", str(tmp_path / "rules.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(dashboard_expressions())} rules found" in result.stdout
