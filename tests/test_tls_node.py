@@ -421,3 +421,27 @@ tls_key_file = "{tmp_path / 'missing.key'}"
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().endswith("missing.key: cannot read: No such file or "
                                           "directory"), result.stderr
+
+
+@pytest_twisted.ensureDeferred
+async def test_clear_text_to_the_tls_ports_is_closed_quietly(tmp_path, material, nodes):
+    from twisted.logger import globalLogPublisher
+    node = nodes(tls_config(tmp_path, material))
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+
+    def clear_text(port: int, data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            sock.sendall(data)
+            return sock.recv(100)
+    try:
+        for port, data in ((http_port(node, "https"), b"GET /health HTTP/1.1\r\n\r\n"),
+                           (http_port(node, "dot"), b"\x00\x1c" + bytes(28))):
+            answer = await threads.deferToThread(clear_text, port, data)
+            assert answer == b"" or answer[:1] == b"\x15"    # closed, or a TLS alert
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert not [event for event in logged if event.get("log_failure") is not None]
+    # ... and the node still answers over TLS.
+    name, _ = await publish_over_https(node, material)
+    assert node.store.get(name, now=reactor.seconds())
