@@ -74,7 +74,8 @@ class _ZoneInfo:
 class LeanPath:
     """Built once per responder from the zones, the store and two settings."""
 
-    def __init__(self, zones, store, *, answer_ttl: int, edns_payload: int):
+    def __init__(self, zones, store, *, answer_ttl: int, edns_payload: int,
+                 signed=frozenset()):
         # Most specific zone first, as the responder picks it.
         self._zones = [_ZoneInfo(z) for z in sorted(zones, key=lambda z: -len(z.labels))]
         self._static = frozenset().union(*(zone.owners for zone in zones))
@@ -82,6 +83,8 @@ class LeanPath:
         self._store = store
         self._ttl = answer_ttl
         self._payload = struct.pack(">H", edns_payload)
+        # Origins of signed zones: a query with DO there needs RRSIGs (the dnslib path).
+        self._signed = signed
 
     def answer(self, query: bytes, now: float, max_udp: int | None):
         """``(response, qtype, until_ms)``, or None to leave the query to the dnslib path."""
@@ -131,6 +134,8 @@ class LeanPath:
             if name.endswith(info.suffix):
                 break
         else:
+            return None
+        if has_opt and query[qend + 7] & 0x80 and info.origin in self._signed:
             return None
         try:
             answered = self._respond(query, labels, qend, qtype, name, info, now, has_opt)

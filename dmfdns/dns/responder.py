@@ -20,6 +20,7 @@ from . import client_options, cookies, edns, policy, query as wire, rrblob, tsig
 from . import update as update_wire
 from .answer_cache import AnswerCache
 from .counters import OTHER, DnsCounters
+from .dnssec import CDNSKEY, CDS, DNSKEY, NXNAME
 from .lean import LeanPath
 from .zone import above_apexes
 
@@ -33,6 +34,8 @@ _HINFO_RFC8482 = b"\x07RFC8482\x00"          # RFC 8482 section 4.2: CPU "RFC848
 _CHAOS_IDENTITY = (b"id.server", b"hostname.bind")    # RFC 4892
 _CHAOS_VERSION = (b"version.server", b"version.bind")
 _FLAG_QR, _FLAG_AA, _FLAG_TC, _FLAG_RD, _FLAG_CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0010
+_EDNS_CO = 0x4000           # RFC 9824 section 5: Compact Answers OK, the bit after DO
+_APEX_KEY_TYPES = (DNSKEY, CDS, CDNSKEY)
 TSIG_ROOM = 200         # UDP bytes kept free for the TSIG RR of a signed answer
 
 
@@ -84,8 +87,10 @@ class Responder:
 
     def __init__(self, zones, store, settings: ResponderSettings = ResponderSettings(),
                  counters: DnsCounters | None = None, policies=(), on_error=None,
-                 transfers=None):
+                 transfers=None, signers=None):
         self.store = store
+        # Zone origin -> dns.signer.ZoneSigner for the zones signed online (DNSSEC).
+        self.signers = dict(signers or {})
         self.counters = counters if counters is not None else DnsCounters()
         self._serve(zones, settings)
         self._policies = tuple(policies)
@@ -97,11 +102,19 @@ class Responder:
         # answers every UPDATE when set (``dmfdns.dns.update_handler``); None: REFUSED.
         self.update = None
 
-    def reconfigure(self, zones, settings: ResponderSettings) -> None:
-        """Serve ``zones`` with ``settings`` from the next query on (a reload): the fast
-        path is rebuilt and the answer cache emptied, since cached answers carry the old
-        SOA and settings. ValueError (two zones with one origin) changes nothing."""
-        self._serve(zones, settings)
+    def reconfigure(self, zones, settings: ResponderSettings, signers=None) -> None:
+        """Serve ``zones`` with ``settings`` (and ``signers``, when given) from the next
+        query on (a reload): the fast path is rebuilt and the answer cache emptied, since
+        cached answers carry the old SOA and settings. ValueError (two zones with one
+        origin) changes nothing."""
+        previous = self.signers
+        if signers is not None:
+            self.signers = dict(signers)
+        try:
+            self._serve(zones, settings)
+        except ValueError:
+            self.signers = previous
+            raise
 
     def _serve(self, zones, settings: ResponderSettings) -> None:
         origins = [zone.origin for zone in zones]
@@ -112,7 +125,12 @@ class Responder:
         self.zones = sorted(zones, key=lambda zone: len(zone.labels), reverse=True)
         self.settings = settings
         self._lean = LeanPath(zones, store, answer_ttl=settings.answer_ttl,
-                              edns_payload=settings.edns_payload).answer
+                              edns_payload=settings.edns_payload,
+                              signed=frozenset(self.signers)).answer
+        self._static_types = {}
+        for zone in zones:
+            for name, rtype in zone.rrsets:
+                self._static_types.setdefault((zone.origin, name), set()).add(rtype)
         self._above_apexes = above_apexes(zones)
         self.cache = None
         if settings.cache_entries and settings.cache_bytes:
@@ -306,9 +324,42 @@ class Responder:
         if zone is None:                             # never a referral upward, never NXDOMAIN
             return _Reply(REFUSED,
                           options=[edns.extended_error(edns.EDE_NOT_AUTHORITATIVE)])
-        reply = self._in_zone(q, zone, _name(labels), now)
+        name = _name(labels)
+        reply = self._in_zone(q, zone, name, now)
         reply.aa = q.qclass == IN                    # RFC 6895 section 3.2 for QCLASS *
+        signer = self.signers.get(zone.origin)
+        if signer is not None and q.opt is not None and q.opt.do and q.qclass == IN:
+            self._sign(reply, q, zone, name, signer, now)
         return reply
+
+    def _sign(self, reply, q, zone, name, signer, now) -> None:
+        """Add the RRSIGs to an answer from a signed zone, and turn a negative answer into
+        RFC 9824 compact denial: an NSEC at the query name whose bitmap holds the name's
+        types (NODATA), nothing (an empty non-terminal) or NXNAME (no such name); rcode
+        NOERROR, or NXDOMAIN when the query set CO (RFC 9824 sections 3, 5)."""
+        if reply.answer:
+            reply.answer = signer.sign_section(reply.answer, now)
+            reply.additional = signer.sign_section(reply.additional, now)
+            return
+        if reply.rcode not in (NOERROR, NXDOMAIN):
+            return
+        if reply.rcode == NXDOMAIN:
+            types = {NXNAME}
+            reply.rcode = NXDOMAIN if q.opt.flags & _EDNS_CO else NOERROR
+        else:
+            types = self._types_at(zone, name, now)
+        ttl = reply.authority[0].ttl                  # min(SOA TTL, MINIMUM): RFC 9077
+        reply.authority = (signer.sign_section(reply.authority, now)
+                           + signer.denial(DNSLabel(q.qname), types, ttl, now))
+
+    def _types_at(self, zone, name, now) -> set:
+        """The types at an existing name, for a NODATA bitmap (RFC 4034 section 4.1.2)."""
+        types = set(self._static_types.get((zone.origin, name), ()))
+        if name == zone.origin:
+            types.update(_APEX_KEY_TYPES)
+        if self._live(name, now):
+            types.add(TXT_TYPE)
+        return types
 
     def _zone_for(self, labels):
         for zone in self.zones:
@@ -351,6 +402,10 @@ class Responder:
             return self._txt(zone, name, owner, now)
         if qtype == SOA_TYPE and name == zone.origin:
             return [self._soa(zone, owner, zone.soa.ttl)]
+        if qtype in _APEX_KEY_TYPES and name == zone.origin and zone.origin in self.signers:
+            signer = self.signers[zone.origin]
+            return [RR(owner, qtype, IN, zone.soa.ttl, RD(rdata))
+                    for rdata in signer.apex_rrset(qtype)]
         return [_at(owner, rr) for rr in zone.rrset(name, qtype)]
 
     def _txt(self, zone, name, owner, now) -> list:
@@ -364,8 +419,13 @@ class Responder:
         ttl_ms = min(self.settings.answer_ttl * 1000,
                      min(expiry_ms - now_ms for expiry_ms, _ in live))
         ttl = min([ttl_ms // 1000] + [rr.ttl for rr in static])
-        return ([RR(owner, TXT_TYPE, IN, ttl, rr.rdata) for rr in static]
-                + [RR(owner, TXT_TYPE, IN, ttl, _txt_rdata(rdata)) for _, rdata in live])
+        rrset = ([RR(owner, TXT_TYPE, IN, ttl, rr.rdata) for rr in static]
+                 + [RR(owner, TXT_TYPE, IN, ttl, _txt_rdata(rdata)) for _, rdata in live])
+        # The TTL an RRSIG carries (dns/signer.py): the one served at full lifetime.
+        original = min([self.settings.answer_ttl] + [rr.ttl for rr in static])
+        for rr in rrset:
+            rr.original_ttl = original
+        return rrset
 
     def _live(self, name, now) -> list:
         blob = self.store.packed_txt(name)
