@@ -14,6 +14,7 @@ from .commands import CommandError, Context
 from .commands import backup as backup_commands
 from .commands import cluster as cluster_commands
 from .commands import demo as demo_commands
+from .commands import dnssec as dnssec_commands
 from .commands import dns_worker as dns_worker_commands
 from .commands import identity as identity_commands
 from .commands import keys as keys_commands
@@ -32,7 +33,8 @@ from .node_lock import NodeError
 COMMAND_MODULES = [keys_commands, record_commands, serve_commands, zone_commands,
                    records_commands, token_commands, manifest_commands, identity_commands,
                    messaging_commands, register_commands, demo_commands, cluster_commands,
-                   tls_commands, backup_commands, status_commands, dns_worker_commands]
+                   tls_commands, backup_commands, status_commands, dns_worker_commands,
+                   dnssec_commands]
 
 
 DESCRIPTION = ("dmfdns: authoritative DNS server and HTTP sync node for the DNS Mesh Protocol "

@@ -126,9 +126,15 @@ class ZoneSource:
     transfer_allow: tuple = ()          # networks that may AXFR/IXFR; () = no transfers
     tsig_key_file: pathlib.Path | None = None   # required on transfers, signs NOTIFY
     notify: tuple = ()                  # ListenAddress of secondaries to NOTIFY
+    dnssec: bool = False                # sign answers online (docs/dns-behaviour.md)
+    dnssec_algorithm: str = "ed25519"   # of a key generated on first start
+    dnssec_validity: float = 14 * 86400.0   # RRSIG inception to expiration (seconds)
+    dnssec_refresh: float = 86400.0     # signatures are re-made this often
 
 
-ZONE_KEYS = ("file", "transfer_allow", "tsig_key_file", "notify")
+ZONE_KEYS = ("file", "transfer_allow", "tsig_key_file", "notify", "dnssec",
+             "dnssec_algorithm", "dnssec_validity", "dnssec_refresh")
+DNSSEC_ALGORITHMS = ("ed25519", "ecdsap256sha256")
 
 
 @dataclass(frozen=True)
@@ -426,7 +432,24 @@ def _zone_table(item: dict, where: str, base: pathlib.Path) -> ZoneSource:
     if key_file is not None:
         key_file = (base / kinds.path(key_file, f"{where} tsig_key_file")).resolve()
     return ZoneSource(file=file, transfer_allow=allow, tsig_key_file=key_file,
-                      notify=notify)
+                      notify=notify, **_zone_dnssec(item, where))
+
+
+def _zone_dnssec(item: dict, where: str) -> dict:
+    """The zone's DNSSEC keys: refresh must come round before the signatures expire."""
+    values = {
+        "dnssec": kinds.boolean(item.get("dnssec", False), f"{where} dnssec"),
+        "dnssec_algorithm": kinds.choice(*DNSSEC_ALGORITHMS)(
+            item.get("dnssec_algorithm", "ed25519"), f"{where} dnssec_algorithm"),
+        "dnssec_validity": kinds.duration(3600, 2**31 - 1)(
+            item.get("dnssec_validity", "14d"), f"{where} dnssec_validity"),
+        "dnssec_refresh": kinds.duration(60, 2**31 - 1)(
+            item.get("dnssec_refresh", "1d"), f"{where} dnssec_refresh"),
+    }
+    if values["dnssec_refresh"] * 2 > values["dnssec_validity"]:
+        raise ConfigError(f"{where}: dnssec_refresh must be at most half of "
+                          "dnssec_validity, so every signature is re-made before it expires")
+    return values
 
 
 def _check_http(http: HttpConfig) -> None:

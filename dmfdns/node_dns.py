@@ -14,6 +14,7 @@ from .dns.rrl import ResponseRateLimiter, RrlSettings
 from .dns.server import (DNSDatagramProtocol, DNSStreamFactory, FailureLog, TransportCounters,
                          log as dns_log)
 from .dns.update_handler import UpdateHandler, UpdateSettings
+from .node_dnssec import zone_signers
 from .node_listener import Listener
 from .node_store import cookie_secret
 
@@ -35,11 +36,13 @@ def rrl_settings(config: Config) -> RrlSettings:
                        table_size=dns.rrl_table_size, edns_payload=dns.udp_max_payload)
 
 
-def make_responder(config: Config, reactor, zones, store, transfers=None) -> Responder:
+def make_responder(config: Config, reactor, zones, store, transfers=None, *,
+                   create_keys: bool = True) -> Responder:
     """The responder for ``zones`` over ``store``, with the store's cookie secret and,
     when ``[dns] rrl_rate`` is set, response-rate limiting; a failing answer is logged at
     most once per interval of ``reactor``'s clock. ``transfers`` (``dns.xfr.Transfers``)
-    answers AXFR/IXFR over UDP and signed queries."""
+    answers AXFR/IXFR over UDP and signed queries. Zones with ``dnssec = true`` are signed
+    with their keys (``node_dnssec``; made when missing if ``create_keys``)."""
     secret = cookie_secret(store)
     counters = DnsCounters()
     policies = []
@@ -50,7 +53,8 @@ def make_responder(config: Config, reactor, zones, store, transfers=None) -> Res
             report=lambda line: rrl_log.warn("{line}", line=line)))
     return Responder(list(zones), store, responder_settings(config, secret), counters,
                      policies=policies, on_error=FailureLog(reactor, dns_log).failure,
-                     transfers=transfers)
+                     transfers=transfers,
+                     signers=zone_signers(config, zones, create=create_keys))
 
 
 def dns_listeners(config: Config, reactor, responder: Responder, *, addresses=None,

@@ -30,7 +30,9 @@ from twisted.logger import Logger
 from .config import Config, ConfigError, load_config
 from .dns.zone import ZoneError
 from .node_dns import responder_settings
+from .node_dnssec import zone_signers
 from .node_files import read_node_files
+from .node_lock import NodeError
 
 log = Logger(namespace="dmfdns.server")
 
@@ -101,7 +103,11 @@ def _apply(node, config: Config, files) -> list[str]:
         update_enabled=responder.settings.update_enabled,
         cache_entries=responder.settings.cache_entries,
         cache_bytes=responder.settings.cache_bytes)
-    responder.reconfigure(list(files.zones), settings)
+    try:        # keys added since (dmfdns dnssec keygen) or zones newly signed
+        signers = zone_signers(config, files.zones)
+    except NodeError as exc:
+        raise ValueError(str(exc)) from None
+    responder.reconfigure(list(files.zones), settings, signers)
     applied = _zone_changes(old_files.zones, files.zones)
     applied += _setting_changes(old_config, config)
     node.writes.zones = files.origins

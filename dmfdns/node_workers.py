@@ -212,7 +212,7 @@ def run_worker(config: Config, reactor, addresses: list[ListenAddress]) -> list:
     to stop at shutdown (the caller runs the reactor)."""
     zones = load_zones(config)
     store = open_store(config, readonly=True)
-    responder = make_responder(config, reactor, zones, store)
+    responder = make_responder(config, reactor, zones, store, create_keys=False)
     listeners = dns_listeners(config, reactor, responder, addresses=addresses, reuseport=True)
     for listener in listeners:
         listener.startService()
