@@ -156,3 +156,14 @@ def test_tokens_of_an_older_tokens_json_are_imported_once(config, tmp_path):
     assert status == 0 and "olga" in out, err
     assert not (data / "tokens.json").exists() and (data / "tokens.json.imported").exists()
     assert lookup(tmp_path, old_token).subject == "olga"
+
+
+def test_the_audit_trail_shows_issues_and_revocations(config):
+    _, token, _ = dmfdns("token", "issue", "dana@mesh.test", "--config", config)
+    dmfdns("token", "revoke", token.strip(), "--config", config, now=NOW + 60)
+    status, out, _ = dmfdns("token", "audit", "--config", config)
+    assert status == 0
+    lines = out.splitlines()
+    assert "token-issued" in lines[0] and "dana@mesh.test" in lines[0]
+    assert "token-revoked" in lines[1]
+    assert dmfdns("token", "audit", "--last", "0", "--config", config)[0] == 1

@@ -1,4 +1,4 @@
-"""``dmfdns token issue|list|revoke`` and ``dmfdns tsig list|revoke``: per-user credentials
+"""``dmfdns token issue|list|revoke|audit`` and ``dmfdns tsig list|revoke``: per-user credentials
 for ``multi-tenant`` auth and DNS UPDATE.
 
 Credentials live in the node's LMDB store (``dmfdns.store.credentials``: tokens hashed, TSIG
@@ -48,7 +48,13 @@ def register(sub) -> None:
                              "(as 'token list' shows)")
     revoke.set_defaults(handler=revoke_token)
 
-    for action in (issue, listing, revoke):
+    audit = actions.add_parser("audit", help="the last credential events (registrations, "
+                                             "issues, revocations), oldest first")
+    audit.add_argument("--last", type=int, default=50, metavar="N",
+                       help="how many events (default 50; the store keeps 10,000)")
+    audit.set_defaults(handler=show_audit)
+
+    for action in (issue, listing, revoke, audit):
         action.add_argument("--config", metavar="FILE",
                             help="node configuration (TOML); default: the embedded one")
     register_tsig(sub)
@@ -166,4 +172,15 @@ def revoke_tsig(args, ctx) -> int:
         raise CommandError(f"no live TSIG key matches {args.selector!r}")
     for key in revoked:
         print(f"revoked {key.name}. ({key.subject})", file=ctx.stdout)
+    return 0
+
+
+def show_audit(args, ctx) -> int:
+    if args.last < 1:
+        raise CommandError("--last must be at least 1")
+    entries = _run(args, ctx, lambda credentials: credentials.audit(args.last))
+    for entry in entries:
+        print(f"{_when(entry.ts)}  {entry.event:<16}  {entry.subject or '-':<28}  "
+              f"{entry.detail}" + (f"  from {entry.remote}" if entry.remote else ""),
+              file=ctx.stdout)
     return 0
