@@ -91,7 +91,18 @@ def summary(config, zones, dns_bound=None, generation=None) -> list[str]:
             f"zones: {zone_list}",
             f"DNS (UDP+TCP): {dns}",
             f"HTTP: {http} (auth {config.http.auth_mode})"] + _tls_summary(config) \
-        + _transfer_summary(config, zones)
+        + _transfer_summary(config, zones) + _public_summary(config)
+
+
+def _public_summary(config) -> list[str]:
+    """Registration and DNS UPDATE, when on (a public node)."""
+    lines = []
+    if config.registration.enabled:
+        lines.append(f"registration: on, node hostname {config.registration.node_hostname}")
+    if config.update.enabled:
+        claims = "claims on" if config.update.claims else "claims off"
+        lines.append(f"DNS UPDATE: on (TSIG, {claims})")
+    return lines
 
 
 def _transfer_summary(config, zones) -> list[str]:
