@@ -52,7 +52,7 @@ def fill(port: int) -> tuple[int, int]:
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_full_store_refuses_logs_and_drains_itself(small_node, log_lines):
+def test_a_full_store_refuses_logs_and_drains_itself(small_node, log_lines, figures):
     port = http_port(small_node)
     accepted, status = yield threads.deferToThread(fill, port)
     assert status == 507 and accepted > 50
@@ -73,4 +73,6 @@ def test_a_full_store_refuses_logs_and_drains_itself(small_node, log_lines):
     status, _, _ = yield threads.deferToThread(
         http_call, port, "POST", "/v1/records/again.mesh.test", {"value": "v", "ttl": 60})
     assert status == 201
+    figures(map_bytes=2**20, accepted_until_full=accepted, swept=sweeper.removed,
+            sweep_failures=sweeper.failures, refused_logged=len(refused))
     assert not [line for line in log_lines if "Traceback" in line]

@@ -114,8 +114,11 @@ def node_with(tmp_path):
 @pytest.mark.parametrize("per_client", [64, 256])
 @pytest_twisted.inlineCallbacks
 def test_healthz_answers_through_a_storm_of_reconnecting_slow_connections(node_with,
-                                                                          per_client):
+                                                                          per_client,
+                                                                          figures):
     node = node_with(max_connections=256, max_connections_per_client=per_client)
     answered, reconnects = yield threads.deferToThread(storm_and_probe, http_port(node))
+    figures(slow=SLOW, per_client=per_client, probes=PROBES, answered=answered,
+            reconnects=reconnects)
     assert reconnects > 0                                 # the storm did reconnect
     assert answered == PROBES

@@ -95,7 +95,8 @@ def node(tmp_path):
     systemd.sock.close()
 
 
-def test_sighup_applies_a_good_config_and_keeps_the_old_one_when_the_new_is_bad(node):
+def test_sighup_applies_a_good_config_and_keeps_the_old_one_when_the_new_is_bad(node,
+                                                                                 figures):
     process, port, systemd, tmp_path = node
     assert "READY=1" in systemd.until("READY=1")[-1]
     assert serial(port) >= 3
@@ -126,3 +127,4 @@ def test_sighup_applies_a_good_config_and_keeps_the_old_one_when_the_new_is_bad(
     assert "reload: [dns] server_id: 'one' -> 'two'" in log
     assert "reload refused, still running on the previous configuration" in log
     assert "Traceback" not in log
+    figures(good_reload_applied=True, bad_reload_kept_serial=started + 1, exit_status=0)

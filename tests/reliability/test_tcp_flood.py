@@ -8,75 +8,21 @@ a truncated UDP answer does.
 """
 
 import dataclasses
-import socket
-import struct
-import time
+import shutil
 
 import pytest
 import pytest_twisted
-from dnslib import DNSRecord
 from twisted.internet import threads
 
-from node_support import dns_port, node_config, start_node
+from attacks import flood_and_probe, start_knot
+from conftest import scaled
+
+from node_support import dns_port, free_port, node_config, start_node
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
 
-FLOOD = 150
-LEGITIMATE = 50
-
-
-def flood(port: int, count: int) -> list[socket.socket]:
-    held = []
-    for _ in range(count):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.2", 0))
-        sock.settimeout(2)
-        try:
-            sock.connect(("127.0.0.1", port))
-        except OSError:
-            sock.close()
-            continue
-        held.append(sock)
-    return held
-
-
-def still_open(sockets) -> int:
-    """How many of the flooder's connections the server has not closed."""
-    alive = 0
-    for sock in sockets:
-        sock.setblocking(False)
-        try:
-            alive += sock.recv(1) != b""
-        except BlockingIOError:
-            alive += 1
-        except OSError:
-            pass
-    return alive
-
-
-def ask_over_new_connection(port: int, qid: int) -> bool:
-    query = DNSRecord.question("mesh.test", "SOA")
-    query.header.id = qid
-    wire = query.pack()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            sock.sendall(struct.pack("!H", len(wire)) + wire)
-            length = struct.unpack("!H", sock.recv(2, socket.MSG_WAITALL))[0]
-            reply = DNSRecord.parse(sock.recv(length, socket.MSG_WAITALL))
-        return reply.header.id == qid and len(reply.rr) == 1
-    except (OSError, struct.error):
-        return False
-
-
-def run_flood(port: int, wait: float) -> tuple[int, int]:
-    held = flood(port, FLOOD)
-    try:
-        time.sleep(wait)
-        answered = sum(ask_over_new_connection(port, qid) for qid in range(LEGITIMATE))
-        return answered, still_open(held)
-    finally:
-        for sock in held:
-            sock.close()
+FLOOD = scaled(150, 1000)
+LEGITIMATE = scaled(50, 60)
 
 
 @pytest.fixture
@@ -96,18 +42,46 @@ def node_with(tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
-def test_one_client_with_150_idle_connections_is_held_to_its_own_cap(node_with):
+def test_one_client_with_150_idle_connections_is_held_to_its_own_cap(node_with, figures):
     node = node_with(max_tcp_connections=100, max_tcp_connections_per_client=10)
-    answered, held = yield threads.deferToThread(run_flood, dns_port(node), 0.2)
+    answered, held = yield threads.deferToThread(flood_and_probe, dns_port(node), FLOOD,
+                                                 LEGITIMATE, 0.2)
+    figures(flood=FLOOD, answered=answered, probes=LEGITIMATE, flood_held=held)
     assert answered == LEGITIMATE
     assert held <= 10
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_full_listener_evicts_idle_connections_for_new_clients(node_with):
+def test_a_full_listener_evicts_idle_connections_for_new_clients(node_with, figures):
     """No per-client cap at all: the flooder fills the listener, and the legitimate client's
     connections still get in by closing the flooder's quiet ones (once past their grace)."""
     node = node_with(max_tcp_connections=100, max_tcp_connections_per_client=100_000)
-    answered, held = yield threads.deferToThread(run_flood, dns_port(node), 1.2)
+    answered, held = yield threads.deferToThread(flood_and_probe, dns_port(node), FLOOD,
+                                                 LEGITIMATE, 1.2)
+    figures(flood=FLOOD, answered=answered, probes=LEGITIMATE, flood_held=held)
     assert answered == LEGITIMATE
     assert held < 100
+
+
+ZONE = """$ORIGIN mesh.test.
+$TTL 300
+@ IN SOA ns1 hostmaster 1 3600 600 604800 60
+@ IN NS ns1
+ns1 IN A 127.0.0.1
+"""
+
+
+@pytest.mark.skipif(shutil.which("knotd") is None, reason="the Knot reference needs knotd")
+def test_knot_reference_under_the_same_idle_flood(tmp_path, figures):
+    """Knot 3.2 with its defaults (tcp-max-clients half the fd limit, 10 s idle timeout)."""
+    (tmp_path / "mesh.test.zone").write_text(ZONE)
+    port = free_port()
+    knot = start_knot(tmp_path, tmp_path / "mesh.test.zone", port)
+    try:
+        answered, held = flood_and_probe(port, FLOOD, LEGITIMATE, 1.2)
+        figures(server="knot", flood=FLOOD, answered=answered, probes=LEGITIMATE,
+                flood_held=held)
+        assert answered == LEGITIMATE
+    finally:
+        knot.terminate()
+        knot.wait(20)

@@ -56,7 +56,7 @@ def node(tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_name_cannot_be_made_unanswerable_by_large_writes(node):
+def test_a_name_cannot_be_made_unanswerable_by_large_writes(node, figures):
     accepted, status, body = yield threads.deferToThread(write_until_refused, http_port(node))
     assert accepted == MAX_RRSET_WIRE // (12 + 2048 + 9) == 28
     assert status == 413 and b"over the cap of 60000" in body
@@ -66,5 +66,8 @@ def test_a_name_cannot_be_made_unanswerable_by_large_writes(node):
         over_udp = yield threads.deferToThread(ask, dns_port(node), tcp=False)
         assert over_udp.header.tc == 1 and over_udp.rr == [] and over_udp.header.rcode == 0
     counters = node.responder.counters
+    figures(accepted=accepted, refused_status=status, tcp_records=len(over_tcp.rr),
+            udp_truncated=counters.truncated_counts().get("udp", 0),
+            cache_hits=counters.cache_hits)
     assert counters.truncated_counts() == {"udp": 2}
     assert counters.cache_hits >= 1
