@@ -7,7 +7,8 @@ peer policy: a static ``http://`` peer on a globally routable address is refused
 ``[cluster] allow_plain_http_peers`` (its sync token would cross the internet in clear
 text). ``tls_listeners`` gives ``[http] tls_listen`` the HTTP site behind TLS and
 ``[dns] tls_listen`` the DNS-over-TCP factory behind TLS (RFC 7858: same responder, same
-per-client caps, idle timeout and pipelining).
+per-client caps, idle timeout and pipelining), padding responses to padded queries
+(RFC 8467).
 """
 
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ def tls_listeners(config: Config, reactor, responder, site, tls: NodeTls) -> lis
             max_connections=dns.max_tcp_connections,
             max_per_client=dns.max_tcp_connections_per_client,
             max_message=dns.max_tcp_message, counters=counters, proto="dot",
-            observe_duration=responder.counters.observe_duration)
+            observe_duration=responder.counters.observe_duration, pad_responses=True)
         listeners.append(Listener(reactor, "dot", address,
                                   tls_factory(tls.dot, stream, reactor), counters))
     return listeners

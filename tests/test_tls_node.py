@@ -95,6 +95,7 @@ def dot_exchange(port: int, queries: list[bytes], context, session=None,
             buffer += chunk
         size = struct.unpack("!H", buffer[:2])[0]
         answers.append(DNSRecord.parse(buffer[2:2 + size]))
+        answers[-1].wire_size = size
         buffer = buffer[2 + size:]
     return answers, conn
 
@@ -445,3 +446,27 @@ async def test_clear_text_to_the_tls_ports_is_closed_quietly(tmp_path, material,
     # ... and the node still answers over TLS.
     name, _ = await publish_over_https(node, material)
     assert node.store.get(name, now=reactor.seconds())
+
+
+@pytest_twisted.ensureDeferred
+async def test_padded_queries_get_padded_answers_over_dot_only(tmp_path, material, nodes):
+    from dnslib import EDNS0, EDNSOption
+    from dmfdns.dns.padding import BLOCK
+    node = nodes(tls_config(tmp_path, material))
+    name, value = await publish_over_https(node, material)
+    record = DNSRecord.question(name, "TXT")
+    record.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(12, bytes(32))]))
+    padded_query = record.pack()
+
+    def both():
+        answers, conn = dot_exchange(http_port(node, "dot"), [padded_query],
+                                     client_context(material))
+        conn.close()
+        return answers[0], tcp_answer(dns_port(node), padded_query)
+    over_dot, over_tcp = await threads.deferToThread(both)
+    assert over_dot.wire_size % BLOCK == 0
+    assert b"".join(over_dot.rr[0].rdata.data).decode() == value
+    assert 12 in [option.code for rr in over_dot.ar if rr.rtype == QTYPE.OPT
+                  for option in rr.rdata]
+    assert 12 not in [option.code for rr in over_tcp.ar if rr.rtype == QTYPE.OPT
+                      for option in rr.rdata]

@@ -34,6 +34,7 @@ from twisted.logger import Logger
 from twisted.protocols import basic, policies
 
 from ..conn_table import ConnectionTable, close_victim
+from .padding import pad_response
 from .responder import servfail_for
 from .xfr import is_transfer
 from .xfr_pump import TransferPump
@@ -233,6 +234,8 @@ class DNSStreamProtocol(basic.Int16StringReceiver, policies.TimeoutMixin):
         if response is None:
             factory.counters.dropped += 1
             return
+        if factory.pad_responses:
+            response = pad_response(query, response)
         self.sendString(response)
         factory.counters.responses += 1
 
@@ -281,8 +284,9 @@ class DNSStreamFactory(protocol.ServerFactory):
     def __init__(self, responder, clock, *, idle_timeout: float, max_connections: int,
                  max_per_client: int | None = None, max_message: int = 65535,
                  counters=None, proto: str = "tcp", observe_duration=None,
-                 transfers=None):
+                 transfers=None, pad_responses: bool = False):
         self.responder = responder
+        self.pad_responses = pad_responses  # DNS over TLS: EDNS padding (dns.padding)
         self.transfers = transfers          # xfr.Transfers, None: the responder refuses
         self.clock = clock
         self.idle_timeout = idle_timeout
