@@ -1,0 +1,251 @@
+"""Validating resolvers in front of a signed node (docs/dns-behaviour.md, "DNSSEC"): a
+``dmfdns serve`` process with ``dnssec = true``, Unbound and PowerDNS Recursor anchored to
+the DS that ``dmfdns dnssec ds`` prints. AD must come back on a positive TXT, on a record
+written after the resolvers started, on compact denials (no such name, NODATA, an empty
+non-terminal) and on the apex; resolvers anchored to a wrong DS must SERVFAIL, which
+shows that the AD comes from validation.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from node_support import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ZONE_FILE = ROOT / "zones" / "mesh.test.zone"
+DMFDNS = [sys.executable, "-m", "dmfdns"]
+
+UNBOUND = """server:
+    interface: 127.0.0.1
+    port: {port}
+    do-ip6: no
+    do-daemonize: no
+    chroot: ""
+    username: ""
+    directory: "{dir}"
+    pidfile: "{dir}/unbound.pid"
+    logfile: "{dir}/unbound.log"
+    use-syslog: no
+    num-threads: 1
+    so-reuseport: no
+    access-control: 127.0.0.0/8 allow
+    module-config: "validator iterator"
+    qname-minimisation: yes
+    harden-below-nxdomain: yes
+    do-not-query-localhost: no
+    local-zone: "test." nodefault
+    trust-anchor: "mesh.test. DS {ds}"
+remote-control:
+    control-enable: no
+stub-zone:
+    name: "mesh.test"
+    stub-addr: 127.0.0.1@{node}
+"""
+PDNS = """local-address=127.0.0.1
+local-port={port}
+dnssec=validate
+forward-zones=mesh.test=127.0.0.1:{node}
+dont-query=
+lua-config-file={dir}/recursor.lua
+socket-dir={dir}
+daemon=no
+write-pid=no
+threads=1
+security-poll-suffix=
+"""
+PDNS_LUA = """clearTA()
+addTA("mesh.test", "{ds}")
+"""
+
+
+def stop(process) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def ask(port: int, name: str, rtype: str = "TXT", *, timeout: float = 3.0):
+    query = dns.message.make_query(name, rtype, want_dnssec=True)
+    query.flags |= dns.flags.AD
+    return dns.query.udp(query, "127.0.0.1", port=port, timeout=timeout)
+
+
+def wait_for(port: int, process, what: str, deadline_s: float = 20.0):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited with {process.returncode}")
+        try:
+            return ask(port, "mesh.test", "SOA", timeout=0.5)
+        except (OSError, dns.exception.Timeout):
+            time.sleep(0.1)
+    raise AssertionError(f"{what} did not answer on port {port}")
+
+
+def put(http_port: int, name: str, value: str) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/v1/records/{name}", method="POST",
+        data=json.dumps({"value": value, "ttl": 3600}).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    work = tmp_path_factory.mktemp("signed-node")
+    dns_port, http_port = free_port(), free_port()
+    config = work / "node.toml"
+    config.write_text(f"""[node]
+data_dir = "{work / 'data'}"
+[store]
+map_size = "64MiB"
+[dns]
+listen = ["127.0.0.1:{dns_port}"]
+[http]
+listen = ["127.0.0.1:{http_port}"]
+[[zones]]
+file = "{ZONE_FILE}"
+dnssec = true
+""")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(DMFDNS + ["serve", "--config", str(config)], cwd=work,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(dns_port, process, "dmfdns serve")
+        put(http_port, "leaf.ent.mesh.test", "hello from a signed zone")
+        shown = subprocess.run(DMFDNS + ["dnssec", "ds", "mesh.test", "--config", str(config)],
+                               env=env, capture_output=True, text=True, check=True)
+        ds = shown.stdout.splitlines()[0].split(" IN DS ")[1]
+        yield {"dns": dns_port, "http": http_port, "ds": ds, "work": work}
+    finally:
+        stop(process)
+        process.stderr.close()
+
+
+def wrong(ds: str) -> str:
+    """The DS with its digest's first byte changed."""
+    head, digest = ds.rsplit(" ", 1)
+    return f"{head} {'%02X' % (int(digest[:2], 16) ^ 0xFF)}{digest[2:]}"
+
+
+def start_unbound(work: pathlib.Path, node_port: int, ds: str):
+    binary = shutil.which("unbound") or "/usr/sbin/unbound"
+    port = free_port()
+    work.mkdir()
+    (work / "unbound.conf").write_text(UNBOUND.format(port=port, dir=work, ds=ds,
+                                                      node=node_port))
+    process = subprocess.Popen([binary, "-d", "-c", str(work / "unbound.conf")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return port, process
+
+
+def start_pdns(work: pathlib.Path, node_port: int, ds: str):
+    binary = shutil.which("pdns_recursor") or "/usr/sbin/pdns_recursor"
+    port = free_port()
+    work.mkdir()
+    (work / "recursor.conf").write_text(PDNS.format(port=port, dir=work, node=node_port))
+    (work / "recursor.lua").write_text(PDNS_LUA.format(ds=ds))
+    process = subprocess.Popen([binary, f"--config-dir={work}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return port, process
+
+
+STARTERS = {"unbound": start_unbound, "pdns_recursor": start_pdns}
+
+
+@pytest.fixture(scope="module", params=sorted(STARTERS))
+def resolvers(request, node):
+    """``(port of the resolver anchored to the right DS, port of one anchored to a wrong
+    DS)`` for one resolver implementation."""
+    start = STARTERS[request.param]
+    good_port, good = start(node["work"] / f"{request.param}-good", node["dns"], node["ds"])
+    bad_port, bad = start(node["work"] / f"{request.param}-bad", node["dns"],
+                          wrong(node["ds"]))
+    try:
+        wait_for(good_port, good, request.param)
+        wait_for(bad_port, bad, request.param)
+        yield good_port, bad_port
+    finally:
+        stop(good)
+        stop(bad)
+
+
+def assert_secure(response, rcode=dns.rcode.NOERROR):
+    assert response.rcode() == rcode, dns.rcode.to_text(response.rcode())
+    assert response.flags & dns.flags.AD, response.to_text()
+
+
+def txt_values(response) -> list[bytes]:
+    return [b"".join(rdata.strings) for rrset in response.answer
+            if rrset.rdtype == dns.rdatatype.TXT for rdata in rrset]
+
+
+def test_positive_txt_is_authenticated(resolvers):
+    response = ask(resolvers[0], "leaf.ent.mesh.test")
+    assert_secure(response)
+    assert txt_values(response) == [b"hello from a signed zone"]
+
+
+def test_a_record_written_after_the_resolver_started_is_authenticated(node, resolvers):
+    name = f"later-{resolvers[0]}.mesh.test"
+    put(node["http"], name, "written later")
+    response = ask(resolvers[0], name)
+    assert_secure(response)
+    assert txt_values(response) == [b"written later"]
+
+
+def test_nonexistent_name_is_an_authenticated_denial(resolvers):
+    response = ask(resolvers[0], "no-such-name.mesh.test")
+    assert response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+    assert_secure(response, response.rcode())
+    assert not response.answer
+
+
+def test_nodata_is_authenticated(resolvers):
+    response = ask(resolvers[0], "leaf.ent.mesh.test", "A")
+    assert_secure(response)
+    assert not response.answer
+
+
+def test_empty_non_terminal_and_its_child(resolvers):
+    response = ask(resolvers[0], "ent.mesh.test")
+    assert_secure(response)
+    assert not response.answer
+    assert_secure(ask(resolvers[0], "leaf.ent.mesh.test"))
+
+
+@pytest.mark.parametrize("rtype", ["SOA", "NS", "DNSKEY"])
+def test_apex_is_authenticated(resolvers, rtype):
+    response = ask(resolvers[0], "mesh.test", rtype)
+    assert_secure(response)
+    assert [rrset.rdtype for rrset in response.answer
+            if rrset.rdtype != dns.rdatatype.RRSIG] == [dns.rdatatype.from_text(rtype)]
+
+
+@pytest.mark.parametrize("name,rtype", [("leaf.ent.mesh.test", "TXT"),
+                                        ("no-such-name.mesh.test", "TXT"),
+                                        ("mesh.test", "SOA")])
+def test_a_wrong_trust_anchor_gives_servfail(resolvers, name, rtype):
+    response = ask(resolvers[1], name, rtype)
+    assert response.rcode() == dns.rcode.SERVFAIL
+    assert not response.flags & dns.flags.AD
