@@ -4,15 +4,20 @@ The operator's rollout path, as in the reference (docs/compatibility.md §4.1): 
 ``v=dmp1;t=cluster;`` value to ``/v1/records/cluster.<base>`` of one node with the operator
 token; the node verifies it against its pinned operator key before storing it, and the
 cluster picks it up by gossip. The TTL defaults to the manifest's remaining life, capped at
-the node's one-day TTL limit.
+the node's one-day TTL limit. The POST goes through the one outbound client, so an
+``https://`` node is verified (the system trust store, or ``--ca-file``) and a refusal
+names its cause.
 """
 
-import http.client
 import json
 import pathlib
 import sys
 import urllib.parse
 
+from ..client import runner
+from ..outbound.client import HttpClient
+from ..outbound.errors import OutboundError
+from ..outbound.tls import TlsConfigError, TlsPolicy, TlsSettings
 from ..proto import cluster_manifest, owners
 from ..proto.admission import Limits
 from . import CommandError
@@ -38,6 +43,9 @@ def register(sub) -> None:
                        help="file whose first line is the operator token")
     token.add_argument("--token", help="the operator token (visible in the process list; "
                                        "prefer --token-file)")
+    publish.add_argument("--ca-file", metavar="FILE",
+                         help="CA certificates (PEM) an https:// node is verified against "
+                              "(default: the system trust store)")
     publish.add_argument("--ttl", type=int, metavar="SECONDS",
                          help="lifetime at the node (default: until the manifest expires, "
                               f"at most {Limits().max_ttl} s)")
@@ -55,7 +63,9 @@ def publish_manifest(args, ctx) -> int:
         raise CommandError(f"{args.wire}: the manifest expired (exp {record.exp})")
     token = args.token if args.token is not None else _first_line(args.token_file)
     name = owners.cluster(record.cluster_name)
-    status, body = post_record(args.node, name, {"value": wire, "ttl": ttl}, token)
+    check_node_url(args.node)
+    status, body = post_record(ctx.get_reactor(), args.node, name,
+                               {"value": wire, "ttl": ttl}, token, ca_file=args.ca_file)
     if status != 201:
         raise CommandError(f"{args.node} refused the manifest: HTTP {status} "
                            f"{_error_text(body)}")
@@ -64,28 +74,40 @@ def publish_manifest(args, ctx) -> int:
     return 0
 
 
-def post_record(base_url: str, name: str, payload: dict, token: str) -> tuple[int, bytes]:
-    """POST ``payload`` to ``<base_url>/v1/records/<name>``: (status, body)."""
+def check_node_url(base_url: str) -> None:
     url = urllib.parse.urlsplit(base_url)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise CommandError(f"--node must be an http:// or https:// URL, got {base_url!r}")
-    connection_class = (http.client.HTTPSConnection if url.scheme == "https"
-                        else http.client.HTTPConnection)
+
+
+def post_record(reactor, base_url: str, name: str, payload: dict, token: str, *,
+                ca_file=None) -> tuple[int, bytes]:
+    """POST ``payload`` to ``<base_url>/v1/records/<name>`` through the outbound client
+    (an ``https://`` node verified against ``ca_file`` or the system store):
+    (status, body)."""
+    check_node_url(base_url)
     try:
-        connection = connection_class(url.hostname, url.port, timeout=TIMEOUT)
-    except ValueError as exc:  # e.g. a port that is not a number
-        raise CommandError(f"--node: {exc}") from None
+        tls = TlsPolicy(TlsSettings(ca_file=ca_file))
+    except TlsConfigError as exc:
+        raise CommandError(f"--ca-file: {exc}") from None
+    target = base_url.rstrip("/") + "/v1/records/" + urllib.parse.quote(name, safe="")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    async def job(reactor):
+        client = HttpClient(reactor, timeout=TIMEOUT, max_bytes=MAX_RESPONSE, tls=tls,
+                            max_per_origin=1)
+        try:
+            return await client.request("POST", target, headers,
+                                        json.dumps(payload).encode())
+        finally:
+            await client.close()
     try:
-        path = url.path.rstrip("/") + "/v1/records/" + urllib.parse.quote(name)
-        connection.request("POST", path, body=json.dumps(payload).encode(),
-                           headers={"Authorization": f"Bearer {token}",
-                                    "Content-Type": "application/json"})
-        response = connection.getresponse()
-        return response.status, response.read(MAX_RESPONSE)
-    except (OSError, http.client.HTTPException) as exc:
+        response = runner.run(reactor, job)
+    except OutboundError as exc:
         raise CommandError(f"cannot reach {base_url}: {exc}") from None
-    finally:
-        connection.close()
+    except runner.Interrupted:
+        raise CommandError("interrupted") from None
+    return response.status, response.body
 
 
 def _error_text(body: bytes) -> str:

@@ -3,11 +3,11 @@ TCP) from the same process; /metrics through promtool; an idle-connection flood;
 ``dmfdns manifest publish`` against a site with a pinned operator key."""
 
 import hashlib
-import io
 import json
 import shutil
 import socket
 import subprocess
+import sys
 
 import pytest
 import pytest_twisted
@@ -15,7 +15,6 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from prometheus_client import CollectorRegistry
 from twisted.internet import reactor, threads
 
-from dmfdns.cli import run
 from dmfdns.http.auth import WriteAuth
 from dmfdns.http.site import make_site
 from dmfdns.store.writes import WriteService
@@ -183,41 +182,77 @@ def test_idle_connection_flood_leaves_dns_and_healthz_up(running_node):
             sock.close()
 
 
+def _manifest_site(operator: Signer):
+    store = MemoryStore(node_id="n1")
+    writes = WriteService(store, zones=["mesh.test"], operator_key=operator.public_key,
+                          cluster_base="mesh.test")
+    site = make_site(store=store, writes=writes, clock=reactor,
+                     metrics=NodeMetrics(CollectorRegistry()),
+                     auth=WriteAuth("legacy", operator_token="op-token", clock=reactor.seconds)
+                     ).site
+    return store, site
+
+
+def _publish(wire, url, *args):
+    """``dmfdns manifest publish`` as an operator runs it (its own process and reactor)."""
+    result = subprocess.run([sys.executable, "-m", "dmfdns", "manifest", "publish", str(wire),
+                             "--node", url, *args], capture_output=True, text=True,
+                            timeout=60)
+    return result.returncode, result.stdout, result.stderr
+
+
+def _signed_manifest(tmp_path, operator, url, now):
+    entry = cluster_manifest.ClusterNode("n1", url, None)
+    wire = tmp_path / "manifest.txt"
+    wire.write_text(cluster_manifest.sign(7, int(now) + 3600, operator.public_key,
+                                          "mesh.test", [entry], operator) + "\n")
+    return wire
+
+
 @pytest_twisted.inlineCallbacks
 def test_manifest_publish_posts_to_a_node_with_a_pinned_operator_key(tmp_path):
     operator = Signer(hashlib.sha256(b"integration operator").digest())
-    store = MemoryStore(node_id="n1")
-    metrics = NodeMetrics(CollectorRegistry())
-    writes = WriteService(store, zones=["mesh.test"], operator_key=operator.public_key,
-                          cluster_base="mesh.test")
-    site = make_site(store=store, writes=writes, clock=reactor, metrics=metrics,
-                     auth=WriteAuth("legacy", operator_token="op-token", clock=reactor.seconds)
-                     ).site
+    store, site = _manifest_site(operator)
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     try:
         url = f"http://127.0.0.1:{port.getHost().port}"
         now = reactor.seconds()
-        entry = cluster_manifest.ClusterNode("n1", url, None)
-        wire = tmp_path / "manifest.txt"
-        wire.write_text(cluster_manifest.sign(7, int(now) + 3600, operator.public_key,
-                                              "mesh.test", [entry], operator) + "\n")
+        wire = _signed_manifest(tmp_path, operator, url, now)
         token_file = tmp_path / "operator.token"
         token_file.write_text("op-token\n")
-
-        def publish(token_args):
-            out, err = io.StringIO(), io.StringIO()
-            status = run(["manifest", "publish", str(wire), "--node", url, *token_args],
-                         now=now, stdout=out, stderr=err)
-            return status, out.getvalue(), err.getvalue()
-
-        status, out, err = yield threads.deferToThread(publish, ["--token-file",
-                                                                 str(token_file)])
+        status, out, err = yield threads.deferToThread(_publish, wire, url, "--token-file",
+                                                       str(token_file))
         assert status == 0, err
         assert "seq 7" in out and "cluster.mesh.test" in out
         (stored,) = store.get("cluster.mesh.test", reactor.seconds())
         assert stored.value == wire.read_text().strip()
         assert 3590 <= stored.expiry - now <= 3600
-        status, _, err = yield threads.deferToThread(publish, ["--token", "wrong"])
+        status, _, err = yield threads.deferToThread(_publish, wire, url, "--token", "wrong")
         assert status == 1 and "HTTP 401 unauthorized" in err
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_manifest_publish_over_https_verifies_the_node(tmp_path):
+    from dmfdns.tls_listen import HTTP_ALPN, ServerTls, tls_factory
+    from tls_support import make_material
+    material = make_material(tmp_path)
+    operator = Signer(hashlib.sha256(b"integration operator").digest())
+    store, site = _manifest_site(operator)
+    tls = ServerTls(material.good.cert, material.good.key, alpn=HTTP_ALPN)
+    port = reactor.listenTCP(0, tls_factory(tls, site, reactor), interface="127.0.0.1")
+    try:
+        url = f"https://127.0.0.1:{port.getHost().port}"
+        wire = _signed_manifest(tmp_path, operator, url, reactor.seconds())
+        status, _, err = yield threads.deferToThread(_publish, wire, url, "--token",
+                                                     "op-token")
+        assert status == 1 and "Traceback" not in err
+        assert "TLS: the certificate chain does not end at a trusted CA" in err
+        assert not store.get("cluster.mesh.test", reactor.seconds())
+        status, out, err = yield threads.deferToThread(
+            _publish, wire, url, "--token", "op-token", "--ca-file", str(material.ca))
+        assert status == 0 and "seq 7" in out, err
+        assert store.get("cluster.mesh.test", reactor.seconds())
     finally:
         yield port.stopListening()
