@@ -124,3 +124,18 @@ def test_expected_rcodes_follow_the_query_file_with_wrap_around():
     lines = ["NOERROR", "NXDOMAIN", "NOERROR"]
     assert run.expected_counts(lines, 2) == {"NOERROR": 1, "NXDOMAIN": 1}
     assert run.expected_counts(lines, 7) == {"NOERROR": 5, "NXDOMAIN": 2}
+
+
+def test_bench_dnssec_prints_every_row():
+    """tools/bench_dnssec, tiny: a signature and each query kind per algorithm, and the
+    flood makes one signature per query."""
+    done = subprocess.run([sys.executable, str(TOOLS / "bench_dnssec"), "--names", "50",
+                           "--count", "20", "--repeat", "1", "--cache-entries", "10"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split(" | ") for line in done.stdout.splitlines()[2:]]
+    assert [row[1] for row in rows] == ["one signature", "positive TXT, no DO",
+                                        "positive TXT, DO (cache warm)",
+                                        "random-subdomain flood, DO"] * 2
+    assert all(float(row[2]) > 0 for row in rows)
+    assert "21 signatures made" in done.stdout and "cache 10 of 10" in done.stdout
