@@ -205,11 +205,11 @@ class ClusterConfig:
     page_limit: int = setting(
         1000, kinds.integer(1, 10_000), "digest entries asked per page")
     max_pages_per_tick: int = setting(
-        100, kinds.integer(1, 100_000), "digest pages read from one peer in one tick")
+        1000, kinds.integer(1, 100_000), "digest pages read from one peer in one tick")
     max_records_per_tick: int = setting(
-        50_000, kinds.integer(1, 10_000_000), "records pulled from one peer in one tick")
+        1_000_000, kinds.integer(1, 10_000_000), "records pulled from one peer in one tick")
     tick_budget: float = setting(
-        5.0, kinds.duration(0.05, 3600), "time one peer's sync may take in one tick")
+        9.0, kinds.duration(0.05, 3600), "time one peer's sync may take in one tick")
     peer_timeout: float = setting(
         5.0, kinds.duration(0.05, 600), "timeout of one HTTP call to a peer")
     max_response_bytes: int = setting(
