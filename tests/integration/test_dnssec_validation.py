@@ -24,6 +24,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from dnsmesh_support import clean_environ, printed_messages, reference_bin
 from node_support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
@@ -302,3 +303,45 @@ def test_dnsviz_grok_with_the_trust_anchor_reports_no_errors(node, tmp_path):
                 if not qid.endswith("/IN/DS")
                 for kind in ("answer", "nodata") for query in answers.get(kind, [])}
     assert statuses == {"SECURE"}
+
+
+class DnsmeshCli:
+    """One user of the pinned ``dnsmesh`` CLI, initialised with ``--require-dnssec`` and
+    reading DNS only from 127.0.0.1:``dns_port``."""
+
+    def __init__(self, home: pathlib.Path, username: str, dns_port: int, http_port: int):
+        self.binary = str(reference_bin())
+        self.env = clean_environ(DMP_CONFIG_HOME=home, DMP_PASSPHRASE=f"{username} pw")
+        self.run("init", username, "--domain", "mesh.test", "--endpoint",
+                 f"http://127.0.0.1:{http_port}", "--dns-host", "127.0.0.1", "--dns-port",
+                 str(dns_port), "--no-default-resolvers", "--no-probe-local-dns",
+                 "--require-dnssec")
+
+    def run(self, *args, check=True):
+        result = subprocess.run([self.binary, *args], env=self.env, capture_output=True,
+                                text=True, timeout=120)
+        if check:
+            assert result.returncode == 0, (args, result.stdout, result.stderr)
+        return result
+
+
+def test_dnsmesh_clis_requiring_dnssec_behind_unbound_exchange_a_message(node, tmp_path):
+    port, process = start_unbound(tmp_path / "unbound", node["dns"], node["ds"])
+    try:
+        wait_for(port, process, "unbound")
+        alice = DnsmeshCli(tmp_path / "alice", "alice", port, node["http"])
+        bob = DnsmeshCli(tmp_path / "bob", "bob", port, node["http"])
+        for user in (alice, bob):
+            user.run("identity", "publish")
+        alice.run("identity", "fetch", "bob@mesh.test", "--add")
+        bob.run("identity", "fetch", "alice@mesh.test", "--add")
+        alice.run("send", "bob@mesh.test", "hello through a validating resolver")
+        received = bob.run("recv")
+        assert printed_messages(received.stdout) == ["hello through a validating resolver"]
+    finally:
+        stop(process)
+    # The control: straight to the node, which (authoritative) never sets AD, the same
+    # CLI refuses every answer, so the exchange above depended on validation.
+    carol = DnsmeshCli(tmp_path / "carol", "carol", node["dns"], node["http"])
+    fetched = carol.run("identity", "fetch", "bob@mesh.test", "--add", check=False)
+    assert fetched.returncode != 0 and "AD-less" in fetched.stderr
