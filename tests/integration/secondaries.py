@@ -1,4 +1,4 @@
-"""A dmfdns hidden primary and real Debian secondaries (NSD, Knot) as subprocesses on
+"""A dmfdns hidden primary and real Debian secondaries (NSD, Knot, BIND) as subprocesses on
 loopback, each with its own configuration in a temporary directory.
 
 The primary allows transfers from 127.0.0.1 with one TSIG key and NOTIFYs both
@@ -8,6 +8,7 @@ The same NSD and Knot configurations are shown in docs/operator-guide.md.
 
 import base64
 import json
+import os
 import pathlib
 import shutil
 import signal
@@ -182,30 +183,65 @@ zone:
 """
 
 
+BIND_CONF = """options {{
+    directory "{dir}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    pid-file "{dir}/named.pid";
+    session-keyfile "{dir}/session.key";
+    managed-keys-directory "{dir}";
+    recursion no;
+    notify no;
+    dnssec-validation no;
+}};
+controls {{ }};
+logging {{
+    channel file_log {{ file "{dir}/named.log"; severity info; print-time yes; }};
+    category default {{ file_log; }};
+}};
+key "{key_name}" {{
+    algorithm hmac-sha256;
+    secret "{secret}";
+}};
+zone "{zone}" {{
+    type secondary;
+    primaries port {primary} {{ 127.0.0.1 key {key_name}; }};
+    file "{dir}/{zone}.db";
+    allow-notify {{ key {key_name}; }};
+}};
+"""
+SERVERS = {"nsd": ("nsd", NSD_CONF, ["-d", "-c"]), "knot": ("knotd", KNOT_CONF, ["-c"]),
+           "bind": ("named", BIND_CONF, ["-f", "-c"])}
+
+
 class Secondary(Proc):
-    """NSD or Knot as a secondary of the primary at ``primary_port``."""
+    """NSD, Knot or BIND as a secondary of the primary at ``primary_port``."""
 
     def __init__(self, directory: pathlib.Path, kind: str, port: int):
         super().__init__(directory, kind)
         self.kind, self.port = kind, port
 
     def start(self, primary_port: int) -> None:
-        template = NSD_CONF if self.kind == "nsd" else KNOT_CONF
+        program, template, flags = SERVERS[self.kind]
         path = self.dir / f"{self.kind}.conf"
         (self.dir / "db").mkdir(exist_ok=True)
         path.write_text(template.format(port=self.port, dir=self.dir, key_name=KEY_NAME,
                                         secret=SECRET, zone=ZONE, primary=primary_port))
-        if self.kind == "nsd":
-            self.spawn([shutil.which("nsd") or "/usr/sbin/nsd", "-d", "-c", str(path)])
-        else:
-            self.spawn([shutil.which("knotd") or "/usr/sbin/knotd", "-c", str(path)])
+        self.spawn([server_path(self.kind), *flags, str(path)])
 
     def tail(self, size: int = 3000) -> str:
         text = super().tail(size)
-        nsd_log = self.dir / "nsd.log"
-        if nsd_log.exists():
-            text += nsd_log.read_text(errors="replace")[-size:]
+        for log in ("nsd.log", "named.log"):
+            if (self.dir / log).exists():
+                text += (self.dir / log).read_text(errors="replace")[-size:]
         return text
+
+
+def server_path(kind: str) -> str | None:
+    """Where the Debian package put ``kind``'s server (``/usr/sbin`` may be off PATH)."""
+    program = SERVERS[kind][0]
+    found = shutil.which(program) or f"/usr/sbin/{program}"
+    return found if os.access(found, os.X_OK) else None
 
 
 def query(port: int, name: str, rdtype: str, *, tcp: bool = False):

@@ -1,13 +1,12 @@
-"""NSD and Knot from Debian's packages as real secondaries of a dmfdns hidden primary.
+"""NSD, Knot and BIND from Debian's packages as real secondaries of a dmfdns hidden
+primary.
 
-One primary (a ``dmfdns serve`` subprocess) and both secondaries run for the module. The
-tests check what an operator relies on: the first transfer completes, the secondaries
-answer the same TXT sets and SOA as the primary, a write reaches both within 2 s by NOTIFY
+One primary (a ``dmfdns serve`` subprocess) and the three secondaries run for the module.
+The tests check what an operator relies on: the first transfer completes, the secondaries
+answer the same TXT sets and SOA as the primary, a write reaches them within 2 s by NOTIFY
 and IXFR, a delete and an expiry disappear, serials match, and transfers without the key or
 with a wrong key are refused.
 """
-
-import shutil
 
 import dns.exception
 import dns.query
@@ -18,12 +17,13 @@ import dns.zone
 import pytest
 
 from cluster_procs import wait_until
-from secondaries import (ZONE, Primary, Secondary, free_ports, serial, tsig_key,
-                         txt_set)
+from secondaries import (ZONE, Primary, Secondary, free_ports, serial, server_path,
+                         tsig_key, txt_set)
 
+KINDS = ("knot", "nsd", "bind")
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci,
-              pytest.mark.skipif(not (shutil.which("nsd") and shutil.which("knotd")),
-                                 reason="needs the Debian nsd and knot packages "
+              pytest.mark.skipif(not all(server_path(kind) for kind in KINDS),
+                                 reason="needs the Debian knot, nsd and bind9 packages "
                                         "(.ci/run installs them)")]
 
 SAMPLE = 40
@@ -32,11 +32,10 @@ SAMPLE = 40
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     root = tmp_path_factory.mktemp("secondaries")
-    knot_port, nsd_port = free_ports(2)
-    primary = Primary(root / "primary", [knot_port, nsd_port])
-    knot = Secondary(root / "knot", "knot", knot_port)
-    nsd = Secondary(root / "nsd", "nsd", nsd_port)
-    procs = [primary, knot, nsd]
+    ports = free_ports(len(KINDS))
+    primary = Primary(root / "primary", ports)
+    secondaries = [Secondary(root / kind, kind, port) for kind, port in zip(KINDS, ports)]
+    procs = [primary, *secondaries]
     try:
         primary.start()
         for index in range(SAMPLE):
@@ -44,9 +43,9 @@ def deployment(tmp_path_factory):
             if index % 4 == 0:
                 primary.post(f"n{index}.{ZONE}", f"second value {index}")
         primary.post(f"long.{ZONE}", "x" * 600)           # several character-strings
-        knot.start(primary.dns_port)
-        nsd.start(primary.dns_port)
-        yield primary, knot, nsd
+        for secondary in secondaries:
+            secondary.start(primary.dns_port)
+        yield primary, secondaries
     finally:
         for proc in procs:
             proc.stop()
@@ -67,65 +66,66 @@ def in_step(primary, *secondaries, timeout=20.0, step=0.1):
 
 
 def test_first_transfer_completes_and_answers_match(deployment):
-    primary, knot, nsd = deployment
-    in_step(primary, knot, nsd)
+    primary, secondaries = deployment
+    in_step(primary, *secondaries)
     names = [f"n{index}.{ZONE}" for index in range(SAMPLE)] + [f"long.{ZONE}",
                                                                 f"absent.{ZONE}"]
     for name in names:
         expected = txt_set(primary.dns_port, name)
-        assert txt_set(knot.port, name) == expected, name
-        assert txt_set(nsd.port, name) == expected, name
-    assert txt_set(nsd.port, f"n0.{ZONE}") == {"value 0", "second value 0"}
-    assert txt_set(knot.port, f"long.{ZONE}") == {"x" * 600}
+        for secondary in secondaries:
+            assert txt_set(secondary.port, name) == expected, (secondary.kind, name)
+    for secondary in secondaries:
+        assert txt_set(secondary.port, f"n0.{ZONE}") == {"value 0", "second value 0"}
+        assert txt_set(secondary.port, f"long.{ZONE}") == {"x" * 600}
 
 
-def _both_answer(primary, knot, nsd, name, expected):
-    return lambda: (txt_set(knot.port, name) == expected
-                    and txt_set(nsd.port, name) == expected)
+def _all_answer(secondaries, name, expected):
+    return lambda: all(txt_set(s.port, name) == expected for s in secondaries)
 
 
 def test_a_write_reaches_both_within_two_seconds_by_notify_and_ixfr(deployment):
-    primary, knot, nsd = deployment
-    in_step(primary, knot, nsd)
+    primary, secondaries = deployment
+    in_step(primary, *secondaries)
     before = _ixfr_incremental(primary)
     primary.post(f"fresh.{ZONE}", "just written")
-    took = wait_until(_both_answer(primary, knot, nsd, f"fresh.{ZONE}",
+    took = wait_until(_all_answer(secondaries, f"fresh.{ZONE}",
                                    frozenset({"just written"})), 2.0, 0.05)
     assert took <= 2.0
     assert _ixfr_incremental(primary) > before        # by IXFR, not a full transfer
-    assert _metric(primary, "dmfdns_notify_total", 'event="acknowledged"') >= 2
-    in_step(primary, knot, nsd, timeout=5)
+    assert _metric(primary, "dmfdns_notify_total", 'event="acknowledged"') >= len(KINDS)
+    in_step(primary, *secondaries, timeout=5)
 
 
 def test_a_delete_disappears(deployment):
-    primary, knot, nsd = deployment
-    in_step(primary, knot, nsd)
+    primary, secondaries = deployment
+    in_step(primary, *secondaries)
     primary.delete(f"n1.{ZONE}", "value 1")
-    wait_until(_both_answer(primary, knot, nsd, f"n1.{ZONE}", None), 5.0, 0.05)
+    wait_until(_all_answer(secondaries, f"n1.{ZONE}", None), 5.0, 0.05)
     primary.delete(f"n4.{ZONE}", "second value 4")     # one of two values
-    wait_until(_both_answer(primary, knot, nsd, f"n4.{ZONE}", frozenset({"value 4"})),
+    wait_until(_all_answer(secondaries, f"n4.{ZONE}", frozenset({"value 4"})),
                5.0, 0.05)
-    in_step(primary, knot, nsd, timeout=5)
+    in_step(primary, *secondaries, timeout=5)
 
 
 def test_an_expiry_disappears(deployment):
-    primary, knot, nsd = deployment
+    primary, secondaries = deployment
     primary.post(f"brief.{ZONE}", "two seconds", ttl=2)
-    wait_until(_both_answer(primary, knot, nsd, f"brief.{ZONE}",
+    wait_until(_all_answer(secondaries, f"brief.{ZONE}",
                             frozenset({"two seconds"})), 5.0, 0.05)
     # Expired after 2 s, swept within 0.5 s more, then NOTIFY and IXFR remove it.
-    wait_until(_both_answer(primary, knot, nsd, f"brief.{ZONE}", None), 8.0, 0.1)
+    wait_until(_all_answer(secondaries, f"brief.{ZONE}", None), 8.0, 0.1)
     assert txt_set(primary.dns_port, f"brief.{ZONE}") is None
-    in_step(primary, knot, nsd, timeout=5)
+    in_step(primary, *secondaries, timeout=5)
 
 
 def test_serials_match_after_a_burst(deployment):
-    primary, knot, nsd = deployment
+    primary, secondaries = deployment
     for index in range(30):
         primary.post(f"burst{index}.{ZONE}", f"burst {index}")
-    in_step(primary, knot, nsd, timeout=10)
-    assert txt_set(knot.port, f"burst29.{ZONE}") == {"burst 29"}
-    assert txt_set(nsd.port, f"burst0.{ZONE}") == {"burst 0"}
+    in_step(primary, *secondaries, timeout=10)
+    for secondary in secondaries:
+        assert txt_set(secondary.port, f"burst29.{ZONE}") == {"burst 29"}
+        assert txt_set(secondary.port, f"burst0.{ZONE}") == {"burst 0"}
 
 
 def test_transfers_without_or_with_a_wrong_key_are_refused(deployment):
@@ -162,15 +162,15 @@ def _ixfr_incremental(primary) -> float:
 
 
 def test_the_serial_and_the_journal_survive_a_restart_of_the_primary(deployment):
-    primary, knot, nsd = deployment
-    in_step(primary, knot, nsd)
+    primary, secondaries = deployment
+    in_step(primary, *secondaries)
     before = serial(primary.dns_port)
     primary.stop()
     primary.start()
     assert serial(primary.dns_port) == before             # monotonic across restarts
     primary.post(f"after-restart.{ZONE}", "still incremental")
-    wait_until(_both_answer(primary, knot, nsd, f"after-restart.{ZONE}",
+    wait_until(_all_answer(secondaries, f"after-restart.{ZONE}",
                             frozenset({"still incremental"})), 5.0, 0.05)
     assert serial(primary.dns_port) > before
     assert _ixfr_incremental(primary) >= 1                # counters restart at zero
-    in_step(primary, knot, nsd, timeout=5)
+    in_step(primary, *secondaries, timeout=5)
