@@ -58,13 +58,20 @@ def test_lines_add_up_and_a_dead_workers_counts_stay(tmp_path):
     assert len(reactor.spawned) == 3 and pool.processes[1] is reactor.spawned[2][0]
 
 
-def test_no_restart_once_stopping(tmp_path):
+def one_worker(tmp_path):
+    """A started pool of one worker whose signals are recorded: (reactor, pool, worker,
+    signals)."""
     reactor = FakeReactor()
     pool = WorkerPool(config(tmp_path, workers=2), reactor, listeners=[])
     pool.startService()
     (worker, _), = reactor.spawned
     signals = []
     worker.transport = type("T", (), {"signalProcess": lambda self, s: signals.append(s)})()
+    return reactor, pool, worker, signals
+
+
+def test_no_restart_once_stopping(tmp_path):
+    reactor, pool, worker, signals = one_worker(tmp_path)
     stopped = pool.stopService()
     assert signals == ["TERM"]
     worker.processEnded(None)
@@ -74,12 +81,7 @@ def test_no_restart_once_stopping(tmp_path):
 
 
 def test_a_worker_that_does_not_stop_is_killed(tmp_path):
-    reactor = FakeReactor()
-    pool = WorkerPool(config(tmp_path, workers=2), reactor, listeners=[])
-    pool.startService()
-    (worker, _), = reactor.spawned
-    signals = []
-    worker.transport = type("T", (), {"signalProcess": lambda self, s: signals.append(s)})()
+    reactor, pool, _, signals = one_worker(tmp_path)
     pool.stopService()
     reactor.advance(5)
     assert signals == ["TERM", "KILL"]
