@@ -36,6 +36,10 @@ class CommitLimits:
     max_delay: float = 0.0
 
 
+def _removals_only(batch) -> bool:
+    return all(write.store_op()[0] == "delete" for write, _ in batch)
+
+
 class GroupCommitter:
     """Batches admitted writes for ``commit(accepted, now=...)`` (``WriteService.commit``)
     on ``clock`` (an IReactorTime). Counters for the metrics: ``commits``, ``writes``,
@@ -78,7 +82,7 @@ class GroupCommitter:
         batch, self._queue, self._bytes = self._queue, [], 0
         if not batch:
             return
-        if self._run is not None:
+        if self._run is not None and not _removals_only(batch):
             self._in_flight = self._run(self.commit, [write for write, _ in batch],
                                         now=self.clock.seconds())
             self._in_flight.addBoth(self._committed, batch)

@@ -239,3 +239,17 @@ def test_a_commit_that_fails_in_the_thread_fails_its_writes():
     clock.advance(0)
     runner.finish()
     assert found == [StoreFull] and committer.failed_commits == 1
+
+
+def test_a_batch_of_deletes_only_commits_on_the_reactor_thread():
+    # LmdbStore widens its map for removals, which must not happen while the reactor reads.
+    clock = task.Clock()
+    clock.advance(NOW)
+    store = CountingStore(MemoryStore(node_id="a"))
+    store.put("a.mesh.test", "v", expiry=NOW + 60, now=NOW)
+    runner = ManualRunner()
+    committer = GroupCommitter(WriteService(store, zones=("mesh.test",)).commit, clock,
+                               run=runner)
+    found = outcomes([committer.submit(Remove("a.mesh.test", "v"))])
+    clock.advance(0)
+    assert runner.calls == [] and found == [1] and store.transactions == 1

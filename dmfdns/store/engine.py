@@ -14,8 +14,9 @@ Blobs are read only through ``dmfdns.dns.rrblob``.
 so a handle that makes the writes keeps it in memory: it is noted from the write
 transaction after each commit. That is exact because the node is the single writer of its
 store (``dmfdns.node.NodeLock``; LMDB refuses a second handle in one process); its writes
-may run in a thread of their own (``group_commit``), so noting a generation read from the
-store is skipped whenever a write began or ended meanwhile. A read-only
+may run in a thread of their own (``group_commit``), so a write notes its generation only
+if no other write began meanwhile, and a generation read from the store is noted only if
+no write began or ended meanwhile (otherwise it stays unknown and is read again). A read-only
 LMDB handle (a DNS worker process) sees another process's commits, so it reads the counter
 from the store every time.
 """
@@ -96,13 +97,17 @@ class TableStore:
         way, or after one failed, the generation is unknown and read from the store again."""
         with self._generation_lock:
             self._writes_begun += 1
+            mine = self._writes_begun
             self._generation = None
         with self._writing(drain) as tables:
             yield tables
             generation = meta_int(tables, GENERATION)
         with self._generation_lock:
             self._writes_begun += 1
-            if self._keeps_generation:
+            # Another write that began meanwhile (one thread committing while another
+            # waits for LMDB's write lock) may have committed after this one: only the
+            # last write to end with none other begun may note its generation.
+            if self._keeps_generation and self._writes_begun == mine + 1:
                 self._generation = generation
 
     # writes

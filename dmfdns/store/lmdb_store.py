@@ -19,6 +19,7 @@ from its next read on.
 """
 
 import os
+import threading
 from contextlib import contextmanager
 
 import lmdb
@@ -218,6 +219,7 @@ class LmdbStore(TableStore):
         self._readonly = readonly
         self._snapshots = 0           # open zone_snapshot read transactions
         self._map_size = map_size or 0
+        self._write_lock = threading.Lock()
         self.reserve = 0 if readonly else drain_reserve(map_size)
         self._keeps_generation = not readonly    # a writer elsewhere bumps it
         try:
@@ -301,6 +303,14 @@ class LmdbStore(TableStore):
     def _writing(self, drain: bool = False):
         if self._readonly:
             raise StoreError("store is open read-only")
+        # One write at a time in this process, also across threads (group commits run in
+        # a thread): a drain resizes the map, which must not happen under another write.
+        with self._write_lock:
+            with self._writing_locked(drain) as tables:
+                yield tables
+
+    @contextmanager
+    def _writing_locked(self, drain: bool):
         if drain and self.reserve and not self._snapshots:
             # Resizing the map invalidates every open transaction of this process, so
             # while a zone transfer reads a snapshot a removal stays within the limit.
