@@ -48,6 +48,25 @@ def generate_key(data_dir: pathlib.Path, origin: str, algorithm: str) -> dnssec.
     return key
 
 
+def retire_key(data_dir: pathlib.Path, origin: str, tag: int) -> pathlib.Path:
+    """Move the key with ``tag`` to ``retired/`` (kept, no longer loaded); NodeError when
+    there is no such key or it is the zone's last."""
+    folder = key_dir(data_dir, origin)
+    keys = list(zip(sorted(folder.glob("*.pem")), load_keys(data_dir, origin)))
+    matches = [path for path, key in keys if key.tag == tag]
+    if not matches:
+        raise NodeError(f"{origin} has no DNSSEC key with tag {tag}")
+    if len(keys) == 1:
+        raise NodeError(f"key {tag} is the last key of {origin}; add its successor first "
+                        "(dmfdns dnssec keygen --add)")
+    retired = folder / "retired"
+    try:
+        retired.mkdir(mode=0o700, exist_ok=True)
+        return matches[0].rename(retired / matches[0].name)
+    except OSError as exc:
+        raise NodeError(f"cannot retire {matches[0]}: {exc.strerror}") from None
+
+
 def zone_signers(config: Config, zones, *, create: bool = True) -> dict:
     """``{origin: ZoneSigner}`` for every zone configured with ``dnssec = true``; a zone
     without keys gets one when ``create`` (the main process), else NodeError."""

@@ -102,3 +102,19 @@ def test_cli_ds_for_a_zone_not_configured(tmp_path):
     status, _, err = cli("dnssec", "ds", "other.test", "--config",
                          str(write_config(tmp_path)))
     assert status != 0 and "not a zone" in err
+
+
+def test_cli_retire_moves_a_key_out_but_never_the_last(tmp_path):
+    path = write_config(tmp_path)
+    cli("dnssec", "keygen", "mesh.test", "--config", str(path))
+    first = load_keys(tmp_path / "data", "mesh.test")[0]
+    status, _, err = cli("dnssec", "retire", "mesh.test", str(first.tag), "--config", str(path))
+    assert status != 0 and "last key" in err
+    cli("dnssec", "keygen", "mesh.test", "--add", "--config", str(path))
+    status, _, err = cli("dnssec", "retire", "mesh.test", "7", "--config", str(path))
+    assert status != 0 and "no DNSSEC key with tag 7" in err
+    status, _, err = cli("dnssec", "retire", "mesh.test", str(first.tag), "--config", str(path))
+    assert status == 0 and "SIGHUP" in err
+    left = load_keys(tmp_path / "data", "mesh.test")
+    assert len(left) == 1 and left[0].tag != first.tag
+    assert len(list((key_dir(tmp_path / "data", "mesh.test") / "retired").iterdir())) == 1

@@ -4,7 +4,7 @@ records its parent needs (docs/operator-guide.md, "DNSSEC")."""
 from ..config import ConfigError
 from ..dns.signer import ZoneSigner
 from ..dns.zone import ZoneError
-from ..node_dnssec import generate_key, load_keys, presentation
+from ..node_dnssec import generate_key, load_keys, presentation, retire_key
 from ..node_files import load_zones
 from ..node_lock import NodeError
 from . import CommandError
@@ -27,6 +27,13 @@ def register(sub) -> None:
     keygen.add_argument("--add", action="store_true",
                         help="add a key beside the existing ones (a rollover)")
     keygen.set_defaults(handler=keygen_command)
+
+    retire = actions.add_parser(
+        "retire", help="stop publishing and signing with a key (the last step of a rollover)")
+    retire.add_argument("--config", **common)
+    retire.add_argument("zone", metavar="ZONE")
+    retire.add_argument("tag", metavar="KEY_TAG", type=int)
+    retire.set_defaults(handler=retire_command)
 
     ds = actions.add_parser("ds", help="print the DS and DNSKEY records for the parent")
     ds.add_argument("--config", **common)
@@ -78,4 +85,15 @@ def ds_command(args, ctx) -> int:
     signer = ZoneSigner(zone.labels, keys)
     for line in presentation(zone.origin, signer, DS_TTL):
         print(line, file=ctx.stdout)
+    return 0
+
+
+def retire_command(args, ctx) -> int:
+    config, _, zone = _zone(args)
+    try:
+        path = retire_key(config.node.data_dir, zone.origin, args.tag)
+    except NodeError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"{zone.origin}: key {args.tag} retired to {path}; reload the node (SIGHUP)",
+          file=ctx.stderr)
     return 0
