@@ -4,6 +4,7 @@ real HTTP sites and LMDB stores."""
 
 import hashlib
 import json
+from urllib.parse import urlsplit
 
 from twisted.internet import defer
 
@@ -320,3 +321,43 @@ def test_sync_endpoints_refuse_a_wrong_token(tmp_path):
     assert n1.state("n2").errors == {"forbidden": 2}     # the start tick and one more
     assert TOKEN != "another-token"
     assert url_of("n2") == n1.state("n2").peer.url
+
+
+def test_catch_up_is_pipelined_next_page_asked_and_four_pulls_in_flight(tmp_path):
+    clock, transport, nodes = make_cluster(tmp_path, ("n1", "n2"),
+                                           budget=Budget(page_limit=2000))
+    n1, n2 = nodes["n1"], nodes["n2"]
+    n1.start()
+    n2.start()
+    now = clock.seconds()       # one transaction: one log time, stable 1 s later
+    n1.store.put_many([(f"p{i}.mesh.test", f"value {i}", now + 3600) for i in range(5000)],
+                      now=now)
+    host = urlsplit(url_of("n1")).netloc
+    held, asked = [], []
+
+    def slow_pulls(method, path, headers, body):
+        del transport.handlers[host]          # the real site answers; pulls are held back
+        try:
+            answer = transport.deliver("n2", method, f"http://{host}{path}", headers, body)
+        finally:
+            transport.handlers[host] = slow_pulls
+        asked.append(path.split("?")[0])
+        if path.startswith("/v1/sync/pull"):
+            later = defer.Deferred()
+            held.append((later, answer))
+            return later
+        return answer
+    transport.handlers[host] = slow_pulls
+    clock.advance(2.0)
+    done = n2.cluster.anti_entropy.tick()
+    # Page 1 (2,000 names: 8 pulls) is being pulled, four at a time, and page 2 was already
+    # asked for.
+    assert asked.count("/v1/sync/digest") == 2 and len(held) == 4
+    while held:
+        later, answer = held.pop(0)
+        answer.addCallback(later.callback)
+        assert len(held) <= 4
+    assert done.called
+    assert asked.count("/v1/sync/pull") == 20 and n2.records() == n1.records()
+    n1.stop()
+    n2.stop()
