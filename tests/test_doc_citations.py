@@ -94,7 +94,7 @@ CITING = ROOT / "dmfdns" / "proto" / "owners.py"
 
 @pytest.mark.parametrize("text", [
     "(dmp-wire.md section 4.4)",
-    "see ``reliability.md`` §3.2",
+    "see ``reliability-notes.md`` §3.2",  # (docs/reliability.md exists)
     "(operators.md section 7)",
     "as ../reference/DESIGN.md says",
     "docs/wire-format.md §99",
