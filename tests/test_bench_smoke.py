@@ -139,3 +139,19 @@ def test_bench_dnssec_prints_every_row():
                                         "random-subdomain flood, DO"] * 2
     assert all(float(row[2]) > 0 for row in rows)
     assert "21 signatures made" in done.stdout and "cache 10 of 10" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_bench_dnssec_knot_runs_end_to_end(tmp_path):
+    """tools/bench_dnssec_knot, tiny: both servers sign (checked before the runs), answer
+    every DO query NOERROR, and a ratio is printed."""
+    done = subprocess.run(
+        [sys.executable, str(TOOLS / "bench_dnssec_knot"), "--names", "300", "--queries",
+         "1000", "--rounds", "1", "--seconds", "2", "--warmup", "1",
+         "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert re.fullmatch(r"ratio dmfdns/knot qps: \d+\.\d\d", lines[-2]), done.stdout
+    assert "| knot |" in done.stdout and "| dmfdns |" in done.stdout

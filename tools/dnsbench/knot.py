@@ -41,15 +41,33 @@ zone:
   - domain: {zone}.
     file: "{zone_file}"
 """
+# tools/bench_dnssec_knot: the zone signed online (mod-onlinesign, Ed25519, one key made at
+# start), denials as NSEC "black lies" like dmfdns's compact denial.
+ONLINESIGN = """
+policy:
+  - id: ed25519
+    algorithm: ed25519
+    single-type-signing: on
+
+mod-onlinesign:
+  - id: signed
+    policy: ed25519
+"""
+ONLINESIGN_ZONE = """    module: mod-onlinesign/signed
+"""
 
 
-def write_config(workdir, *, port: int, zone: str, zone_file, udp_workers: int = 1) -> str:
+def write_config(workdir, *, port: int, zone: str, zone_file, udp_workers: int = 1,
+                 onlinesign: bool = False) -> str:
     os.makedirs(os.path.join(workdir, "db"), exist_ok=True)
     path = os.path.join(workdir, "knot.conf")
+    text = CONFIG.format(workdir=workdir, port=port, zone=zone, udp_workers=udp_workers,
+                         zone_file=os.path.abspath(zone_file))
+    if onlinesign:
+        head, zones = text.split("\nzone:\n")
+        text = head + ONLINESIGN + "\nzone:\n" + zones + ONLINESIGN_ZONE
     with open(path, "w", encoding="ascii") as out:
-        out.write(CONFIG.format(workdir=workdir, port=port, zone=zone,
-                                udp_workers=udp_workers,
-                                zone_file=os.path.abspath(zone_file)))
+        out.write(text)
     return path
 
 
