@@ -102,6 +102,11 @@ class NodeMetrics:
         each scrape: the sum over the DNS worker processes)."""
         self.registry.register(_DnsCollector(counters))
 
+    def watch_dnssec(self, signers: Callable[[], dict]) -> None:
+        """Export online signing per signed zone: ``signers()`` gives ``{origin:
+        dns.signer.ZoneSigner}`` at each scrape (a reload replaces them)."""
+        self.registry.register(_DnssecCollector(signers))
+
     def watch_dns_workers(self, queries: Callable[[], dict], restarts: Callable[[], int],
                           running: Callable[[], int]) -> None:
         """Export the DNS worker processes: queries per process, restarts, live workers."""
@@ -268,6 +273,26 @@ class _DnsCollector(_SafeCollector):
                      cache["entries"])
         yield _gauge("dmfdns_dns_answer_cache_bytes", "Estimated memory of the answer "
                      "cache (keys, responses and per-entry overhead).", cache["bytes"])
+
+
+class _DnssecCollector(_SafeCollector):
+    def __init__(self, signers):
+        self._signers = signers
+
+    def families(self):
+        signers = self._signers()
+        yield _labelled_counter("dmfdns_dnssec_signatures", "RRSIG signatures computed "
+                                "(signature cache misses), per signed zone.", "zone",
+                                {zone: s.signatures_made for zone, s in signers.items()})
+        yield _labelled_counter("dmfdns_dnssec_signature_cache_hits", "RRSIG signatures "
+                                "served from the signature cache, per signed zone.", "zone",
+                                {zone: s.cache_hits for zone, s in signers.items()})
+        entries = GaugeMetricFamily("dmfdns_dnssec_signature_cache_entries", "Signatures "
+                                    "in the signature cache, per signed zone.",
+                                    labels=["zone"])
+        for zone, signer in sorted(signers.items()):
+            entries.add_metric([zone], signer.cached_signatures)
+        yield entries
 
 
 class _WorkersCollector(_SafeCollector):

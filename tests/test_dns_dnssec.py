@@ -128,7 +128,7 @@ def test_signature_cache_signs_once_per_window_and_is_bounded():
     assert later != first and signer.signatures_made == 2
     for index in range(5):
         signer.rrsigs((b"n%d" % index,) + owner[1:], 16, 60, [b"\x01x"], NOW)
-    assert len(signer._cache) == 2
+    assert signer.cached_signatures == 2
 
 
 def test_window_moves_with_refresh_and_is_backdated():

@@ -189,4 +189,20 @@ def test_random_names_cost_one_signature_each_and_the_cache_stays_bounded(served
     for index in range(20):
         ask(signed, f"r{index}.mesh.test", "TXT")
     assert signer.signatures_made - before == 20 * len(signer.keys)   # the SOA's is cached
-    assert len(signer._cache) <= signer.settings.cache_entries
+    assert signer.cached_signatures <= signer.settings.cache_entries
+
+
+def test_the_signers_are_exported_as_metrics(served):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from dmfdns.metrics import NodeMetrics
+    signed, _, signer = served
+    metrics = NodeMetrics(CollectorRegistry())
+    metrics.watch_dnssec(lambda: signed.signers)
+    ask(signed, "metrics-probe.mesh.test", "TXT")
+    text = generate_latest(metrics.registry).decode()
+    assert (f'dmfdns_dnssec_signatures_total{{zone="mesh.test"}} '
+            f'{float(signer.signatures_made)}') in text
+    assert (f'dmfdns_dnssec_signature_cache_entries{{zone="mesh.test"}} '
+            f'{float(signer.cached_signatures)}') in text
+    assert 'dmfdns_dnssec_signature_cache_hits_total{zone="mesh.test"}' in text

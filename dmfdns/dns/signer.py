@@ -66,6 +66,10 @@ class ZoneSigner:
         self.signatures_made = 0
         self.cache_hits = 0
 
+    @property
+    def cached_signatures(self) -> int:
+        return len(self._cache)
+
     def apex_rrset(self, rtype: int) -> tuple:
         """The RDATAs of the DNSKEY, CDS or CDNSKEY RRset (RFC 7344 section 3)."""
         return {DNSKEY: self.dnskey, CDS: self.cds, CDNSKEY: self.cdnskey}.get(rtype, ())
