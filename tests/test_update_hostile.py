@@ -26,7 +26,9 @@ from dmfdns.store.lmdb_store import LmdbStore
 from dmfdns.store.writes import WriteService
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOW = int(time.time())          # dnspython signs with the wall clock
+# dnspython signs with the wall clock, so the node's clock starts at the wall clock; the
+# fixture takes it afresh for every test, since a long run outlives the TSIG fudge.
+NOW = int(time.time())
 ZONE = "mesh.test"
 SENDER = Signer(hashlib.sha256(b"hostile/sender").digest())
 KEY_NAME = "alice-00000000-000000.mesh.test"
@@ -34,6 +36,8 @@ KEY_NAME = "alice-00000000-000000.mesh.test"
 
 @pytest.fixture
 def world(tmp_path):
+    global NOW
+    NOW = int(time.time())
     store = LmdbStore(tmp_path / "db", map_size=2**28, node_id="n1")
     clock = task.Clock()
     clock.advance(NOW)
