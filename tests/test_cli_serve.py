@@ -380,7 +380,12 @@ def test_ctrl_c_while_starting_ends_quietly(tmp_path, delay):
             break
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=90)
+    try:
+        _, err = process.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        process.kill()              # never leave a node running behind a failed test
+        process.communicate()
+        pytest.fail("the node did not stop on SIGINT")
     assert process.returncode in (0, 130), err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
 
