@@ -37,7 +37,7 @@ class SigningSettings:
     validity: int = 14 * 86400        # seconds from inception to expiration
     refresh: int = 86400              # the window moves (signatures re-made) this often
     skew: int = 3600                  # inception set this far back for slow clocks
-    cache_entries: int = 50_000       # signatures kept (LRU); about 300 bytes each
+    cache_entries: int = 50_000       # signatures kept (LRU); about 250 bytes each
 
     def __post_init__(self):
         if not 0 < self.refresh < self.validity:
