@@ -5,6 +5,7 @@ config loader), and every metric they name is checked against what two live node
 syncing from the other, actually export on /metrics. Renaming a metric, a label, a CLI
 subcommand or a config key without updating ops/ fails here."""
 
+import dataclasses
 import json
 import pathlib
 import re
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_twisted
-from dnslib import RCODE, DNSRecord
+from dnslib import EDNS0, RCODE, DNSRecord
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor, task, threads
 
@@ -350,10 +351,14 @@ def config_in(directory: pathlib.Path, zones, cluster: dict, http: dict = None):
 
 
 def dns_traffic(port: int) -> None:
-    """UDP and TCP answers, NXDOMAIN, REFUSED, a truncated answer, a dropped runt."""
+    """UDP and TCP answers, NXDOMAIN, REFUSED, a truncated answer, a dropped runt, a
+    signed denial."""
     for name, tcp in (("mesh.test", False), ("nothing.mesh.test", True),
                       ("big.mesh.test", False), ("example.com", False)):
         DNSRecord.question(name, "TXT").send("127.0.0.1", port, tcp=tcp, timeout=TIMEOUT)
+    signed = DNSRecord.question("nothing.mesh.test", "TXT")      # DO: a signed denial
+    signed.add_ar(EDNS0(flags="do", udp_len=1232))
+    signed.send("127.0.0.1", port, timeout=TIMEOUT)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(b"\x01", ("127.0.0.1", port))
 
@@ -398,12 +403,15 @@ def live_metrics(tmp_path_factory):
             status, _, _ = pytest_twisted.blockon(threads.deferToThread(
                 http_call, b_port, "POST", f"/v1/records/{name}", {"value": "hello"}))
             assert status == 201
-        a = start(config_in(tmp / "a", [mesh], {
+        config = config_in(tmp / "a", [mesh], {
             "sync_token": SYNC_TOKEN, "sync_interval": "0.1s", "fullset_interval": "0.1s",
             "peers": [f"http://127.0.0.1:{b_port}", f"http://127.0.0.1:{free_port()}"],
             "base": "mesh.test", "operator_key": OPERATOR.public_key.hex(),
             "heartbeat_endpoint": "https://ns1.example.net", "heartbeat_key_file": str(seed),
-            "heartbeat_interval": "1s"}))
+            "heartbeat_interval": "1s"})
+        # mesh.test signed (DNSSEC), so the signing families have samples too.
+        a = start(dataclasses.replace(config, zones=tuple(
+            dataclasses.replace(zone, dnssec=True) for zone in config.zones)))
         a_port = http_port(a)
         for body in ({"value": "v" * 600}, {"value": "x", "ttl": -1}):
             pytest_twisted.blockon(threads.deferToThread(
