@@ -251,7 +251,8 @@ class _DnsCollector(_SafeCollector):
                                 "reason.", "reason", c.dropped_counts())
         yield _labelled_counter("dmfdns_dns_answer_errors", "Queries answered SERVFAIL "
                                 "because deciding the answer raised (a store failure or a "
-                                "bug; logged once per interval).", "proto", dict(c.errors))
+                                "bug; logged once per interval).", "proto",
+                                {"udp": 0, "tcp": 0, **c.errors})
         rrl = {action: c.rrl.get(action, 0) for action in ("slipped", "dropped")}
         yield _labelled_counter("dmfdns_rrl_actions", "Responses response-rate limiting "
                                 "replaced by a truncated one (slipped) or did not send "

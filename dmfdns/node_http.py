@@ -36,6 +36,8 @@ def node_metrics(store, dns_counters, listeners: list, sweeper, stall_probe,
     if workers is None:
         metrics.watch_dns(dns_counters)
         metrics.watch_dns_transports(lambda: transport_counters(listeners))
+        metrics.watch_dns_workers(lambda: {"0": sum(dns_counters.queries.values())},
+                                  lambda: 0, lambda: 0)
     else:
         metrics.watch_dns(lambda: workers.combined_counters(dns_counters))
         metrics.watch_dns_transports(lambda: _merged(transport_counters(listeners),
