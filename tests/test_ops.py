@@ -16,6 +16,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+import dns.message
+import dns.rcode
+import dns.tsigkeyring
+import dns.update
 import pytest
 import pytest_twisted
 from dnslib import EDNS0, RCODE, DNSRecord
@@ -361,6 +365,28 @@ def dns_traffic(port: int) -> None:
     signed.send("127.0.0.1", port, timeout=TIMEOUT)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(b"\x01", ("127.0.0.1", port))
+    update_traffic(port)
+
+
+def update_traffic(port: int) -> None:
+    """An UPDATE signed by an unknown key (BADKEY), then two unsigned claim adds into one
+    mailbox whose burst is one: the first is refused (not a claim record), the second is
+    throttled by the mailbox bucket."""
+    keyring = dns.tsigkeyring.from_text({"stranger.mesh.test.": "c2VjcmV0c2VjcmV0"})
+    signed = dns.update.UpdateMessage("mesh.test", keyring=keyring)
+    signed.add("x.mesh.test.", 60, "TXT", "hello")
+    claims = dns.update.UpdateMessage("mesh.test")
+    claims.add("claim-0.mb-0123456789ab.mesh.test.", 60, "TXT", "not-a-claim")
+    answers = [ask_udp(port, message.to_wire()) for message in (signed, claims, claims)]
+    assert [dns.rcode.from_flags(a[2] << 8 | a[3], 0) for a in answers] == [
+        dns.rcode.NOTAUTH, dns.rcode.REFUSED, dns.rcode.SERVFAIL], answers
+
+
+def ask_udp(port: int, wire: bytes) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.sendto(wire, ("127.0.0.1", port))
+        return sock.recv(65535)
 
 
 def wanted_samples_present(text: str) -> bool:
@@ -410,8 +436,10 @@ def live_metrics(tmp_path_factory):
             "heartbeat_endpoint": "https://ns1.example.net", "heartbeat_key_file": str(seed),
             "heartbeat_interval": "1s"})
         # mesh.test signed (DNSSEC), so the signing families have samples too.
+        # mesh.test also takes UPDATEs and claims (one claim a mailbox), for those families.
         a = start(dataclasses.replace(config, zones=tuple(
-            dataclasses.replace(zone, dnssec=True) for zone in config.zones)))
+            dataclasses.replace(zone, dnssec=True) for zone in config.zones),
+            update=dataclasses.replace(config.update, enabled=True, claim_burst=1)))
         a_port = http_port(a)
         for body in ({"value": "v" * 600}, {"value": "x", "ttl": -1}):
             pytest_twisted.blockon(threads.deferToThread(
