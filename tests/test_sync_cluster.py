@@ -361,3 +361,34 @@ def test_catch_up_is_pipelined_next_page_asked_and_four_pulls_in_flight(tmp_path
     assert asked.count("/v1/sync/pull") == 20 and n2.records() == n1.records()
     n1.stop()
     n2.stop()
+
+
+def test_the_sync_loop_waits_the_interval_from_each_start_but_not_while_behind():
+    from twisted.internet import task
+    from dmfdns.sync.service import CATCH_UP_PAUSE, SyncLoop
+    clock, starts, behind, running = task.Clock(), [], [False], []
+
+    def tick():
+        starts.append(clock.seconds())
+        running.append(defer.Deferred())
+        return running[-1]
+    loop = SyncLoop(clock, 10.0, tick, lambda: behind[0])
+    loop.startService()
+    clock.advance(3.0)
+    running[-1].callback(None)            # a 3 s tick: the next starts 10 s after this one
+    clock.advance(6.9)
+    assert starts == [0.0]
+    clock.advance(0.1)
+    assert starts == [0.0, 10.0]
+    clock.advance(12.0)
+    running[-1].callback(None)            # it overran: the next starts at once, no skipping
+    clock.advance(0)
+    assert starts == [0.0, 10.0, 22.0]
+    behind[0] = True
+    running[-1].callback(None)            # a peer is behind: almost at once
+    clock.advance(CATCH_UP_PAUSE)
+    assert starts[-1] == 22.0 + CATCH_UP_PAUSE
+    stopped = loop.stopService()
+    assert not stopped.called
+    running[-1].callback(None)
+    assert stopped.called and not clock.getDelayedCalls()

@@ -1,11 +1,11 @@
 """The cluster side of a node as one service: gossip, anti-entropy, full-set index, heartbeat.
 
 ``ClusterSync`` takes plain settings (``make_service`` builds them from ``[cluster]``), the
-node's store and a clock, so several nodes can run it on one reactor. Each tick, on one
-timer: offer the store's ``cluster.<base>`` values and every peer's manifest to the
-``ManifestKeeper`` (gossip), follow the peers of the manifest in force, then run the
-anti-entropy tick. A tick's Deferred never fails, so the ``TimerService`` never stops;
-ticks never overlap (the timer waits for the previous one).
+node's store and a clock, so several nodes can run it on one reactor. Each tick (the
+``SyncLoop``: every interval, and at once while a peer is behind): offer the store's
+``cluster.<base>`` values and every peer's manifest to the ``ManifestKeeper`` (gossip),
+follow the peers of the manifest in force, then run the anti-entropy tick. A tick's
+Deferred never fails, so the loop never stops; ticks never overlap.
 """
 
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from ..outbound.tls import plain_http_outside
 from .peer_client import PeerClient, PeerError
 
 log = Logger(namespace="dmfdns.sync")
+CATCH_UP_PAUSE = 0.05   # between ticks while a peer is behind: the reactor's other work first
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class ClusterSync(service.MultiService):
         self.tick_failures = 0
         self.syncing = bool(settings.sync_token)
         if self.syncing:
-            self._timer("sync", settings.interval, self.tick)
+            SyncLoop(clock, settings.interval, self.tick, self._behind).setServiceParent(self)
         self.heartbeat = None
         if settings.heartbeat is not None:
             hb = settings.heartbeat
@@ -105,6 +106,11 @@ class ClusterSync(service.MultiService):
         timer.clock = self.clock
         timer.setName(name)
         timer.setServiceParent(self)
+
+    def _behind(self) -> bool:
+        """Whether a peer's walk stopped at the tick budget rather than at its log's end."""
+        return any(not s.caught_up and not s.failing
+                   for s in self.anti_entropy.states.values())
 
     def _client(self, peer: Peer) -> PeerClient:
         return PeerClient(self.transport, peer.url, self.settings.sync_token)
@@ -212,3 +218,50 @@ class ClusterSync(service.MultiService):
                 self.gossip_errors += 1
             elif result is not None:
                 self.keeper.offer(result, self.clock.seconds())
+
+
+class SyncLoop(service.Service):
+    """Runs ``tick`` (a Deferred that never fails) every ``interval`` seconds, counted
+    from each tick's start, and almost at once (``CATCH_UP_PAUSE``) after a tick that
+    left a peer ``behind()``; ticks never overlap. Unlike a fixed-rate timer it never skips
+    to the next multiple of the interval when a tick overran, so a node catching up is
+    never left idle."""
+
+    def __init__(self, clock, interval: float, tick, behind):
+        self.setName("sync")
+        self.clock = clock
+        self.interval = interval
+        self.tick = tick
+        self.behind = behind
+        self._call = None
+        self._running = None
+
+    def startService(self):
+        super().startService()
+        self._run()
+
+    def _run(self) -> None:
+        self._call = None
+        started = self.clock.seconds()
+        self._running = self.tick()
+        self._running.addBoth(self._next, started)
+
+    def _next(self, _, started: float) -> None:
+        self._running = None
+        if not self.running:
+            return
+        elapsed = self.clock.seconds() - started
+        wait = (min(CATCH_UP_PAUSE, self.interval) if self.behind()
+                else max(0.0, self.interval - elapsed))
+        self._call = self.clock.callLater(wait, self._run)
+
+    def stopService(self):
+        super().stopService()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        if self._running is not None:
+            waiting = defer.Deferred()
+            self._running.addBoth(lambda result: waiting.callback(None))
+            return waiting
+        return None
