@@ -6,9 +6,6 @@ a message goes across, and the names the client read come back with AD.
 """
 
 import pathlib
-import shutil
-import signal
-import subprocess
 import time
 
 import dns.flags
@@ -26,37 +23,13 @@ from dmfdns.node_dnssec import load_keys, presentation
 from dmfdns.dns.signer import ZoneSigner
 
 from client_fakes import make_user
+import unbound_support
 from node_support import dns_port, free_port, http_port, start_node
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ZONE_FILE = ROOT / "zones" / "mesh.test.zone"
-UNBOUND = """server:
-    interface: 127.0.0.1
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "{dir}"
-    pidfile: "{dir}/unbound.pid"
-    logfile: "{dir}/unbound.log"
-    use-syslog: no
-    num-threads: 1
-    so-reuseport: no
-    access-control: 127.0.0.0/8 allow
-    module-config: "validator iterator"
-    qname-minimisation: yes
-    do-not-query-localhost: no
-    local-zone: "test." nodefault
-    trust-anchor: "mesh.test. DS {ds}"
-remote-control:
-    control-enable: no
-stub-zone:
-    name: "mesh.test"
-    stub-addr: 127.0.0.1@{node}
-"""
 
 
 def ask(port: int, name: str, rtype: str = "TXT", timeout: float = 2.0):
@@ -101,21 +74,15 @@ def validating_unbound(tmp_path, signed_node):
     node, config = signed_node
     keys = load_keys(config.node.data_dir, "mesh.test")
     ds = presentation("mesh.test", ZoneSigner((b"mesh", b"test"), keys), 3600)[0]
-    work, port = tmp_path / "unbound", free_port()
-    work.mkdir()
-    (work / "unbound.conf").write_text(UNBOUND.format(
-        port=port, dir=work, ds=ds.split(" IN DS ")[1], node=dns_port(node)))
-    binary = shutil.which("unbound") or "/usr/sbin/unbound"
-    process = subprocess.Popen([binary, "-d", "-c", str(work / "unbound.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    conf = unbound_support.write_config(
+        tmp_path / "unbound", port, modules="validator iterator",
+        server=("qname-minimisation: yes",
+                f'trust-anchor: "mesh.test. DS {ds.split(" IN DS ")[1]}"'),
+        stub=['name: "mesh.test"', f"stub-addr: 127.0.0.1@{dns_port(node)}"])
+    process = unbound_support.start(conf)
     yield port, process
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    unbound_support.stop(process)
 
 
 def _now() -> int:

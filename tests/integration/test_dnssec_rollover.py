@@ -32,6 +32,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+import unbound_support
 from node_support import free_port
 from test_dnssec_validation import put, stop
 
@@ -45,33 +46,6 @@ $TTL {TTL}
 @   SOA ns1 hostmaster 1 3600 600 604800 {TTL}
 @   NS  ns1
 ns1 A   127.0.0.1
-"""
-UNBOUND = """server:
-    interface: 127.0.0.1
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "{dir}"
-    pidfile: "{dir}/unbound.pid"
-    logfile: "{dir}/unbound.log"
-    use-syslog: no
-    num-threads: 1
-    so-reuseport: no
-    access-control: 127.0.0.0/8 allow
-    module-config: "validator iterator"
-    do-not-query-localhost: no
-    local-zone: "test." nodefault
-    include: "{dir}/anchors.conf"
-remote-control:
-    control-enable: yes
-    control-use-cert: no
-    control-interface: 127.0.0.1
-    control-port: {control}
-stub-zone:
-    name: "mesh.test"
-    stub-addr: 127.0.0.1@{node}
 """
 
 
@@ -168,11 +142,11 @@ def start_unbound(rig):
     work.mkdir()
     rig.port, rig.control = free_port(), free_port()
     rig.anchor(rig.ds_set())
-    (work / "unbound.conf").write_text(UNBOUND.format(
-        port=rig.port, control=rig.control, dir=work, node=rig.dns))
-    binary = shutil.which("unbound") or "/usr/sbin/unbound"
-    rig.resolver = subprocess.Popen([binary, "-d", "-c", str(work / "unbound.conf")],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf = unbound_support.write_config(
+        work, rig.port, modules="validator iterator",
+        server=(f'include: "{work}/anchors.conf"',), control_port=rig.control,
+        stub=['name: "mesh.test"', f"stub-addr: 127.0.0.1@{rig.dns}"])
+    rig.resolver = unbound_support.start(conf)
 
 
 def reload_unbound(rig, ds_set) -> None:

@@ -25,6 +25,7 @@ import dns.rdatatype
 import pytest
 
 from dnsmesh_support import clean_environ, printed_messages, reference_bin
+import unbound_support
 from node_support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
@@ -33,32 +34,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 ZONE_FILE = ROOT / "zones" / "mesh.test.zone"
 DMFDNS = [sys.executable, "-m", "dmfdns"]
 
-UNBOUND = """server:
-    interface: 127.0.0.1
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "{dir}"
-    pidfile: "{dir}/unbound.pid"
-    logfile: "{dir}/unbound.log"
-    use-syslog: no
-    num-threads: 1
-    so-reuseport: no
-    access-control: 127.0.0.0/8 allow
-    module-config: "validator iterator"
-    qname-minimisation: yes
-    harden-below-nxdomain: yes
-    do-not-query-localhost: no
-    local-zone: "test." nodefault
-    trust-anchor: "mesh.test. DS {ds}"
-remote-control:
-    control-enable: no
-stub-zone:
-    name: "mesh.test"
-    stub-addr: 127.0.0.1@{node}
-"""
 PDNS = """local-address=127.0.0.1
 local-port={port}
 dnssec=validate
@@ -152,14 +127,13 @@ def wrong(ds: str) -> str:
 
 
 def start_unbound(work: pathlib.Path, node_port: int, ds: str):
-    binary = shutil.which("unbound") or "/usr/sbin/unbound"
     port = free_port()
-    work.mkdir()
-    (work / "unbound.conf").write_text(UNBOUND.format(port=port, dir=work, ds=ds,
-                                                      node=node_port))
-    process = subprocess.Popen([binary, "-d", "-c", str(work / "unbound.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return port, process
+    conf = unbound_support.write_config(
+        work, port, modules="validator iterator",
+        server=("qname-minimisation: yes", "harden-below-nxdomain: yes",
+                f'trust-anchor: "mesh.test. DS {ds}"'),
+        stub=['name: "mesh.test"', f"stub-addr: 127.0.0.1@{node_port}"])
+    return port, unbound_support.start(conf)
 
 
 def start_pdns(work: pathlib.Path, node_port: int, ds: str):

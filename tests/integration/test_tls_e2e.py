@@ -26,6 +26,7 @@ from twisted.internet import reactor, threads
 from dmfdns.config import defaults_dir
 
 from cluster_procs import pump
+import unbound_support
 from node_support import dns_port, free_port, http_port, node_config, start_node
 from tls_support import make_material, serial
 
@@ -293,53 +294,22 @@ def test_a_certificate_replaced_on_disk_is_picked_up_by_sighup_without_a_failed_
 
 # --- Unbound forwarding over TLS ----------------------------------------------------------
 
-UNBOUND_CONF = """server:
-    interface: 127.0.0.1
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "{dir}"
-    pidfile: "{dir}/unbound.pid"
-    logfile: "{dir}/unbound.log"
-    use-syslog: no
-    num-threads: 1
-    so-reuseport: no
-    access-control: 127.0.0.0/8 allow
-    module-config: "iterator"
-    do-not-query-localhost: no
-    local-zone: "test." nodefault
-    tls-cert-bundle: "{ca}"
-
-remote-control:
-    control-enable: no
-
-stub-zone:
-    name: "mesh.test"
-    stub-addr: 127.0.0.1@{dot}#dmp.mesh.test
-    stub-tls-upstream: yes
-"""
 
 
 @pytest_twisted.ensureDeferred
 async def test_unbound_resolves_a_slot_record_over_tls_to_the_dot_port(tmp_path, material):
     from dmfdns.proto import owners
-    binary = shutil.which("unbound") or "/usr/sbin/unbound"
-    if not pathlib.Path(binary).exists():
-        pytest.fail("unbound is not installed (bash .ci/run installs it)")
     node = start_node(node_config(tmp_path, tmp_path / "node", http_options=_tls_http(material),
                                   dns_options={"tls_listen": ["127.0.0.1:0"]}))
     now = reactor.seconds()
     slot = owners.slot(3, bytes(range(32)), "mesh.test")
     node.store.put(slot, "v=dmp1;t=manifest;over-tls", expiry=now + 600, now=now)
-    work = tmp_path / "unbound"
-    work.mkdir()
     port = free_port()
-    (work / "unbound.conf").write_text(UNBOUND_CONF.format(
-        port=port, dir=work, ca=material.ca, dot=http_port(node, "dot")))
-    process = subprocess.Popen([binary, "-d", "-c", str(work / "unbound.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    conf = unbound_support.write_config(
+        tmp_path / "unbound", port, server=(f'tls-cert-bundle: "{material.ca}"',),
+        stub=['name: "mesh.test"', f"stub-addr: 127.0.0.1@{http_port(node, 'dot')}#dmp.mesh.test",
+              "stub-tls-upstream: yes"])
+    process = unbound_support.start(conf, stderr=subprocess.PIPE)
     (dot_listener,) = [l for l in node.listeners if l.kind == "dot"]
     (udp_listener,) = [l for l in node.listeners if l.kind == "udp"]
     (tcp_listener,) = [l for l in node.listeners if l.kind == "tcp"]

@@ -10,8 +10,6 @@ NOERROR/NODATA, and the slot must then resolve.
 import dataclasses
 import json
 import pathlib
-import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -19,12 +17,13 @@ import time
 import pytest
 import pytest_twisted
 from dnslib import DNSRecord, QTYPE
-from twisted.internet import defer, reactor, threads
+from twisted.internet import reactor, threads
 
 from dmfdns.config import ListenAddress, load_config
 from dmfdns.node import make_service
 from dmfdns.proto import owners
 
+import unbound_support
 from node_support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
@@ -65,62 +64,21 @@ class SeenQueries:
         return response
 
 
-UNBOUND_CONF = """server:
-    interface: 127.0.0.1
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "{dir}"
-    pidfile: "{dir}/unbound.pid"
-    logfile: "{dir}/unbound.log"
-    use-syslog: no
-    verbosity: 2
-    num-threads: 1
-    so-reuseport: no
-    access-control: 127.0.0.0/8 allow
-    module-config: "iterator"
-    qname-minimisation: yes
-    qname-minimisation-strict: no
-    harden-below-nxdomain: yes
-    do-not-query-localhost: no
-    local-zone: "test." nodefault
-    outgoing-range: 64
-    num-queries-per-thread: 32
-
-remote-control:
-    control-enable: no
-
-stub-zone:
-    name: "{zone}"
-    stub-addr: 127.0.0.1@{node_port}
-"""
 
 
 @pytest.fixture
 def unbound(tmp_path, node):
-    binary = shutil.which("unbound") or "/usr/sbin/unbound"
-    if not pathlib.Path(binary).exists():
-        pytest.fail("unbound is not installed (bash .ci/run installs it)")
-    work = tmp_path / "unbound"
-    work.mkdir()
-    port = free_port()
-    (work / "unbound.conf").write_text(UNBOUND_CONF.format(
-        port=port, dir=work, zone=ZONE, node_port=node.dns_addresses("udp")[0].port))
-    check = subprocess.run(["unbound-checkconf", str(work / "unbound.conf")],
-                           capture_output=True, text=True)
+    work, port = tmp_path / "unbound", free_port()
+    conf = unbound_support.write_config(
+        work, port, server=("verbosity: 2", "qname-minimisation: yes",
+                            "qname-minimisation-strict: no", "harden-below-nxdomain: yes",
+                            "outgoing-range: 64", "num-queries-per-thread: 32"),
+        stub=[f'name: "{ZONE}"', f"stub-addr: 127.0.0.1@{node.dns_addresses('udp')[0].port}"])
+    check = subprocess.run(["unbound-checkconf", str(conf)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    process = subprocess.Popen([binary, "-d", "-c", str(work / "unbound.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = unbound_support.start(conf, stderr=subprocess.PIPE)
     yield port, process, work
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    unbound_support.stop(process)
     process.stderr.close()
 
 
