@@ -9,9 +9,11 @@ as one JSON line, which ``tools/reliability`` turns into the table of docs/relia
 import json
 import os
 import sys
+import dataclasses
 import pathlib
 
 import pytest
+import pytest_twisted
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))   # attacks.py
 
@@ -33,3 +35,20 @@ def figures(request):
             with open(path, "a", encoding="utf-8") as out:
                 out.write(json.dumps({"test": request.node.name, **numbers}) + "\n")
     return record
+
+
+@pytest.fixture
+def node_with(tmp_path):
+    """``node_with(section, **settings)`` → a node started on loopback with those keys of
+    its ``[dns]`` or ``[http]`` section changed; every node is stopped at the end."""
+    from node_support import node_config, start_node
+    nodes = []
+
+    def starter(section: str, **settings):
+        config = node_config(tmp_path, tmp_path / f"data{len(nodes)}")
+        changed = dataclasses.replace(getattr(config, section), **settings)
+        nodes.append(start_node(dataclasses.replace(config, **{section: changed})))
+        return nodes[-1]
+    yield starter
+    for node in nodes:
+        pytest_twisted.blockon(node.stopService())

@@ -8,7 +8,6 @@ with the per-client cap as large as the total, where only the eviction order pro
 legitimate client.
 """
 
-import dataclasses
 import selectors
 import socket
 import threading
@@ -18,7 +17,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import threads
 
-from node_support import http_call, http_port, node_config, start_node
+from node_support import http_call, http_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
 
@@ -96,27 +95,12 @@ def storm_and_probe(port: int) -> tuple[int, int]:
         return probe(port), storm.reconnects
 
 
-@pytest.fixture
-def node_with(tmp_path):
-    nodes = []
-
-    def starter(**http):
-        config = node_config(tmp_path, tmp_path / f"data{len(nodes)}")
-        config = dataclasses.replace(config, http=dataclasses.replace(config.http, **http))
-        node = start_node(config)
-        nodes.append(node)
-        return node
-    yield starter
-    for node in nodes:
-        pytest_twisted.blockon(node.stopService())
-
-
 @pytest.mark.parametrize("per_client", [64, 256])
 @pytest_twisted.inlineCallbacks
 def test_healthz_answers_through_a_storm_of_reconnecting_slow_connections(node_with,
                                                                           per_client,
                                                                           figures):
-    node = node_with(max_connections=256, max_connections_per_client=per_client)
+    node = node_with("http", max_connections=256, max_connections_per_client=per_client)
     answered, reconnects = yield threads.deferToThread(storm_and_probe, http_port(node))
     figures(slow=SLOW, per_client=per_client, probes=PROBES, answered=answered,
             reconnects=reconnects)

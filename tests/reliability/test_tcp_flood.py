@@ -7,7 +7,6 @@ loopback. Each legitimate query opens a new connection, as a stub resolver falli
 a truncated UDP answer does.
 """
 
-import dataclasses
 import shutil
 
 import pytest
@@ -17,7 +16,7 @@ from twisted.internet import threads
 from attacks import flood_and_probe, start_knot
 from conftest import scaled
 
-from node_support import dns_port, free_port, node_config, start_node
+from node_support import dns_port, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
 
@@ -25,25 +24,9 @@ FLOOD = scaled(150, 1000)
 LEGITIMATE = scaled(50, 60)
 
 
-@pytest.fixture
-def node_with(tmp_path):
-    """``node_with(**dns_settings)`` → a started node on loopback; stopped at the end."""
-    nodes = []
-
-    def starter(**dns):
-        config = node_config(tmp_path, tmp_path / f"data{len(nodes)}")
-        config = dataclasses.replace(config, dns=dataclasses.replace(config.dns, **dns))
-        node = start_node(config)
-        nodes.append(node)
-        return node
-    yield starter
-    for node in nodes:
-        pytest_twisted.blockon(node.stopService())
-
-
 @pytest_twisted.inlineCallbacks
 def test_one_client_with_150_idle_connections_is_held_to_its_own_cap(node_with, figures):
-    node = node_with(max_tcp_connections=100, max_tcp_connections_per_client=10)
+    node = node_with("dns", max_tcp_connections=100, max_tcp_connections_per_client=10)
     answered, held = yield threads.deferToThread(flood_and_probe, dns_port(node), FLOOD,
                                                  LEGITIMATE, 0.2)
     figures(flood=FLOOD, answered=answered, probes=LEGITIMATE, flood_held=held)
@@ -55,7 +38,7 @@ def test_one_client_with_150_idle_connections_is_held_to_its_own_cap(node_with, 
 def test_a_full_listener_evicts_idle_connections_for_new_clients(node_with, figures):
     """No per-client cap at all: the flooder fills the listener, and the legitimate client's
     connections still get in by closing the flooder's quiet ones (once past their grace)."""
-    node = node_with(max_tcp_connections=100, max_tcp_connections_per_client=100_000)
+    node = node_with("dns", max_tcp_connections=100, max_tcp_connections_per_client=100_000)
     answered, held = yield threads.deferToThread(flood_and_probe, dns_port(node), FLOOD,
                                                  LEGITIMATE, 1.2)
     figures(flood=FLOOD, answered=answered, probes=LEGITIMATE, flood_held=held)
