@@ -22,14 +22,14 @@ LAYER_RULES = [
     (r"dmfdns\.__init__$", PROTO),
     (r"dmfdns\.proto\..+", PROTO),
     (r"dmfdns\.dns\..+", PURE),
-    (r"dmfdns\.config_values$", PURE),  # pure readers of config values (stdlib + proto)
+    (r"dmfdns\.config_(values|sections)$", PURE),  # config values and sections (stdlib + proto)
     (r"dmfdns\.conn_table$", PURE),  # pure connection admission policy (DNS TCP and HTTP)
     (r"dmfdns\.store\..+", STORE),
     (r"dmfdns\.(http|sync|client|outbound)\..+", ADAPTERS),
     (r"dmfdns\.(twisted_private|tls_listen)$", ADAPTERS),
     (r"dmfdns\.(metrics|stall_probe|group_commit)$", ADAPTERS),
     (r"dmfdns\.commands\..+", COMPOSITION),
-    (r"dmfdns\.(node|node_[a-z]+|config|cli|__main__)$", COMPOSITION),
+    (r"dmfdns\.(node|node_[a-z]+|config|config_files|cli|__main__)$", COMPOSITION),
     (r"dmfdns\.sd_notify$", COMPOSITION),  # the systemd notification protocol (serve)
 ]
 
