@@ -2,7 +2,6 @@
 transaction; each is answered only after it, a write refused alone fails alone, and a
 commit that fails answers every write of its batch with the error."""
 
-import pytest
 from twisted.internet import error, task
 from twisted.python import failure
 

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 
-from dnslib import EDNS0, QTYPE, DNSRecord
+from dnslib import EDNS0, DNSRecord
 
 
 def query(qname: str, qid: int) -> bytes:

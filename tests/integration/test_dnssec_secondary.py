@@ -9,7 +9,6 @@ needs one DS whichever server answers.
 
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
 import time

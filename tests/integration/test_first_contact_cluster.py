@@ -16,7 +16,7 @@ import pytest
 
 from public_node import PublicNode
 from test_public_dnsmesh import User as DnsmeshUser
-from dnsmesh_support import printed_messages, reference_bin
+from dnsmesh_support import reference_bin
 
 pytestmark = pytest.mark.slow     # about 3 minutes: dozens of CLI runs, each deriving keys
 SYNC_TOKEN = "first-contact-sync-token"
@@ -108,7 +108,7 @@ def test_first_contact_between_dmfdns_users_and_with_a_dnsmesh_user(cluster, tmp
     fetch_until(amy, "ben@mesh.test", "--add")
     sent = amy.run("send", "ben@mesh.test", "hello ben, this is amy").stdout
     assert "sent" in sent
-    out = ben.until(lambda o: "hello ben, this is amy" in o, "amy's intro")
+    ben.until(lambda o: "hello ben, this is amy" in o, "amy's intro")
     assert "hello ben, this is amy" in ben.run("intro", "list").stdout   # not the inbox
     ben.run("intro", "accept", "1")
     ben.run("send", "amy@mesh.test", "hello amy, ben here")

@@ -7,7 +7,6 @@ answered 507 and only a bigger map helped.
 """
 
 import dataclasses
-import time
 
 import pytest
 import pytest_twisted

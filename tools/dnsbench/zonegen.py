@@ -73,7 +73,6 @@ def generate(zone: str, names: int, seed: int) -> BenchData:
     rng = random.Random(seed)
     chunks = round(names * SHARE_CHUNK)
     slots = round(names * SHARE_SLOT)
-    identities = names - chunks - slots
     rrsets = {}
     for name in _chunk_names(rng, zone, chunks):
         rrsets[name] = [_value(rng, prefixes.CHUNK, CHUNK_VALUE_CHARS)]
