@@ -27,8 +27,8 @@ from .config_values import (  # noqa: F401
     ConfigError, ListenAddress, parse_duration, parse_size)
 # The sections and the file readers stay importable from here: ``dmfdns.config`` is the API.
 from .config_sections import (  # noqa: F401
-    AUTH_MODES, DNSSEC_ALGORITHMS, SECTIONS, TOP_LEVEL_KEYS, ZONE_KEYS, ClusterConfig,
-    Config, DnsConfig, HttpConfig, NodeConfig, RegistrationConfig, StoreConfig,
+    AUTH_MODES, DNSSEC_ALGORITHMS, DNSSEC_KEY_LAYOUTS, DNSSEC_TIMINGS, SECTIONS,
+    TOP_LEVEL_KEYS, ZONE_KEYS, ClusterConfig, Config, DnsConfig, HttpConfig, NodeConfig, RegistrationConfig, StoreConfig,
     UpdateConfig, ZoneSource, describe)
 from .config_files import (  # noqa: F401
     read_manifest_wire, read_operator_key, read_operator_token, read_sync_token)
@@ -161,7 +161,11 @@ def _zone_dnssec(item: dict, where: str) -> dict:
             item.get("dnssec_validity", "14d"), f"{where} dnssec_validity"),
         "dnssec_refresh": kinds.duration(60, 2**31 - 1)(
             item.get("dnssec_refresh", "1d"), f"{where} dnssec_refresh"),
+        "dnssec_keys": kinds.choice(*DNSSEC_KEY_LAYOUTS)(
+            item.get("dnssec_keys", "csk"), f"{where} dnssec_keys"),
     }
+    for key, default in DNSSEC_TIMINGS.items():
+        values[key] = kinds.duration(0, 2**31 - 1)(item.get(key, default), f"{where} {key}")
     if values["dnssec_refresh"] * 2 > values["dnssec_validity"]:
         raise ConfigError(f"{where}: dnssec_refresh must be at most half of "
                           "dnssec_validity, so every signature is re-made before it expires")

@@ -111,11 +111,23 @@ class ZoneSource:
     dnssec_algorithm: str = "ed25519"   # of a key generated on first start
     dnssec_validity: float = 14 * 86400.0   # RRSIG inception to expiration (seconds)
     dnssec_refresh: float = 86400.0     # signatures are re-made this often
+    dnssec_keys: str = "csk"            # key layout: "csk" or "ksk-zsk" (RFC 6781 3.1)
+    # RFC 7583 rollover timing (dns/key_schedule.py): Dprp, DprpP, TTLds and the margins.
+    dnssec_propagation: float = 300.0
+    dnssec_parent_propagation: float = 3600.0
+    dnssec_ds_ttl: float = 86400.0
+    dnssec_publish_safety: float = 3600.0
+    dnssec_retire_safety: float = 3600.0
 
 
+DNSSEC_TIMINGS = {"dnssec_propagation": "5m", "dnssec_parent_propagation": "1h",
+                  "dnssec_ds_ttl": "1d", "dnssec_publish_safety": "1h",
+                  "dnssec_retire_safety": "1h"}
 ZONE_KEYS = ("file", "transfer_allow", "tsig_key_file", "notify", "dnssec",
-             "dnssec_algorithm", "dnssec_validity", "dnssec_refresh")
+             "dnssec_algorithm", "dnssec_validity", "dnssec_refresh",
+             "dnssec_keys") + tuple(DNSSEC_TIMINGS)
 DNSSEC_ALGORITHMS = ("ed25519", "ecdsap256sha256")
+DNSSEC_KEY_LAYOUTS = ("csk", "ksk-zsk")
 
 
 @dataclass(frozen=True)

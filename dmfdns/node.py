@@ -29,6 +29,7 @@ from twisted.internet import defer, threads
 from .config import Config, ListenAddress
 from .node_cluster import make_cluster
 from .node_dns import add_update, dns_listeners, make_responder
+from .node_dnssec import KEY_TICK, KeySchedule
 from .node_files import NodeFiles, read_node_files
 from .node_http import add_registration, http_listeners, make_http, node_metrics
 from .node_listener import Listener
@@ -100,6 +101,12 @@ class Node(service.MultiService):
         sweep.clock = reactor
         sweep.setName("sweep")
         sweep.setServiceParent(self)
+        # DNSSEC key rollover steps, planned by time or made by a command beside the node.
+        self.key_schedule = KeySchedule(config, files.zones, responder)
+        keys = TimerService(KEY_TICK, lambda: self.key_schedule.tick(reactor.seconds()))
+        keys.clock = reactor
+        keys.setName("dnssec-keys")
+        keys.setServiceParent(self)
         http.readiness.require("store", lambda: self.readiness()["store"])
         http.readiness.require("listeners", lambda: self.readiness()["listeners"])
         if workers is not None:

@@ -54,7 +54,8 @@ def make_responder(config: Config, reactor, zones, store, transfers=None, *,
     return Responder(list(zones), store, responder_settings(config, secret), counters,
                      policies=policies, on_error=FailureLog(reactor, dns_log).failure,
                      transfers=transfers,
-                     signers=zone_signers(config, zones, create=create_keys))
+                     signers=zone_signers(config, zones, reactor.seconds(),
+                                          create=create_keys))
 
 
 def dns_listeners(config: Config, reactor, responder: Responder, *, addresses=None,

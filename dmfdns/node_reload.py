@@ -104,13 +104,14 @@ def _apply(node, config: Config, files) -> list[str]:
         cache_entries=responder.settings.cache_entries,
         cache_bytes=responder.settings.cache_bytes)
     try:        # keys added since (dmfdns dnssec keygen) or zones newly signed
-        signers = zone_signers(config, files.zones)
+        signers = zone_signers(config, files.zones, node.reactor.seconds())
     except NodeError as exc:
         raise ValueError(str(exc)) from None
     responder.reconfigure(list(files.zones), settings, signers)
     applied = _zone_changes(old_files.zones, files.zones)
     applied += _setting_changes(old_config, config)
     node.writes.zones = files.origins
+    node.key_schedule.config, node.key_schedule.zones = config, list(files.zones)
     if responder.update is not None:
         responder.update.zones = {zone.origin: zone for zone in files.zones}
     transfers = getattr(responder, "transfers", None)

@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from .config import Config, ConfigError, ListenAddress
 from .dns.counters import DnsCounters
 from .node_dns import dns_listeners, make_responder
+from .node_dnssec import KEY_TICK, KeySchedule
 from .node_files import load_zones
 from .node_store import open_store
 
@@ -231,10 +232,15 @@ def run_worker(config: Config, reactor, addresses: list[ListenAddress]) -> list:
     reporter = task.LoopingCall(report)
     reporter.clock = reactor
     reporter.start(SNAPSHOT_INTERVAL, now=True)
+    schedule = KeySchedule(config, zones, responder)    # rollover steps, as the main's
+    keys = task.LoopingCall(lambda: schedule.tick(reactor.seconds()))
+    keys.clock = reactor
+    keys.start(KEY_TICK, now=False)
 
     def stop():
-        if reporter.running:
-            reporter.stop()
+        for loop in (reporter, keys):
+            if loop.running:
+                loop.stop()
         stopped = [defer.maybeDeferred(listener.stopService) for listener in listeners]
         return defer.DeferredList(stopped).addBoth(lambda _: store.close())
 

@@ -19,9 +19,22 @@ ECDSAP256SHA256, ED25519 = 13, 15          # RFC 8624 section 3.1 algorithm numb
 ALGORITHMS = {"ed25519": ED25519, "ecdsap256sha256": ECDSAP256SHA256}
 FLAG_ZONE, FLAG_SEP = 0x0100, 0x0001       # RFC 4034 section 2.1.1
 CSK_FLAGS = FLAG_ZONE | FLAG_SEP            # 257: one key signs everything (RFC 6781 3.1)
+ZSK_FLAGS = FLAG_ZONE                       # 256: a zone-signing key, no DS at the parent
+CSK, KSK, ZSK = "csk", "ksk", "zsk"          # the roles a zone key plays (RFC 6781 3.1)
+ROLE_FLAGS = {CSK: CSK_FLAGS, KSK: CSK_FLAGS, ZSK: ZSK_FLAGS}
 DIGEST_SHA256 = 2                           # RFC 4509
 IN = 1
 RRSIG, NSEC, DNSKEY, DS, CDS, CDNSKEY, NXNAME = 46, 47, 48, 43, 59, 60, 128
+KEY_SET_TYPES = frozenset((DNSKEY, CDS, CDNSKEY))   # the RRsets a KSK signs
+
+
+def role_signs(role: str, rtype: int) -> bool:
+    """Whether a key in ``role`` signs RRsets of ``rtype``: a CSK signs every RRset, a KSK
+    only the apex key sets (DNSKEY, and CDS/CDNSKEY, which a parent checks against its DS:
+    RFC 7344 section 4.1), a ZSK everything else (RFC 6781 section 3.1; RFC 4035 2.2)."""
+    if role == CSK:
+        return True
+    return (rtype in KEY_SET_TYPES) == (role == KSK)
 
 
 class DnssecKeyError(ValueError):
@@ -29,9 +42,11 @@ class DnssecKeyError(ValueError):
 
 
 class ZoneKey:
-    """One private signing key with its DNSKEY flags."""
+    """One private signing key with its role (CSK, KSK or ZSK) and DNSKEY flags."""
 
-    def __init__(self, private_key, flags: int = CSK_FLAGS):
+    def __init__(self, private_key, role: str = CSK):
+        if role not in ROLE_FLAGS:
+            raise DnssecKeyError(f"a zone key is a csk, ksk or zsk, not {role!r}")
         if isinstance(private_key, ed25519.Ed25519PrivateKey):
             self.algorithm = ED25519
         elif (isinstance(private_key, ec.EllipticCurvePrivateKey)
@@ -40,26 +55,35 @@ class ZoneKey:
         else:
             raise DnssecKeyError("only Ed25519 and ECDSA P-256 keys can sign")
         self._key = private_key
-        self.flags = flags
+        self.role = role
+        self.flags = flags = ROLE_FLAGS[role]
         self.public = public_key_bytes(private_key.public_key())
         self.dnskey = dnskey_rdata(flags, self.algorithm, self.public)
         self.tag = key_tag(self.dnskey)
 
     @classmethod
-    def generate(cls, algorithm: int = ED25519, flags: int = CSK_FLAGS) -> "ZoneKey":
+    def generate(cls, algorithm: int = ED25519, role: str = CSK) -> "ZoneKey":
         if algorithm == ED25519:
-            return cls(ed25519.Ed25519PrivateKey.generate(), flags)
+            return cls(ed25519.Ed25519PrivateKey.generate(), role)
         if algorithm == ECDSAP256SHA256:
-            return cls(ec.generate_private_key(ec.SECP256R1()), flags)
+            return cls(ec.generate_private_key(ec.SECP256R1()), role)
         raise DnssecKeyError(f"unsupported DNSSEC algorithm {algorithm}")
 
     @classmethod
-    def from_pem(cls, data: bytes, flags: int = CSK_FLAGS) -> "ZoneKey":
+    def from_pem(cls, data: bytes, role: str = CSK) -> "ZoneKey":
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError) as error:
             raise DnssecKeyError(f"not a PEM private key: {error}") from None
-        return cls(key, flags)
+        return cls(key, role)
+
+    @property
+    def sep(self) -> bool:
+        """A key the parent's DS points to (KSK or CSK)."""
+        return self.role != ZSK
+
+    def signs(self, rtype: int) -> bool:
+        return role_signs(self.role, rtype)
 
     def to_pem(self) -> bytes:
         return self._key.private_bytes(serialization.Encoding.PEM,

@@ -116,6 +116,13 @@ class Responder:
             self.signers = previous
             raise
 
+    def set_signer(self, origin: str, signer) -> None:
+        """Sign the zone ``origin`` (already signed) with ``signer`` from the next query on
+        (a key rollover step); signed answers are not in the answer cache."""
+        if origin not in self.signers:
+            raise ValueError(f"{origin} is not a signed zone")
+        self.signers[origin] = signer
+
     def _serve(self, zones, settings: ResponderSettings) -> None:
         origins = [zone.origin for zone in zones]
         if len(set(origins)) != len(origins):

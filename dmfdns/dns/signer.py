@@ -49,22 +49,37 @@ class SigningSettings:
 
 
 class ZoneSigner:
-    """Signs answers of the zone at ``apex`` (wire labels) with ``keys`` (``ZoneKey``;
-    every key signs every RRset, so one CSK or a key during a rollover double-signs)."""
+    """Signs answers of the zone at ``apex`` (wire labels) with ``keys`` (``ZoneKey``): each
+    RRset by every key whose role signs its type (``dnssec.role_signs``: a CSK everything,
+    a KSK the DNSKEY/CDS/CDNSKEY sets, a ZSK the rest). ``published`` are the keys in the
+    DNSKEY RRset (default: ``keys``; during a rollover also keys not or no longer
+    signing), ``cds`` the keys listed in CDS/CDNSKEY (default: the SEP keys published)."""
 
-    def __init__(self, apex, keys, settings: SigningSettings = SigningSettings()):
-        if not keys:
-            raise ValueError("a signed zone needs at least one key")
+    def __init__(self, apex, keys, settings: SigningSettings = SigningSettings(), *,
+                 published=None, cds=None):
+        keys = tuple(keys)
+        if not any(key.signs(DNSKEY) for key in keys) or not any(
+                key.signs(SOA) for key in keys):
+            raise ValueError("a signed zone needs a key signing DNSKEY and one signing "
+                             "its other RRsets (a CSK, or a KSK and a ZSK)")
         self.apex = tuple(label.lower() for label in apex)
-        self.keys = tuple(keys)
+        self.keys = keys
+        self.published = tuple(published) if published is not None else keys
         self.settings = settings
-        self.dnskey = tuple(key.dnskey for key in self.keys)
-        sep = [key for key in self.keys if key.flags & dnssec.FLAG_SEP]
+        self.dnskey = tuple(key.dnskey for key in self.published)
+        sep = (tuple(cds) if cds is not None
+               else tuple(key for key in self.published if key.sep))
         self.cds = tuple(dnssec.ds_rdata(self.apex, key) for key in sep)
         self.cdnskey = tuple(key.dnskey for key in sep)
         self._cache = OrderedDict()
         self.signatures_made = 0
         self.cache_hits = 0
+
+    def state(self) -> tuple:
+        """What answers depend on: the tags signing, published and in CDS (a key
+        schedule swaps the signer only when this changes)."""
+        return (sorted(key.dnskey for key in self.keys), sorted(self.dnskey),
+                sorted(self.cds))
 
     @property
     def cached_signatures(self) -> int:
@@ -81,12 +96,14 @@ class ZoneSigner:
         return inception, inception + settings.validity
 
     def rrsigs(self, owner, rtype: int, ttl: int, rdatas, now: float) -> list[bytes]:
-        """RRSIG RDATAs (one per key) over the RRset ``owner``/``rtype`` with Original TTL
+        """RRSIG RDATAs (one per key whose role signs ``rtype``) over the RRset ``owner``/``rtype`` with Original TTL
         ``ttl`` and canonical ``rdatas``."""
         inception, expiration = self.window(now)
         rrset = dnssec.canonical_rrset(owner, rtype, ttl, rdatas)
         out = []
         for key in self.keys:
+            if not key.signs(rtype):
+                continue
             head = dnssec.rrsig_head(rtype, owner, ttl, inception, expiration, key,
                                      self.apex)
             out.append(head + self._signature(key, head + rrset))

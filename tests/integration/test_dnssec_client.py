@@ -20,7 +20,6 @@ from dmfdns.client import identity_ops, network, receive, send
 from dmfdns.client.state import NodeEndpoint
 from dmfdns.config import parse_config
 from dmfdns.node_dnssec import load_keys, presentation
-from dmfdns.dns.signer import ZoneSigner
 
 from client_fakes import make_user
 import unbound_support
@@ -73,7 +72,7 @@ dnssec = true
 def validating_unbound(tmp_path, signed_node):
     node, config = signed_node
     keys = load_keys(config.node.data_dir, "mesh.test")
-    ds = presentation("mesh.test", ZoneSigner((b"mesh", b"test"), keys), 3600)[0]
+    ds = presentation("mesh.test", keys, 3600)[0]
     port = free_port()
     conf = unbound_support.write_config(
         tmp_path / "unbound", port, modules="validator iterator",

@@ -87,8 +87,9 @@ def put(http_port: int, name: str, value: str) -> None:
         assert response.status == 201
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
+@pytest.fixture(scope="module", params=["csk", "ksk-zsk"])
+def node(tmp_path_factory, request):
+    """A signed node with one CSK, or a KSK (DNSKEY, CDS, CDNSKEY) and a ZSK (the rest)."""
     work = tmp_path_factory.mktemp("signed-node")
     dns_port, http_port = free_port(), free_port()
     config = work / "node.toml"
@@ -103,6 +104,7 @@ listen = ["127.0.0.1:{http_port}"]
 [[zones]]
 file = "{ZONE_FILE}"
 dnssec = true
+dnssec_keys = "{request.param}"
 """)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen(DMFDNS + ["serve", "--config", str(config)], cwd=work,
@@ -211,7 +213,7 @@ def test_empty_non_terminal_and_its_child(resolvers):
     assert_secure(ask(resolvers[0], "leaf.ent.mesh.test"))
 
 
-@pytest.mark.parametrize("rtype", ["SOA", "NS", "DNSKEY"])
+@pytest.mark.parametrize("rtype", ["SOA", "NS", "DNSKEY", "CDS", "CDNSKEY"])
 def test_apex_is_authenticated(resolvers, rtype):
     response = ask(resolvers[0], "mesh.test", rtype)
     assert_secure(response)
