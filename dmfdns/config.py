@@ -28,8 +28,8 @@ from .config_values import (  # noqa: F401
 # The sections and the file readers stay importable from here: ``dmfdns.config`` is the API.
 from .config_sections import (  # noqa: F401
     AUTH_MODES, DNSSEC_ALGORITHMS, DNSSEC_KEY_LAYOUTS, DNSSEC_TIMINGS, SECTIONS,
-    TOP_LEVEL_KEYS, ZONE_KEYS, ClusterConfig, Config, DnsConfig, HttpConfig, NodeConfig, RegistrationConfig, StoreConfig,
-    UpdateConfig, ZoneSource, describe)
+    TOP_LEVEL_KEYS, ZONE_KEYS, ClusterConfig, Config, DnsConfig, HttpConfig, NodeConfig,
+    RegistrationConfig, StoreConfig, UpdateConfig, ZoneSource, describe)
 from .config_files import (  # noqa: F401
     read_manifest_wire, read_operator_key, read_operator_token, read_sync_token)
 
