@@ -24,6 +24,9 @@ class NodeConfig:
         pathlib.Path("dmfdns-data"), kinds.path,
         "directory of the LMDB environment and the node lock (relative: to the working "
         "directory)")
+    stall_log: float = setting(
+        0.0, kinds.duration(0, 60),
+        "log the reactor thread's stack when it is held longer than this (0 = off)")
 
 
 @dataclass(frozen=True)

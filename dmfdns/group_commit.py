@@ -14,8 +14,16 @@ write changed. A commit that fails for want of room (StoreFull) fails every Defe
 batch that adds, and none is acknowledged; its deletes are committed again on their own,
 since a store keeps room for writes that only remove (a full store must drain). Any other
 StoreError of a batch of several is retried write by write, so a write the store refuses
-fails alone and the others are still applied. The commit runs on the reactor thread: LMDB
-has one writer, and the batch bounds keep it short.
+fails alone and the others are still applied.
+
+Commits run in the commit runner (the reactor's thread pool in a node), off the reactor
+thread: a durable commit waits for the disk, for seconds when the kernel is writing back
+gigabytes, and the reactor must answer DNS meanwhile. The store's write lock keeps one
+writer at a time. The node's other writes — a pulled batch (``sync.anti_entropy``), a
+sweep (``node_store.Sweeper``), a sync cursor — go through ``call``, the same runner, so
+nothing on the reactor thread waits on the disk. The one exception is a batch of removals
+only (an HTTP delete): it may use the store's drain reserve, which resizes the map and so
+must not run beside the reactor's reads, and it commits on the reactor thread.
 """
 
 from dataclasses import dataclass
@@ -58,6 +66,15 @@ class GroupCommitter:
         self.writes = 0
         self.failed_commits = 0
         self.largest = 0
+
+    def call(self, fn, *args, **kwargs) -> defer.Deferred:
+        """Run ``fn(*args, **kwargs)``, a store write that is not an admitted record write
+        (a pulled batch, a sweep, a meta value), where commits run: in the commit runner,
+        or inline without one. The Deferred fires with its result or fails with its
+        error."""
+        if self._run is None:
+            return defer.maybeDeferred(fn, *args, **kwargs)
+        return self._run(fn, *args, **kwargs)
 
     def submit(self, write) -> defer.Deferred:
         """Queue ``write``; the Deferred fires with its result once durable, or fails

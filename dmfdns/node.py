@@ -43,6 +43,7 @@ from .node_xfr import journal_limit, make_notifier, make_transfers
 from .node_workers import WorkerPool, check_workers
 from .group_commit import CommitLimits, GroupCommitter
 from .stall_probe import StallProbe
+from .stall_trace import StallTrace
 from .store.credentials import CredentialError, Credentials, import_token_file
 from .store.writes import WriteService
 
@@ -53,7 +54,8 @@ class Node(service.MultiService):
     ``zones``, ``responder``, ``dns_counters`` (the responder's), ``writes`` (the one
     ``WriteService`` every write path goes through), ``committer`` (its group commit),
     ``credentials`` (tokens and TSIG keys), ``listeners`` (DNS, HTTP, then TLS),
-    ``sweeper``, ``stall_probe``, ``metrics``, ``http`` (the site, a ``NodeHttp``),
+    ``sweeper``, ``stall_probe`` (and ``stall_trace`` with ``[node] stall_log``),
+    ``metrics``, ``http`` (the site, a ``NodeHttp``),
     ``cluster`` (the ``ClusterSync``), ``transfers`` (the zone transfers,
     ``dns.xfr.Transfers``, or None) and ``notifier`` (NOTIFY, or None).
 
@@ -80,6 +82,9 @@ class Node(service.MultiService):
         self.credentials = credentials
         self.sweeper = sweeper
         self.stall_probe = stall_probe
+        threshold = config.node.stall_log
+        self.stall_trace = (StallTrace(stall_probe, reactor.seconds, threshold)
+                            if threshold > 0 else None)
         self.metrics = metrics
         self.http = http
         self.cluster = cluster
@@ -137,6 +142,8 @@ class Node(service.MultiService):
     def startService(self):
         self.started_at = self.reactor.seconds()
         self.stall_probe.start()
+        if self.stall_trace is not None:
+            self.stall_trace.start()
         try:
             super().startService()
         except BaseException:
@@ -145,16 +152,22 @@ class Node(service.MultiService):
                 if listener.port is not None:
                     listener.stopService()
             self.running = 0
-            self.stall_probe.stop()
+            self._stop_probes()
             raise
 
     @defer.inlineCallbacks
     def stopService(self):
-        self.sweeper.stop()
-        self.stall_probe.stop()
+        sweeping = self.sweeper.stop()
+        self._stop_probes()
         yield super().stopService()
+        yield sweeping
         yield self.committer.stop()   # what was admitted is committed before the store closes
         self.close()
+
+    def _stop_probes(self) -> None:
+        self.stall_probe.stop()
+        if self.stall_trace is not None:
+            self.stall_trace.stop()
 
     def close(self) -> None:
         """Close what the build opened, in reverse order: the peer transport, the store,
@@ -188,7 +201,8 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     transfers = make_transfers(config, files.zones, files.transfers, store)
     responder = make_responder(config, reactor, files.zones, store, transfers)
     listeners = dns_listeners(config, reactor, responder)
-    sweeper = Sweeper(store, reactor, config.store.sweep_batch)
+    run_write = commit_runner(reactor)
+    sweeper = Sweeper(store, reactor, config.store.sweep_batch, run=run_write)
     stall_probe = StallProbe(reactor)
     workers = WorkerPool(config, reactor, listeners) if config.dns.workers > 1 else None
     metrics = node_metrics(store, responder.counters, listeners, sweeper, stall_probe,
@@ -199,7 +213,7 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
                           observe=metrics.observe_write)
     committer = GroupCommitter(writes.commit, reactor, CommitLimits(
         max_records=config.store.commit_max_records, max_delay=config.store.commit_delay),
-        run=commit_runner(reactor))
+        run=run_write)
     metrics.watch_commits(committer)
     notifier = make_notifier(reactor, store, files.zones, files.transfers)
     metrics.watch_transfers(transfers.counters if transfers else TransferCounters(),
@@ -216,7 +230,8 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     listeners += http_listeners(config, reactor, http)
     listeners += tls_listeners(config, reactor, responder, http.site, files.tls)
     cluster = make_cluster(config, reactor, store, files, metrics=metrics, http=http,
-                           writes=writes, transport=peer_transport)
+                           writes=writes, run_write=committer.call,
+                           transport=peer_transport)
     owned.callback(_close_transport, cluster.transport)
     node = Node(config, reactor, files=files, lock=lock, store=store, responder=responder,
                 workers=workers,
@@ -229,9 +244,9 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
 
 
 def commit_runner(reactor):
-    """Group commits run in the reactor's thread pool, off the reactor thread (a durable
-    commit waits for the disk); None on a reactor without one (a test's memory reactor),
-    where they run inline."""
+    """Commits (group commits, pulled batches, sweeps, sync cursors) run in the reactor's
+    thread pool, off the reactor thread (a durable commit waits for the disk); None on a
+    reactor without one (a test's memory reactor), where they run inline."""
     pool = getattr(reactor, "getThreadPool", None)
     if pool is None:
         return None

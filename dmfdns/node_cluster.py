@@ -44,12 +44,15 @@ def _heartbeat(config: Config, files: NodeFiles) -> HeartbeatSettings | None:
 
 
 def make_cluster(config: Config, reactor, store, files: NodeFiles, *, metrics: NodeMetrics,
-                 http: NodeHttp, writes: WriteService, transport=None) -> ClusterSync:
-    """The cluster sync over ``store``, admitting what it pulls through ``writes``, its
-    endpoints mounted on ``http`` and its metrics in ``metrics``; ``transport`` (default:
-    real HTTP to the peers) carries its calls to peers."""
+                 http: NodeHttp, writes: WriteService, run_write=None,
+                 transport=None) -> ClusterSync:
+    """The cluster sync over ``store``, admitting what it pulls through ``writes`` and
+    committing it through ``run_write`` (the group commit's ``call``), its endpoints
+    mounted on ``http`` and its metrics in ``metrics``; ``transport`` (default: real HTTP
+    to the peers) carries its calls to peers."""
     settings = cluster_settings(config, files)
-    cluster = ClusterSync(store, reactor, settings, transport=transport, writes=writes)
+    cluster = ClusterSync(store, reactor, settings, transport=transport, writes=writes,
+                          run_write=run_write)
     SyncApi(store=store, token=settings.sync_token,
             limiter=TokenBucketLimiter(config.http.rate_limit, config.http.rate_burst,
                                        reactor.seconds),

@@ -4,7 +4,9 @@ and the admin commands)."""
 
 import os
 
+from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .config import Config
 from .store.api import StoreError, StoreFull
@@ -50,22 +52,49 @@ def cookie_secret(store) -> bytes:
 class Sweeper:
     """Removes expired values in bounded batches: one batch per tick, and while a batch
     comes back full the next one follows on the next reactor turn (never a loop that holds
-    the reactor). A failing batch is logged and counted; the loop goes on. A batch refused
-    because even the store's reserve for removals is too small is retried at once with half
-    as many records, down to one; a success restores the full batch."""
+    the reactor). A failing batch is logged and counted; the loop goes on.
 
-    def __init__(self, store, clock, batch: int):
+    A batch commits through ``run`` (``node.commit_runner``: where the node's commits run,
+    off the reactor thread; None: inline), as a plain write. Only when the map is full does
+    it commit on the reactor thread with the store's reserve for removals (a drain resizes
+    the map, which must not happen beside the reactor's reads); a batch refused even then is
+    retried at once with half as many records, down to one; a success restores the full
+    batch."""
+
+    def __init__(self, store, clock, batch: int, run=None):
         self.store = store
         self.clock = clock
         self.batch = batch
+        self._run = run
         self._batch_now = batch
         self.removed = 0
         self.failures = 0
         self._follow_up = None
+        self._sweeping = None          # the Deferred of a batch committing off the reactor
 
     def tick(self) -> None:
         self._follow_up = None
+        if self._sweeping is not None:
+            return
         batch = self._batch_now
+        if self._run is not None and batch == self.batch:
+            self._sweeping = self._run(self.store.sweep, self.clock.seconds(), batch,
+                                       drain=False)
+            self._sweeping.addBoth(self._swept_apart, batch)
+            return
+        self._drain(batch)
+
+    def _swept_apart(self, outcome, batch: int) -> None:
+        self._sweeping = None
+        if not isinstance(outcome, Failure):
+            self._swept(outcome, batch)
+        elif outcome.check(StoreFull):
+            self._drain(batch)          # the map is full: use the reserve, here
+        else:
+            self.failures += 1
+            store_log.failure("sweep failed; retrying at the next tick", outcome)
+
+    def _drain(self, batch: int) -> None:
         try:
             removed = self.store.sweep(self.clock.seconds(), batch)
         except StoreFull as full:
@@ -80,12 +109,21 @@ class Sweeper:
             self.failures += 1
             store_log.failure("sweep failed; retrying at the next tick")
             return
+        self._swept(removed, batch)
+
+    def _swept(self, removed: int, batch: int) -> None:
         self._batch_now = self.batch
         self.removed += removed
         if removed >= batch:
             self._follow_up = self.clock.callLater(0, self.tick)
 
-    def stop(self) -> None:
+    def stop(self) -> defer.Deferred:
+        """Stop sweeping; fires once no batch is committing any more."""
         if self._follow_up is not None and self._follow_up.active():
             self._follow_up.cancel()
         self._follow_up = None
+        if self._sweeping is None:
+            return defer.succeed(None)
+        done = defer.Deferred()
+        self._sweeping.addBoth(lambda result: (done.callback(None), result)[1])
+        return done

@@ -38,6 +38,11 @@ class StallProbe:
             self._call.cancel()
         self._call = None
 
+    @property
+    def due(self) -> float | None:
+        """When the timer should fire next (the clock's seconds), None when stopped."""
+        return self._due if self._call is not None else None
+
     def take_recent_max(self) -> float:
         """The largest lateness since the previous call (then starts over)."""
         recent, self.recent_max = self.recent_max, 0.0

@@ -14,7 +14,7 @@ from dmfdns.store.api import Cursor
 from dmfdns.store.lmdb_store import LmdbStore
 from dmfdns.sync.anti_entropy import Budget, CURSOR_META
 from sync_harness import (BASE, NOW, TOKEN, ClusterReactor, SiteTransport, SyncNode,
-                          json_response, make_cluster, run, sign_manifest, url_of)
+                          json_response, make_cluster, run, settle, sign_manifest, url_of)
 
 
 def start(nodes):
@@ -255,6 +255,7 @@ def test_a_peer_that_never_answers_does_not_hold_up_the_others(tmp_path):
     n2.put("a.mesh.test", "v")
     clock.advance(2)
     first = n1.cluster.tick()
+    settle(clock)
     assert ("a.mesh.test", "v") in n1.records()
     clock.advance(60)                      # the slow peer's share times out
     assert first.called
@@ -262,6 +263,7 @@ def test_a_peer_that_never_answers_does_not_hold_up_the_others(tmp_path):
     n2.put("b.mesh.test", "v")
     clock.advance(2)
     n1.cluster.tick()
+    settle(clock)
     assert ("b.mesh.test", "v") in n1.records()
 
 
@@ -350,12 +352,14 @@ def test_catch_up_is_pipelined_next_page_asked_and_four_pulls_in_flight(tmp_path
     transport.handlers[host] = slow_pulls
     clock.advance(2.0)
     done = n2.cluster.anti_entropy.tick()
+    settle(clock)
     # Page 1 (2,000 names: 8 pulls) is being pulled, four at a time, and page 2 was already
     # asked for.
     assert asked.count("/v1/sync/digest") == 2 and len(held) == 4
     while held:
         later, answer = held.pop(0)
         answer.addCallback(later.callback)
+        settle(clock)
         assert len(held) <= 4
     assert done.called
     assert asked.count("/v1/sync/pull") == 20 and n2.records() == n1.records()

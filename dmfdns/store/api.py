@@ -138,8 +138,9 @@ class RecordStore(Protocol):
         """True if some name strictly below ``name`` holds a live value (empty
         non-terminal, RFC 8020)."""
 
-    def sweep(self, now: float, limit: int) -> int:
-        """Remove up to ``limit`` expired values and tombstones; the number removed."""
+    def sweep(self, now: float, limit: int, *, drain: bool = True) -> int:
+        """Remove up to ``limit`` expired values and tombstones; the number removed.
+        ``drain``: the write may use the room a size-capped store keeps for removals."""
 
     def generation(self) -> int:
         """A counter that grows with every committed change (drives SOA serials and the DNS

@@ -184,11 +184,13 @@ class TableStore:
             batch.finish()
         return ApplyResult(changed, tuple(rejected))
 
-    def sweep(self, now: float, limit: int) -> int:
+    def sweep(self, now: float, limit: int, *, drain: bool = True) -> int:
+        """``drain`` lets the sweep use the room kept for removals (``_writing``); a sweep
+        committed in a thread beside the reactor's reads passes False (StoreFull then)."""
         now_ms = inputs.now_ms(now)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise StoreError(f"invalid sweep limit: {limit!r}")
-        with self._write(drain=True) as tables:
+        with self._write(drain=drain) as tables:
             batch = self._batch(tables, now_ms)
             removed = batch.sweep(limit)
             batch.finish()

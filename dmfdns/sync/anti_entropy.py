@@ -9,6 +9,13 @@ transaction per batch; move the cursor past the page and persist it in the store
 It is pipelined: the next digest page is asked for while this page's pulls run, and up to
 ``PULLS_IN_FLIGHT`` pulls are in flight at once, so both nodes keep working.
 
+Nothing here holds the reactor (DNS is answered on the same thread): the diff of a page
+against the store and the admission of a pulled batch (each identity an Ed25519
+verification) run in slices of at most ``SLICE_SECONDS``, giving the reactor a turn
+between them, and every store write (a batch's merge, the cursor) goes through
+``run_write``, where the node's commits run: off the reactor thread, since a durable commit
+waits on the disk.
+
 What the reference does differently, and why this does not:
 
 * the cursor is a position in the *peer's* change log, persisted per peer, so a restart
@@ -29,10 +36,11 @@ user's identity and prekeys together still verifies the prekeys.
 
 import hashlib
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from ..proto import admission
@@ -48,6 +56,7 @@ LISTING_PAGE = 1000
 MAX_BUCKETS_PER_CHECK = 32
 RECHECK_AFTER_MISMATCH = 3.0
 PULLS_IN_FLIGHT = 4       # pull requests one peer has in flight at once
+SLICE_SECONDS = 0.010     # the most one slice of diffing or admission holds the reactor
 log = Logger(namespace="dmfdns.sync")
 
 
@@ -98,13 +107,18 @@ class AntiEntropy:
     """Sync with a set of peers. ``client_for(peer)`` gives a ``PeerClient``; ``writes`` is
     the node's write service (``dmfdns.store.writes``), through which every pulled value
     is admitted and applied; ``index`` is the node's ``FullSetIndex`` (None: no full-set
-    comparison)."""
+    comparison). ``run_write(fn, *args)`` runs a store write where the node's commits run
+    and returns a Deferred (``GroupCommitter.call``; default: inline). ``timer`` (seconds,
+    monotonic) measures a slice."""
 
     def __init__(self, store, clock, *, client_for: Callable, writes: WriteService,
                  budget: Budget = Budget(), index=None, fullset_interval: float = 60.0,
-                 deadline_slack: float = 10.0):
+                 deadline_slack: float = 10.0, run_write=None, timer=time.perf_counter):
         self.store = store
         self.clock = clock
+        self.run_write = run_write or defer.maybeDeferred
+        self._timer = timer
+        self._slice_end = 0.0
         self.client_for = client_for
         self.writes = writes
         self.budget = budget
@@ -149,9 +163,15 @@ class AntiEntropy:
         cursor = parse_cursor(raw.decode("utf-8", "replace")) if raw else None
         return cursor or Cursor()
 
-    def _save_cursor(self, state: PeerState) -> None:
-        self.store.meta_set(CURSOR_META + state.peer.peer_id,
-                            format_cursor(state.cursor).encode("utf-8"))
+    def _save_cursor(self, state: PeerState) -> defer.Deferred:
+        return self.run_write(self.store.meta_set, CURSOR_META + state.peer.peer_id,
+                              format_cursor(state.cursor).encode("utf-8"))
+
+    async def _turn(self) -> None:
+        """Give the reactor a turn once the current slice has run its time."""
+        if self._timer() >= self._slice_end:
+            await task.deferLater(self.clock, 0, lambda: None)
+            self._slice_end = self._timer() + SLICE_SECONDS
 
     # --- the tick ---------------------------------------------------------------------------
 
@@ -215,7 +235,7 @@ class AntiEntropy:
             state.pages += 1
             for reason in page.rejected:
                 state.count(state.rejected, reason)
-            wanted = self._wanted(page.entries, _ms(now))
+            wanted = await self._wanted(page.entries, _ms(now))
             following = self._past(state.cursor, page, extended)
             more = (page.has_more and following is not None
                     and pages < self.budget.max_pages
@@ -228,7 +248,7 @@ class AntiEntropy:
             except BaseException:
                 _abandon(asked)
                 raise
-            moved = self._advance(state, page, extended)
+            moved = await self._advance(state, page, extended)
             state.caught_up = not page.has_more
             state.lag_seconds = 0.0 if state.caught_up else max(
                 0.0, now - state.cursor.ts_ms / 1000)
@@ -249,19 +269,20 @@ class AntiEntropy:
             return None
         return max(candidates)
 
-    def _advance(self, state: PeerState, page, extended: bool) -> bool:
+    async def _advance(self, state: PeerState, page, extended: bool) -> bool:
         """Move the cursor past the page (past a refused entry too: never a stall)."""
         following = self._past(state.cursor, page, extended)
         if following is None:
             return False
         state.cursor = following
-        self._save_cursor(state)
+        await self._save_cursor(state)
         return True
 
-    def _wanted(self, entries, now_ms: int) -> list:
-        """The entries that tell us something new, one per (name, hash)."""
+    async def _wanted(self, entries, now_ms: int) -> list:
+        """The entries that tell us something new, one per (name, hash); in slices."""
         wanted, seen, local = [], set(), {}
         for entry in entries:
+            await self._turn()
             key = (entry.name, entry.value_hash)
             if key in seen:
                 continue
@@ -309,6 +330,7 @@ class AntiEntropy:
         changes, got = [], set()
         admission_batch = self.writes.remote_batch()
         for record in _prekeys_last(records):
+            await self._turn()
             change = self._checked(state, record, batch, advertised, got, extended, now,
                                    admission_batch)
             if change is not None:
@@ -317,7 +339,7 @@ class AntiEntropy:
         if missing:
             state.count(state.rejected, wire.MISSING, missing)
         if changes:
-            result = admission_batch.apply(changes, now)
+            result = await self.run_write(admission_batch.apply, changes, now)
             for _ in result.rejected:
                 state.count(state.rejected, wire.STORE)
             state.applied += result.changed
@@ -400,7 +422,7 @@ class AntiEntropy:
             entries, rejected = wire.parse_listing(listing, now_ms)
             for reason in rejected:
                 state.count(state.rejected, reason)
-            await self._pull(client, state, self._wanted(entries, now_ms), True)
+            await self._pull(client, state, await self._wanted(entries, now_ms), True)
             if listing.get("has_more") is not True or not entries:
                 return
             after = (entries[-1].name, entries[-1].value_hash)

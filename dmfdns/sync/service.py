@@ -62,10 +62,12 @@ class ClusterSettings:
 
 class ClusterSync(service.MultiService):
     """Attributes others read: ``keeper`` (None without a pinned key and base),
-    ``anti_entropy``, ``index``, ``heartbeat`` (None when off), ``settings``."""
+    ``anti_entropy``, ``index``, ``heartbeat`` (None when off), ``settings``.
+    ``run_write`` runs anti-entropy's store writes where the node's commits run
+    (``GroupCommitter.call``; None: inline)."""
 
     def __init__(self, store, clock, settings: ClusterSettings, *, transport=None,
-                 writes: WriteService | None = None):
+                 writes: WriteService | None = None, run_write=None):
         super().__init__()
         self.setName("cluster")
         self.store = store
@@ -87,7 +89,7 @@ class ClusterSync(service.MultiService):
         self.anti_entropy = AntiEntropy(
             store, clock, client_for=self._client, writes=writes, budget=settings.budget,
             index=self.index, fullset_interval=settings.fullset_interval,
-            deadline_slack=2 * settings.peer_timeout)
+            deadline_slack=2 * settings.peer_timeout, run_write=run_write)
         self.gossip_errors = 0
         self.tick_failures = 0
         self.syncing = bool(settings.sync_token)

@@ -1,6 +1,7 @@
 """The reactor is never held for long: the full-set index is built in slices while DNS is
 answered over real loopback sockets in between, and the stall probe measures lateness."""
 
+import hashlib
 import threading
 import time
 
@@ -9,10 +10,13 @@ import pytest_twisted
 from dnslib import DNSRecord
 from twisted.internet import reactor, task, threads
 
+from dmfdns.proto import identity, owners
+from dmfdns.proto.signing import Signer
 from dmfdns.stall_probe import StallProbe
+from dmfdns.sync.anti_entropy import Peer
 from dmfdns.sync.fullset import FullSetIndex
 
-from node_support import dns_port, node_config, start_node
+from node_support import dns_port, http_port, node_config, start_node
 
 pytestmark = pytest.mark.integration
 RECORDS = 20_000
@@ -101,3 +105,94 @@ def test_a_running_node_exports_its_stall_probe(node):
     assert node.stall_probe.samples >= 3
     text = node.metrics.registry.get_sample_value("dmfdns_reactor_stall_max_seconds")
     assert text is not None and text >= 0
+
+
+# --- a pulled batch is admitted in slices and committed off the reactor thread ---------------
+
+SIGNER = Signer(hashlib.sha256(b"no-stall identities").digest())
+X25519 = hashlib.sha256(b"no-stall x25519").digest()
+IDENTITIES = 1_024          # four pull batches of 256, each identity an Ed25519 verification
+
+
+def identities(count: int) -> list[tuple[str, str]]:
+    """``count`` valid identity records (a different username each, one signing key)."""
+    return [(owners.identity_hashed(f"stall{i}", "mesh.test"),
+             identity.sign(f"stall{i}", X25519, SIGNER.public_key, 1_700_000_000 + i, SIGNER))
+            for i in range(count)]
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """A source node holding IDENTITIES valid identities and an empty node that syncs
+    from it only when the test ticks it (no peers configured)."""
+    cluster = {"sync_token": "no-stall-token", "sync_interval": "1h"}
+    source = start_node(node_config(tmp_path, tmp_path / "a", node_id="a", cluster=cluster))
+    then = time.time() - 10
+    source.store.put_many([(name, value, then + 86_400) for name, value in
+                           identities(IDENTITIES)], now=then)
+    sink = start_node(node_config(tmp_path, tmp_path / "b", node_id="b", cluster=cluster))
+    sink.store.put("n7.fill.mesh.test", "asked", expiry=then + 3600, now=then)
+    yield source, sink
+    pytest_twisted.blockon(sink.stopService())
+    pytest_twisted.blockon(source.stopService())
+
+
+def on_thread(calls: list, fn):
+    """``fn``, noting the thread it runs on in ``calls``."""
+    def wrapper(*args, **kwargs):
+        calls.append(threading.get_ident())
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+@pytest_twisted.inlineCallbacks
+def test_dns_is_answered_while_a_pulled_batch_is_admitted_and_commits_run_in_a_thread(pair):
+    source, sink = pair
+    sync = sink.cluster.anti_entropy
+    reactor_thread = threading.get_ident()
+    admitted, applies, cursors = {}, [], []     # batch -> admission times / threads
+    checked = sync._checked
+
+    def timed_check(state, record, batch, *rest):
+        admitted.setdefault(id(batch), []).append(time.monotonic())
+        return checked(state, record, batch, *rest)
+    sync._checked = timed_check
+    sink.store.apply_remote_many = on_thread(applies, sink.store.apply_remote_many)
+    sink.store.meta_set = on_thread(cursors, sink.store.meta_set)
+
+    stop, answered = threading.Event(), []
+    asking = threads.deferToThread(query_until, dns_port(sink), stop, answered)
+    yield task.deferLater(reactor, 0.3, lambda: None)       # the thread is answered
+    url = f"http://127.0.0.1:{http_port(source)}"
+    sync.set_peers([Peer(url, url)])
+    yield sync.tick()
+    stop.set()
+    yield asking
+
+    assert sink.store.stats().values == IDENTITIES + 1
+    assert sum(map(len, admitted.values())) == IDENTITIES and len(applies) >= 4
+    # Admitting a batch of 256 identities takes longer than a slice; DNS was answered
+    # while batches were admitted (a batch admitted in one piece would let at most the
+    # one answer already on its way land inside its span).
+    spans = [(times[0], times[-1]) for times in admitted.values()]
+    during = [t for t in answered if any(start < t < end for start, end in spans)]
+    assert len(during) >= 5, (len(during), [round(end - start, 3) for start, end in spans])
+    # Every commit of the pull (the batches and the cursor) ran off the reactor thread.
+    assert cursors and reactor_thread not in applies + cursors
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_sweeper_commits_off_the_reactor_thread(node):
+    while node.sweeper._sweeping is not None:      # the sweep of the node's start
+        yield task.deferLater(reactor, 0.01, lambda: None)
+    then = time.time() - 10
+    node.store.put_many([(f"gone{i}.mesh.test", f"value {i}", then + 5) for i in range(50)],
+                        now=then)
+    sweeps = []
+    node.store.sweep = on_thread(sweeps, node.store.sweep)
+    node.sweeper.tick()
+    assert node.sweeper._sweeping is not None      # committing in a thread meanwhile
+    while node.sweeper._sweeping is not None:
+        yield task.deferLater(reactor, 0.01, lambda: None)
+    assert node.sweeper.removed == 50 and node.store.stats().values == 0
+    assert sweeps and threading.get_ident() not in sweeps

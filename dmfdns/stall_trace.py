@@ -1,0 +1,90 @@
+"""What the reactor thread was doing while it was held: the cause of a stall (issue 16).
+
+``StallProbe`` measures how late the reactor runs a timer, not why. ``StallTrace`` is a
+watcher thread beside the reactor: every ``interval`` it looks at the probe's next due
+time, and while the reactor is later than ``threshold`` it samples the reactor thread's
+Python stack (``sys._current_frames``). When the probe fires again, one log line tells how
+long the reactor was held, the stack seen most often meanwhile, and how late the watcher
+itself woke: a watcher as late as the reactor means the GIL was held throughout (C code
+that does not release it, e.g. a page fault inside an LMDB read) or the process was not
+scheduled at all; a watcher on time beside a late reactor means the reactor thread ran
+Python code or waited with the GIL released (a lock, a disk wait), and the stack says
+which. A diagnostic for operators and benchmarks (``[node] stall_log``), off by default.
+"""
+
+import collections
+import sys
+import threading
+import time
+import traceback
+
+from twisted.logger import Logger
+
+log = Logger(namespace="dmfdns.stall")
+FRAMES = 12          # innermost frames kept per sample
+
+
+class StallTrace:
+    """Watch ``probe`` (a started ``StallProbe``) from a thread of its own; ``timer`` reads
+    the same clock as the probe's (the reactor's ``seconds``, safe from any thread)."""
+
+    def __init__(self, probe, timer, threshold: float, interval: float = 0.005):
+        self.probe = probe
+        self.timer = timer
+        self.threshold = threshold
+        self.interval = interval
+        self.reports: list[dict] = []          # the last few stalls, for tests and status
+        self._stop = threading.Event()
+        self._thread = None
+        self._target = None
+
+    def start(self) -> None:
+        """Call on the reactor thread: its identity is the one sampled."""
+        if self._thread is None:
+            self._target = threading.get_ident()
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._watch, name="dmfdns-stall-trace",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        self._thread = None
+
+    def _watch(self) -> None:
+        held, watcher_late = None, 0.0
+        while not self._stop.is_set():
+            asleep = time.monotonic()
+            self._stop.wait(self.interval)
+            watcher_late = max(watcher_late, time.monotonic() - asleep - self.interval)
+            due = self.probe.due
+            late = self.timer() - due if due is not None else 0.0
+            if late > self.threshold:
+                if held is None or held[0] != due:
+                    held = (due, collections.Counter())
+                    watcher_late = 0.0
+                stack = self._sample()
+                if stack:
+                    held[1][stack] += 1
+            elif held is not None:
+                self._report(held, self.timer() - held[0], watcher_late)
+                held = None
+
+    def _sample(self) -> str:
+        frame = sys._current_frames().get(self._target)
+        if frame is None:
+            return ""
+        return "".join(traceback.format_stack(frame, limit=FRAMES))
+
+    def _report(self, held, seconds: float, watcher_late: float) -> None:
+        stacks = held[1]
+        samples = sum(stacks.values())
+        stack, seen = stacks.most_common(1)[0] if stacks else ("(no sample)\n", 0)
+        report = {"seconds": seconds, "samples": samples, "seen": seen, "stack": stack,
+                  "watcher_late": watcher_late}
+        self.reports = self.reports[-9:] + [report]
+        log.warn("reactor held about {ms:.0f} ms; the watcher woke up to {late:.0f} ms "
+                 "late; {seen} of {samples} samples in:\n{stack}", ms=1000 * seconds,
+                 late=1000 * watcher_late, seen=seen, samples=samples, stack=stack)
