@@ -13,6 +13,7 @@ from twisted.internet import reactor, task, threads
 from dmfdns.proto import identity, owners
 from dmfdns.proto.signing import Signer
 from dmfdns.stall_probe import StallProbe
+from dmfdns.stall_trace import StallTrace
 from dmfdns.sync.anti_entropy import Peer
 from dmfdns.sync.fullset import FullSetIndex
 
@@ -196,3 +197,25 @@ def test_the_sweeper_commits_off_the_reactor_thread(node):
         yield task.deferLater(reactor, 0.01, lambda: None)
     assert node.sweeper.removed == 50 and node.store.stats().values == 0
     assert sweeps and threading.get_ident() not in sweeps
+
+
+def hold_the_reactor(seconds: float) -> None:
+    time.sleep(seconds)          # a blocking call: the GIL is free, the reactor is not
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_stall_trace_names_what_held_the_reactor():
+    probe = StallProbe(reactor)
+    trace = StallTrace(probe, reactor.seconds, threshold=0.030)
+    probe.start()
+    trace.start()
+    try:
+        yield task.deferLater(reactor, 0.05, lambda: None)
+        yield task.deferLater(reactor, 0, hold_the_reactor, 0.2)
+        yield task.deferLater(reactor, 0.05, lambda: None)
+    finally:
+        trace.stop()
+        probe.stop()
+    (report,) = trace.reports
+    assert 0.15 <= report["seconds"] < 0.5 and report["samples"] >= 5
+    assert "hold_the_reactor" in report["stack"] and report["watcher_late"] < 0.1
