@@ -120,9 +120,11 @@ def generate_key(data_dir: pathlib.Path, origin: str, algorithm: str, role: str,
     path = folder / f"k{key.tag:05d}-{key.algorithm}.pem"
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _write_private(path, key.to_pem(), replace=False)
         managed = ManagedKey(key, plan(key.tag), path)
+        # The times first: a node reading the directory meanwhile ignores a .json alone,
+        # but would take a .pem alone for a CSK in use.
         write_times(managed, managed.times)
+        _write_private(path, key.to_pem(), replace=False)
     except OSError as exc:
         raise NodeError(f"cannot write a DNSSEC key in {folder}: {exc.strerror}") from None
     return managed

@@ -196,8 +196,9 @@ def next_steps(keys, now: float) -> list[tuple[float | None, str]]:
                       "; then have the parent drop its DS" if key.sep else "")))
         upcoming = [(when, what) for when, what in events if when is not None and when > now]
         if upcoming:
-            when, what = min(upcoming, key=lambda event: event[0])
-            steps.append((when, f"{name}: {what}"))
+            soonest = min(when for when, _ in upcoming)
+            what = " and ".join(what for when, what in upcoming if when == soonest)
+            steps.append((soonest, f"{name}: {what}"))
     return sorted(steps, key=lambda step: (step[0] is not None, step[0] or 0))
 
 

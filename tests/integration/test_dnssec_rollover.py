@@ -55,24 +55,30 @@ def ask(port, name, rtype="TXT", timeout=1.0):
 
 
 class Poller(threading.Thread):
-    """Asks Unbound for a positive and a negative name every 50 ms until stopped."""
+    """Asks Unbound ``questions`` (name, type) every ``interval`` seconds until stopped
+    (by default a positive and a negative name every 50 ms)."""
 
-    def __init__(self, port):
+    def __init__(self, port, questions=(("leaf.mesh.test", "TXT"), ("absent.mesh.test", "TXT")),
+                 interval=0.05):
         super().__init__(daemon=True)
         self.port, self.answers, self.timeouts = port, [], 0
+        self.questions, self.interval = questions, interval
         self.halt = threading.Event()
 
     def run(self):
         while not self.halt.is_set():
-            for name in ("leaf.mesh.test", "absent.mesh.test"):
+            for name, rtype in self.questions:
                 try:
-                    response = ask(self.port, name)
+                    response = ask(self.port, name, rtype)
                 except (OSError, dns.exception.Timeout):
                     self.timeouts += 1          # Unbound restarting its threads (reload)
                     continue
-                self.answers.append((name, response.rcode(),
+                self.answers.append((f"{name}/{rtype}", response.rcode(),
                                      bool(response.flags & dns.flags.AD)))
-            self.halt.wait(0.05)
+            self.halt.wait(self.interval)
+
+    def failures(self) -> list:
+        return [a for a in self.answers if a[1] != dns.rcode.NOERROR or not a[2]]
 
 
 class Rig:

@@ -1,0 +1,166 @@
+"""The RFC 7583 rollovers as commands on a running node (docs/operator-guide.md, "Key
+rollover"), timings accelerated to 2-second TTLs, while a validating Unbound anchored to
+the zone's DS (the "parent": its trust anchors, reloaded with unbound-control) answers a
+positive TXT, a denial and the DNSKEY RRset every 0.2 s; every answer must carry AD.
+
+* KSK/ZSK layout, with ``[dns] workers = 2`` (the worker process signs with the same keys
+  and follows the schedule): ``dmfdns dnssec rollover zsk`` (pre-publication: the new ZSK
+  published, signing Ipub later, the old removed Iret after that), then ``rollover ksk``
+  (double-DS: both DS at the parent, ``ds-seen``, the new KSK published IpubP later, the
+  old removed once the new DNSKEY RRset has reached the caches, the old DS dropped).
+* CSK layout: ``rollover csk`` (double-DS, and the new CSK pre-published before it signs
+  the data).
+
+The node steps the keys by itself at the planned times; the test only waits for the DNSKEY
+RRset the node serves to show each step.
+"""
+
+import subprocess
+import time
+
+import dns.dnssec
+import dns.flags
+import dns.rdatatype
+import pytest
+
+from test_dnssec_rollover import (DMFDNS, TTL, Poller, Rig, ask, reload_unbound,
+                                  start_unbound, wait_until)
+from test_dnssec_validation import put, stop
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUESTIONS = (("leaf.mesh.test", "TXT"), ("absent.mesh.test", "TXT"), ("mesh.test", "DNSKEY"))
+
+
+class TimedRig(Rig):
+    """The rollover rig with a key layout, DNS workers and accelerated RFC 7583 timings:
+    Ipub = 0 + 2 + 1 s, Iret = 0 + 2 + 1 s, IpubP = 1 + 2 + 1 s."""
+
+    def __init__(self, work, layout: str, workers: int):
+        super().__init__(work)
+        text = self.config.read_text().replace(
+            f"answer_ttl = {TTL}\n", f"answer_ttl = {TTL}\nworkers = {workers}\n")
+        self.config.write_text(text + f"""dnssec_keys = "{layout}"
+dnssec_propagation = "0s"
+dnssec_parent_propagation = "1s"
+dnssec_ds_ttl = "{TTL}s"
+dnssec_publish_safety = "1s"
+dnssec_retire_safety = "1s"
+""")
+
+    def keys(self) -> dict:
+        """``{tag: flags}`` of the DNSKEY RRset the node serves."""
+        response = ask(self.dns, "mesh.test", "DNSKEY")
+        return {dns.dnssec.key_id(rdata): rdata.flags for rrset in response.answer
+                if rrset.rdtype == dns.rdatatype.DNSKEY for rdata in rrset}
+
+    def txt_signers(self) -> set:
+        """Key tags of the RRSIGs over a TXT answer, asked of the node directly."""
+        response = ask(self.dns, "leaf.mesh.test")
+        return {rdata.key_tag for rrset in response.answer
+                if rrset.rdtype == dns.rdatatype.RRSIG for rdata in rrset}
+
+    def status(self) -> str:
+        return self.dmfdns("dnssec", "status", "mesh.test")
+
+
+def start_rig(tmp_path, layout, workers):
+    rig = TimedRig(tmp_path, layout, workers)
+    rig.node = subprocess.Popen(DMFDNS + ["serve", "--config", str(rig.config)],
+                                cwd=tmp_path, env=rig.env, stdout=subprocess.DEVNULL,
+                                stderr=open(tmp_path / "node.log", "wb"))
+    rig.resolver = None
+    wait_until(lambda: len(rig.keys()) == (2 if layout == "ksk-zsk" else 1), "the node")
+    put(rig.http, "leaf.mesh.test", "before, during and after")
+    start_unbound(rig)
+    wait_until(lambda: ask(rig.port, "leaf.mesh.test").flags & dns.flags.AD, "unbound")
+    return rig
+
+
+def wait_for_keys(rig, expected: set, what: str, seconds=30.0) -> None:
+    try:
+        wait_until(lambda: set(rig.keys()) == expected, what, seconds)
+    except AssertionError:
+        raise AssertionError(f"{what}: {rig.keys()} != {expected}\n{rig.status()}") from None
+
+
+def roll_zsk(rig) -> None:
+    before = rig.keys()
+    old_zsk = next(tag for tag, flags in before.items() if flags == 256)
+    rig.dmfdns("dnssec", "rollover", "zsk", "mesh.test")
+    wait_until(lambda: len(rig.keys()) == 3, "the new ZSK published")   # at once
+    new_zsk = next(tag for tag in rig.keys() if tag not in before)
+    assert rig.txt_signers() == {old_zsk}          # pre-published: not signing yet
+    wait_until(lambda: rig.txt_signers() == {new_zsk}, "the new ZSK signing")
+    assert old_zsk in rig.keys()                   # still published until Iret has passed
+    wait_for_keys(rig, set(before) - {old_zsk} | {new_zsk}, "the old ZSK removed")
+
+
+def roll_sep(rig, role: str) -> None:
+    """Double-DS of the KSK or CSK, the test's Unbound playing the parent."""
+    before, old_ds = rig.keys(), rig.ds_set()
+    printed = rig.dmfdns("dnssec", "rollover", role, "mesh.test")
+    new_ds = printed.splitlines()[0].split(" IN DS ")[1]
+    new_tag = int(new_ds.split()[0])
+    assert new_tag not in rig.keys() and sorted(rig.ds_set()) == sorted(old_ds + [new_ds])
+    reload_unbound(rig, old_ds + [new_ds])       # the parent serves both DS
+    rig.dmfdns("dnssec", "ds-seen", "mesh.test", str(new_tag))
+    assert "published in DNSKEY" in rig.status()
+    wait_until(lambda: new_tag in rig.keys(), f"the new {role} published")
+    old_tag = int(old_ds[0].split()[0])
+    assert old_tag in rig.keys()
+    wait_for_keys(rig, set(before) - {old_tag} | {new_tag}, f"the old {role} removed")
+    assert rig.ds_set() == [new_ds]              # CDS and `ds` name the new key alone
+    cds = ask(rig.dns, "mesh.test", "CDS").answer
+    assert {rdata.key_tag for rrset in cds if rrset.rdtype == dns.rdatatype.CDS
+            for rdata in rrset} == {new_tag}
+    reload_unbound(rig, [new_ds])                # the parent drops the old DS
+    time.sleep(TTL + 1)
+
+
+@pytest.mark.ci
+def test_zsk_then_ksk_rollover_with_two_dns_processes_keeps_every_answer_authenticated(
+        tmp_path):
+    rig = start_rig(tmp_path, "ksk-zsk", workers=2)
+    poller = Poller(rig.port, QUESTIONS, interval=0.2)
+    try:
+        poller.start()
+        time.sleep(1)
+        roll_zsk(rig)
+        roll_sep(rig, "ksk")
+    finally:
+        poller.halt.set()
+        poller.join(timeout=10)
+        stop_rig(rig)
+    assert_all_authenticated(poller)
+
+
+def test_csk_double_ds_rollover_keeps_every_answer_authenticated(tmp_path):
+    rig = start_rig(tmp_path, "csk", workers=1)
+    poller = Poller(rig.port, QUESTIONS, interval=0.2)
+    try:
+        poller.start()
+        time.sleep(1)
+        old_tag = next(iter(rig.keys()))
+        roll_sep(rig, "csk")
+        signers = rig.txt_signers()
+        assert len(signers) == 1 and old_tag not in signers
+    finally:
+        poller.halt.set()
+        poller.join(timeout=10)
+        stop_rig(rig)
+    assert_all_authenticated(poller)
+
+
+def stop_rig(rig) -> None:
+    for process in (rig.resolver, rig.node):
+        if process is not None:
+            stop(process)
+
+
+def assert_all_authenticated(poller) -> None:
+    kinds = {answer[0] for answer in poller.answers}
+    assert kinds == {f"{name}/{rtype}" for name, rtype in QUESTIONS}
+    assert len(poller.answers) > 60, (len(poller.answers), poller.timeouts)
+    assert poller.failures() == [], poller.failures()[:5]
+    print(f"{len(poller.answers)} answers, all AD; {poller.timeouts} timeouts (reloads)")
