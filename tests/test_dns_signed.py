@@ -206,3 +206,37 @@ def test_the_signers_are_exported_as_metrics(served):
     assert (f'dmfdns_dnssec_signature_cache_entries{{zone="mesh.test"}} '
             f'{float(signer.cached_signatures)}') in text
     assert 'dmfdns_dnssec_signature_cache_hits_total{zone="mesh.test"}' in text
+
+
+@pytest.mark.parametrize("name,types", [
+    (SLOT, {"TXT", "RRSIG", "NSEC"}),                              # a name with data
+    ("mb-abc123.mesh.test", {"RRSIG", "NSEC"}),                    # an empty non-terminal
+    ("nowhere.mesh.test", {"RRSIG", "NSEC", "NXNAME"}),            # no such name
+])
+def test_a_do_query_for_nsec_gets_the_names_signed_compact_nsec(served, name, types):
+    signed, plain, signer = served
+    response = ask(signed, name, "NSEC")
+    assert response.rcode() == 0 and not response.authority
+    assert validate_section(response.answer, signer) == [dns.rdatatype.NSEC]
+    nsec = response.find_rrset(response.answer, dns.name.from_text(name + "."), 1,
+                               dns.rdatatype.NSEC)
+    assert nsec_types(nsec)[0] == types
+    # Without DO (or unsigned) there is no NSEC: the plain NODATA or NXDOMAIN.
+    assert not ask(signed, name, "NSEC", do=False).answer
+    assert ask(signed, name, "NSEC", do=False).to_wire() == ask(plain, name, "NSEC",
+                                                               do=False).to_wire()
+
+
+def test_a_do_query_for_rrsig_gets_the_signatures_of_every_rrset_at_the_name(served):
+    signed, _, signer = served
+    response = ask(signed, "mesh.test", "RRSIG")
+    assert response.rcode() == 0
+    covered = sorted(dns.rdatatype.to_text(rdata.type_covered) for rrset in response.answer
+                     for rdata in rrset)
+    assert all(rrset.rdtype == dns.rdatatype.RRSIG for rrset in response.answer)
+    assert covered == ["CDNSKEY", "CDS", "DNSKEY", "NS", "NSEC", "SOA"]
+    assert sorted(rdata.type_covered for rrset in ask(signed, "_dmp.mesh.test", "RRSIG").answer
+                  for rdata in rrset) == [dns.rdatatype.TXT, dns.rdatatype.NSEC]
+    absent = ask(signed, "nowhere.mesh.test", "RRSIG")
+    assert [rdata.type_covered for rrset in absent.answer for rdata in rrset] == [
+        dns.rdatatype.NSEC]

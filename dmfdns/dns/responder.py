@@ -20,7 +20,7 @@ from . import client_options, cookies, edns, policy, query as wire, rrblob, tsig
 from . import update as update_wire
 from .answer_cache import AnswerCache
 from .counters import OTHER, DnsCounters
-from .dnssec import CDNSKEY, CDS, DNSKEY, NXNAME
+from .dnssec import CDNSKEY, CDS, DNSKEY, NSEC, NXNAME, RRSIG
 from .lean import LeanPath
 from .zone import above_apexes
 
@@ -332,12 +332,35 @@ class Responder:
             return _Reply(REFUSED,
                           options=[edns.extended_error(edns.EDE_NOT_AUTHORITATIVE)])
         name = _name(labels)
-        reply = self._in_zone(q, zone, name, now)
-        reply.aa = q.qclass == IN                    # RFC 6895 section 3.2 for QCLASS *
         signer = self.signers.get(zone.origin)
-        if signer is not None and q.opt is not None and q.opt.do and q.qclass == IN:
+        if not (signer is not None and q.opt is not None and q.opt.do and q.qclass == IN):
+            reply = self._in_zone(q, zone, name, now)
+        elif q.qtype in (NSEC, RRSIG):
+            reply = self._dnssec_types(q, zone, name, signer, now)
+        else:
+            reply = self._in_zone(q, zone, name, now)
             self._sign(reply, q, zone, name, signer, now)
+        reply.aa = q.qclass == IN                    # RFC 6895 section 3.2 for QCLASS *
         return reply
+
+    def _dnssec_types(self, q, zone, name, signer, now) -> _Reply:
+        """A DO query for NSEC or RRSIG in a signed zone. Online signing makes an NSEC
+        (and RRSIGs) exist at every name asked, so these are answered, never denied: a
+        NODATA proof for them would carry a bitmap naming the very type it denies (RFC
+        4034 section 4.1.2). NSEC: the compact NSEC of the name (RFC 9824 section 3) and
+        its RRSIGs. RRSIG: the RRSIGs over every RRset at the name and over that NSEC
+        (RFC 4035 section 3.1.1; an RRSIG RRset is never signed itself)."""
+        owner = DNSLabel(q.qname)
+        exists = self._exists(zone, name, now)
+        types = self._types_at(zone, name, now) if exists else {NXNAME}
+        nsec = signer.denial(owner, types, zone.negative_ttl, now)
+        if q.qtype == NSEC:
+            return _Reply(NOERROR, answer=nsec)
+        records = []
+        for rtype in sorted(types - {NXNAME}):
+            records += self._rrsets(zone, name, owner, rtype, now)
+        signed = signer.sign_section(records, now) + nsec
+        return _Reply(NOERROR, answer=[rr for rr in signed if rr.rtype == RRSIG])
 
     def _sign(self, reply, q, zone, name, signer, now) -> None:
         """Add the RRSIGs to an answer from a signed zone, and turn a negative answer into

@@ -221,6 +221,27 @@ def test_apex_is_authenticated(resolvers, rtype):
             if rrset.rdtype != dns.rdatatype.RRSIG] == [dns.rdatatype.from_text(rtype)]
 
 
+@pytest.mark.parametrize("name", ["leaf.ent.mesh.test", "ent.mesh.test",
+                                  "no-such-name.mesh.test"])
+def test_a_query_for_nsec_is_answered_and_authenticated(resolvers, name):
+    response = ask(resolvers[0], name, "NSEC")
+    assert_secure(response)
+    assert [rrset.rdtype for rrset in response.answer
+            if rrset.rdtype != dns.rdatatype.RRSIG] == [dns.rdatatype.NSEC]
+
+
+def test_a_query_for_rrsig_is_answered(resolvers, request):
+    response = ask(resolvers[0], "leaf.ent.mesh.test", "RRSIG")
+    if "pdns_recursor" in request.node.callspec.id:
+        # PowerDNS Recursor (Debian 4.8) answers an RRSIG query SERVFAIL when it validates;
+        # the node's own answer is checked in tests/test_dns_signed.py.
+        assert response.rcode() == dns.rcode.SERVFAIL
+        return
+    assert response.rcode() == dns.rcode.NOERROR
+    covered = {rdata.type_covered for rrset in response.answer for rdata in rrset}
+    assert dns.rdatatype.TXT in covered
+
+
 @pytest.mark.parametrize("name,rtype", [("leaf.ent.mesh.test", "TXT"),
                                         ("no-such-name.mesh.test", "TXT"),
                                         ("mesh.test", "SOA")])
