@@ -270,6 +270,9 @@ class _DnsCollector(_SafeCollector):
         yield CounterMetricFamily("dmfdns_dns_answer_cache_evictions", "Answers dropped from "
                                   "the answer cache to stay within its bounds.",
                                   value=cache["evictions"])
+        yield CounterMetricFamily("dmfdns_dns_answer_cache_declined", "Answers a full answer "
+                                  "cache did not store on their first miss (doorkeeper).",
+                                  value=cache["declined"])
         yield _gauge("dmfdns_dns_answer_cache_entries", "Answers in the answer cache.",
                      cache["entries"])
         yield _gauge("dmfdns_dns_answer_cache_bytes", "Estimated memory of the answer "

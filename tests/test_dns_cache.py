@@ -453,7 +453,7 @@ def test_the_least_recently_used_entry_goes_first():
     cache = AnswerCache(3, 10**9, counters)
     fill(cache, [b"k1", b"k2", b"k3"])
     assert cache.lookup(b"k1", 1, T0, 1232) is not None
-    fill(cache, [b"k4"])
+    fill(cache, [b"k4", b"k4"])             # full: admitted on its second miss
     assert list(cache.entries) == [b"k3", b"k1", b"k4"]
     assert counters.cache_evictions == 1 and counters.cache_entries == 3
 
@@ -462,13 +462,59 @@ def test_the_byte_bound_holds_and_is_accounted_exactly():
     counters = DnsCounters()
     size = 2 + 100 + ENTRY_OVERHEAD
     cache = AnswerCache(1000, 3 * size + 5, counters)
-    fill(cache, [b"k1", b"k2", b"k3", b"k4", b"k5"])
+    fill(cache, [b"k1", b"k2", b"k3", b"k4", b"k4", b"k5", b"k5"])
     assert list(cache.entries) == [b"k3", b"k4", b"k5"]
     assert cache.bytes == counters.cache_bytes == 3 * size
     fill(cache, [b"k5"], body=b"y" * 10)                      # replacing an entry
     assert cache.bytes == 2 * size + 2 + 10 + ENTRY_OVERHEAD
     fill(cache, [b"big"], body=b"z" * (4 * size))             # larger than the bound
     assert b"big" not in cache.entries
+
+
+def test_a_full_cache_admits_an_answer_on_its_second_miss():
+    counters = DnsCounters()
+    cache = AnswerCache(8, 10**9, counters)
+    fill(cache, [b"k%d" % i for i in range(8)])          # room: stored at once
+    assert len(cache.entries) == 8 and counters.cache_declined == 0
+    fill(cache, [b"new"])
+    assert b"new" not in cache.entries and list(cache.entries)[0] == b"k0"
+    assert counters.cache_declined == 1 and counters.cache_evictions == 0
+    fill(cache, [b"new"])                               # missed again soon: admitted
+    assert b"new" in cache.entries and b"k0" not in cache.entries
+    assert counters.cache_evictions == 1
+    fill(cache, [b"k1"], body=b"y")                     # replacing an entry: no question
+    assert cache.entries[b"k1"][5] == b"y" and counters.cache_declined == 1
+
+
+def test_the_doorkeeper_forgets_after_a_quarter_of_the_cache_of_declined_answers():
+    counters = DnsCounters()
+    cache = AnswerCache(8, 10**9, counters)               # a window of 2 declined answers
+    fill(cache, [b"k%d" % i for i in range(8)])
+    fill(cache, [b"a", b"b", b"c"])                       # the window was full at c: cleared
+    fill(cache, [b"a"])
+    assert b"a" not in cache.entries and counters.cache_declined == 4
+    fill(cache, [b"c"])
+    assert b"c" in cache.entries
+
+
+def test_answers_asked_uniformly_from_ten_times_the_cache_are_mostly_declined():
+    """The shape of a million names asked uniformly against 100,000 entries: most answers
+    would be evicted before their next use, so most are not stored at all; the hit rate
+    stays what a full cache of that size gives (about one in ten)."""
+    import random
+    counters = DnsCounters()
+    cache = AnswerCache(1000, 10**9, counters)
+    rng = random.Random(5)
+    hits = 0
+    for _ in range(50_000):
+        key = b"name%d" % rng.randrange(10_000)
+        if cache.lookup(key, 1, T0, 1232) is not None:
+            hits += 1
+        else:
+            fill(cache, [key])
+    assert 0.07 < hits / 50_000 < 0.13
+    assert counters.cache_evictions < 0.2 * (50_000 - hits)
+    assert len(cache.entries) == 1000
 
 
 def test_a_new_generation_without_a_change_list_empties_the_cache():
@@ -500,6 +546,7 @@ def test_cache_counters_are_exported_as_metrics():
     assert "dmfdns_dns_answer_cache_hits_total 2.0" in text
     assert "dmfdns_dns_answer_cache_misses_total 1.0" in text
     assert "dmfdns_dns_answer_cache_evictions_total 0.0" in text
+    assert "dmfdns_dns_answer_cache_declined_total 0.0" in text
     assert "dmfdns_dns_answer_cache_entries 1.0" in text
     assert f"dmfdns_dns_answer_cache_bytes {float(cached.cache.bytes)}" in text
 

@@ -24,6 +24,14 @@ It is bounded by entries and by bytes (key + response + ``ENTRY_OVERHEAD``, abou
 cached entry costs in CPython), evicts the least recently used entry in O(1)
 (``OrderedDict``), and counts its hits, misses, evictions, entries and bytes in the DNS
 counters for the metrics collector.
+
+Once it is full, an answer is admitted only on its second miss among the last
+``max_entries // 4`` declined ones (a doorkeeper, as in TinyLFU): when the names asked are
+many more than the cache holds (a million stored names asked uniformly), most answers
+would be evicted before their next use, and storing each one (with its eviction) costs
+about as much as building it again. Declining them keeps a miss at the cost of the lean
+path alone; answers asked again soon still get in, so a hot set fills the cache as before.
+The doorkeeper holds only the keys' hashes (a false match admits an answer: harmless).
 """
 
 from collections import OrderedDict
@@ -40,7 +48,7 @@ class AnswerCache:
     changed; without it, or when it cannot tell, a new generation empties the cache."""
 
     __slots__ = ("entries", "generation", "max_entries", "max_bytes", "bytes", "_counters",
-                 "_touched_between", "_by_name", "_negatives")
+                 "_touched_between", "_by_name", "_negatives", "_declined", "_declined_max")
 
     def __init__(self, max_entries: int, max_bytes: int, counters, touched_between=None):
         if max_entries < 1 or max_bytes < 1:
@@ -54,6 +62,8 @@ class AnswerCache:
         self._touched_between = touched_between
         self._by_name = {}          # question name (lowercase wire) -> set of keys
         self._negatives = set()     # keys of answers carrying the SOA (no answer records)
+        self._declined = set()      # hash(key) of answers a full cache declined once
+        self._declined_max = max(1, max_entries // 4)
 
     def lookup(self, key: bytes, generation: int, now: float, max_udp):
         """The cached response body for ``key`` if it is exact at ``now``, else None."""
@@ -78,7 +88,7 @@ class AnswerCache:
         if until < built:
             return
         size = len(key) + len(body) + ENTRY_OVERHEAD
-        if size > self.max_bytes:
+        if size > self.max_bytes or not self._admits(key, size):
             return
         self._drop(key)
         name = key[10:key.find(0, 10) + 1].lower()      # the question name, wire form
@@ -93,6 +103,23 @@ class AnswerCache:
             evicted += 1
         self._counters.cache_evictions += evicted
         self._note_size()
+
+    def _admits(self, key: bytes, size: int) -> bool:
+        """Whether to store ``key``: always while there is room or when it replaces an
+        entry, else on its second miss within the doorkeeper's window."""
+        if (len(self.entries) < self.max_entries and self.bytes + size <= self.max_bytes
+                or key in self.entries):
+            return True
+        marker = hash(key)
+        declined = self._declined
+        if marker in declined:
+            declined.discard(marker)
+            return True
+        if len(declined) >= self._declined_max:
+            declined.clear()
+        declined.add(marker)
+        self._counters.cache_declined += 1
+        return False
 
     def advance(self, generation) -> None:
         """Move to ``generation``: drop the answers for the names the generations since

@@ -83,6 +83,7 @@ class DnsCounters:
         self.errors = {}            # proto -> decisions that raised (store failure, bug)
         self.rrl = {}               # action ("slipped", "dropped") -> n
         self.cache_evictions = 0
+        self.cache_declined = 0     # answers a full cache did not admit (first miss)
         self.cache_entries = 0
         self.cache_bytes = 0
 
@@ -172,7 +173,7 @@ class DnsCounters:
                 "truncated": self.truncated, "dropped": self.dropped, "errors": self.errors,
                 "rrl": self.rrl, **histograms, "cache": [
                     self.cache_hits, self.cache_misses, self.cache_evictions,
-                    self.cache_entries, self.cache_bytes]}
+                    self.cache_entries, self.cache_bytes, self.cache_declined]}
 
     def add(self, snapshot: dict) -> None:
         """Add the counts of ``snapshot`` (another process's ``snapshot()``) to these."""
@@ -193,7 +194,8 @@ class DnsCounters:
                 histogram.counts = [a + b for a, b in zip(histogram.counts, counts)]
                 histogram.total += total
                 histogram.sum += total_sum
-        hits, misses, evictions, entries, size = snapshot["cache"]
+        hits, misses, evictions, entries, size, declined = snapshot["cache"]
+        self.cache_declined += declined
         self.cache_hits += hits
         self.cache_misses += misses
         self.cache_evictions += evictions
@@ -201,7 +203,8 @@ class DnsCounters:
         self.cache_bytes += size
 
     def cache_counts(self) -> dict:
-        """The answer cache's ``hits``, ``misses``, ``evictions``, ``entries``, ``bytes``."""
+        """The answer cache's ``hits``, ``misses``, ``evictions``, ``declined``,
+        ``entries``, ``bytes``."""
         return {"hits": self.cache_hits, "misses": self.cache_misses,
-                "evictions": self.cache_evictions, "entries": self.cache_entries,
-                "bytes": self.cache_bytes}
+                "evictions": self.cache_evictions, "declined": self.cache_declined,
+                "entries": self.cache_entries, "bytes": self.cache_bytes}
