@@ -35,17 +35,19 @@ _DATABASES = (b"records", b"names", b"log", b"expiry", b"meta")
 _GENERATION_KEY = GENERATION.encode("utf-8")
 _AUTH_DATABASE = b"auth"
 _JOURNAL_DATABASE = b"journal"
+_RRSIG_DATABASE = b"rrsigs"
 _MAX_DBS = 16      # named tables, with room for the ones later schema versions add
 
 
 class _LmdbTables:
     """The ``batch.Tables`` operations inside one LMDB transaction."""
 
-    def __init__(self, txn, dbs, auth_db=None, journal_db=None):
+    def __init__(self, txn, dbs, auth_db=None, journal_db=None, rrsig_db=None):
         self._txn = txn
         self._records, self._names, self._log, self._expiry, self._meta = dbs
         self._auth = auth_db
         self._journal = journal_db
+        self._rrsigs = rrsig_db
 
     def entry(self, rkey, vhash):
         raw = self._txn.get(layout.record_key(rkey, vhash), db=self._records)
@@ -80,6 +82,17 @@ class _LmdbTables:
         if not scan.set_range(rkey):
             return None
         return scan.key(), scan.value()
+
+    def rrsig(self, rkey):
+        return None if self._rrsigs is None else self._txn.get(rkey, db=self._rrsigs)
+
+    def set_rrsig(self, rkey, record):
+        if self._rrsigs is None:
+            return
+        if record is None:
+            self._txn.delete(rkey, db=self._rrsigs)
+        else:
+            self._txn.put(rkey, record, db=self._rrsigs)
 
     def log_add(self, position):
         self._txn.put(layout.log_key(position), b"", db=self._log)
@@ -244,13 +257,14 @@ class LmdbStore(TableStore):
         except lmdb.Error as error:
             raise StoreError(f"no dmfdns store at {self._path}: {error}") from None
         self._dbs = dbs
-        self._auth_db = self._journal_db = None
+        self._auth_db = self._journal_db = self._rrsig_db = None
         self.migrated = () if self._readonly else self._migrate()
         with self._reading() as tables:
             found = migrations.parse_version(tables.meta(SCHEMA))
         migrations.check_readable(found, self._path)
         self._auth_db = self._versioned_table(_AUTH_DATABASE)
         self._journal_db = self._versioned_table(_JOURNAL_DATABASE)
+        self._rrsig_db = self._versioned_table(_RRSIG_DATABASE)
         return dbs
 
     def _versioned_table(self, name: bytes):
@@ -293,7 +307,8 @@ class LmdbStore(TableStore):
     def _reading(self):
         txn = self._begin()
         try:
-            yield _LmdbTables(txn, self._dbs, self._auth_db, self._journal_db)
+            yield _LmdbTables(txn, self._dbs, self._auth_db, self._journal_db,
+                              self._rrsig_db)
         except lmdb.Error as error:
             raise StoreError(f"store read failed: {error}") from None
         finally:
@@ -336,7 +351,8 @@ class LmdbStore(TableStore):
     def _transaction(self):
         txn = self._begin(write=True)
         try:
-            yield _LmdbTables(txn, self._dbs, self._auth_db, self._journal_db)
+            yield _LmdbTables(txn, self._dbs, self._auth_db, self._journal_db,
+                              self._rrsig_db)
             txn.commit()
         except lmdb.MapFullError:
             txn.abort()
@@ -378,6 +394,17 @@ class LmdbStore(TableStore):
         txn = self._begin()
         try:
             return txn.get(key, db=self._dbs[1])
+        except lmdb.Error as error:
+            raise StoreError(f"store read failed: {error}") from None
+        finally:
+            txn.abort()
+
+    def signed_txt_at(self, key: bytes) -> tuple:
+        """``(blob, stored RRSIG record)`` of the name with key ``key`` from one read
+        transaction (the signed zone's fast path, ``dns.rrsig_store``)."""
+        txn = self._begin()
+        try:
+            return txn.get(key, db=self._dbs[1]), txn.get(key, db=self._rrsig_db)
         except lmdb.Error as error:
             raise StoreError(f"store read failed: {error}") from None
         finally:

@@ -56,9 +56,16 @@ def _journal_table(tables: MigrationTables) -> None:
     tables.create_table("journal")
 
 
+def _rrsig_table(tables: MigrationTables) -> None:
+    # RRSIGs stored beside each name's blob (dns/rrsig_store.py); empty is valid: a name
+    # without them is signed on the fly and the background re-signer fills the table.
+    tables.create_table("rrsigs")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "auth table for tokens, TSIG keys and their audit trail", _auth_table),
     Migration(3, "journal table for IXFR differences", _journal_table),
+    Migration(4, "rrsigs table for the RRSIGs stored with each signed name", _rrsig_table),
 )
 CURRENT_VERSION = MIGRATIONS[-1].version if MIGRATIONS else BASE_VERSION
 
