@@ -107,6 +107,11 @@ class NodeMetrics:
         dns.signer.ZoneSigner}`` at each scrape (a reload replaces them)."""
         self.registry.register(_DnssecCollector(signers))
 
+    def watch_stored_signatures(self, writer, resigner) -> None:
+        """Export the RRSIGs signed at write time (``dns.write_signer.WriteSigner``) and
+        by the background re-signer (``node_resign.Resigner``)."""
+        self.registry.register(_StoredSignaturesCollector(writer, resigner))
+
     def watch_dns_workers(self, queries: Callable[[], dict], restarts: Callable[[], int],
                           running: Callable[[], int]) -> None:
         """Export the DNS worker processes: queries per process, restarts, live workers."""
@@ -261,6 +266,11 @@ class _DnsCollector(_SafeCollector):
                          "arrival to its response.", c.durations())
         yield _histogram("dmfdns_dns_response_size_bytes", "Size of DNS responses.",
                          c.response_sizes())
+        yield _labelled_counter("dmfdns_dnssec_answers", "Positive DO answers of signed "
+                                "zones on the fast path: with the RRSIGs stored at write "
+                                "time (stored), or left to on-the-fly signing because none "
+                                "fit the live RRset (fallback).", "source",
+                                {"stored": 0, "fallback": 0, **c.signed})
         cache = c.cache_counts()
         yield CounterMetricFamily("dmfdns_dns_answer_cache_hits", "DNS queries answered from "
                                   "the answer cache.", value=cache["hits"])
@@ -297,6 +307,27 @@ class _DnssecCollector(_SafeCollector):
         for zone, signer in sorted(signers.items()):
             entries.add_metric([zone], signer.cached_signatures)
         yield entries
+
+
+class _StoredSignaturesCollector(_SafeCollector):
+    def __init__(self, writer, resigner):
+        self._writer, self._resigner = writer, resigner
+
+    def families(self):
+        writer, resigner = self._writer, self._resigner
+        yield CounterMetricFamily("dmfdns_dnssec_stored_signatures", "RRSIG signatures made "
+                                  "to be stored with a name's answer (at write time and by "
+                                  "the re-signer).", value=writer.signatures)
+        yield CounterMetricFamily("dmfdns_dnssec_stored_records", "Names whose RRSIGs were "
+                                  "stored (written or re-signed).", value=writer.records)
+        yield CounterMetricFamily("dmfdns_dnssec_resigned", "Names the background re-signer "
+                                  "signed again (window moved, keys changed, unsigned).",
+                                  value=resigner.resigned)
+        yield CounterMetricFamily("dmfdns_dnssec_resign_scanned", "Names the background "
+                                  "re-signer checked.", value=resigner.scanned)
+        yield CounterMetricFamily("dmfdns_dnssec_signing_failures", "Names left unsigned "
+                                  "by a failed signing or re-signing (then signed on the "
+                                  "fly).", value=writer.failures + resigner.failures)
 
 
 class _WorkersCollector(_SafeCollector):

@@ -34,6 +34,7 @@ from .node_files import NodeFiles, read_node_files
 from .node_http import add_registration, http_listeners, make_http, node_metrics
 from .node_listener import Listener
 from .node_lock import NodeError, NodeLock
+from .node_resign import Resigner, resign_interval
 from .node_status import status_endpoint
 from .node_store import Sweeper, open_store
 from .node_tls import reload_certificates, tls_listeners
@@ -41,6 +42,7 @@ from .dns.notifier import NotifyCounters
 from .dns.xfr import TransferCounters
 from .node_xfr import journal_limit, make_notifier, make_transfers
 from .node_workers import WorkerPool, check_workers
+from .dns.write_signer import WriteSigner
 from .group_commit import CommitLimits, GroupCommitter
 from .stall_probe import StallProbe
 from .stall_trace import StallTrace
@@ -67,7 +69,8 @@ class Node(service.MultiService):
                  responder, writes: WriteService, committer: GroupCommitter,
                  credentials: Credentials, listeners: list, sweeper: Sweeper,
                  stall_probe: StallProbe, metrics, http, cluster,
-                 owned: contextlib.ExitStack, notifier=None, workers=None):
+                 owned: contextlib.ExitStack, notifier=None, workers=None,
+                 resigner=None):
         super().__init__()
         self.config = config
         self.files = files
@@ -102,6 +105,9 @@ class Node(service.MultiService):
         cluster.setServiceParent(self)
         if notifier is not None:
             notifier.setServiceParent(self)
+        self.resigner = resigner            # stored RRSIGs kept fresh (node_resign)
+        if resigner is not None:
+            resigner.setServiceParent(self)
         sweep = TimerService(config.store.sweep_interval, sweeper.tick)
         sweep.clock = reactor
         sweep.setName("sweep")
@@ -200,6 +206,8 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     owned.callback(store.close)
     transfers = make_transfers(config, files.zones, files.transfers, store)
     responder = make_responder(config, reactor, files.zones, store, transfers)
+    store.sign_blob = WriteSigner(files.zones, lambda: responder.signers,
+                                  responder.settings.answer_ttl)
     listeners = dns_listeners(config, reactor, responder)
     run_write = commit_runner(reactor)
     sweeper = Sweeper(store, reactor, config.store.sweep_batch, run=run_write)
@@ -215,6 +223,9 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
         max_records=config.store.commit_max_records, max_delay=config.store.commit_delay),
         run=run_write)
     metrics.watch_commits(committer)
+    resigner = Resigner(store, store.sign_blob, reactor, commit_runner(reactor),
+                        interval=resign_interval(responder.signers))
+    metrics.watch_stored_signatures(store.sign_blob, resigner)
     notifier = make_notifier(reactor, store, files.zones, files.transfers)
     metrics.watch_transfers(transfers.counters if transfers else TransferCounters(),
                             notifier.counters if notifier else NotifyCounters())
@@ -238,7 +249,7 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
                 writes=writes, committer=committer, credentials=credentials,
                 listeners=listeners, sweeper=sweeper, stall_probe=stall_probe,
                 metrics=metrics, http=http, cluster=cluster, owned=owned,
-                notifier=notifier)
+                notifier=notifier, resigner=resigner)
     http.add("v1/status", status_endpoint(node, http.boundary))
     return node
 

@@ -31,6 +31,7 @@ from .config import Config, ConfigError, load_config
 from .dns.zone import ZoneError
 from .node_dns import responder_settings
 from .node_dnssec import zone_signers
+from .node_resign import resign_interval
 from .node_files import read_node_files
 from .node_lock import NodeError
 
@@ -108,6 +109,11 @@ def _apply(node, config: Config, files) -> list[str]:
     except NodeError as exc:
         raise ValueError(str(exc)) from None
     responder.reconfigure(list(files.zones), settings, signers)
+    if node.store.sign_blob is not None:
+        node.store.sign_blob.configure(files.zones, settings.answer_ttl)
+    if getattr(node, "resigner", None) is not None:     # new keys or zones: re-sign now
+        node.resigner.interval = resign_interval(responder.signers)
+        node.resigner.poke()
     applied = _zone_changes(old_files.zones, files.zones)
     applied += _setting_changes(old_config, config)
     node.writes.zones = files.origins

@@ -86,6 +86,10 @@ class DnsCounters:
         self.cache_declined = 0     # answers a full cache did not admit (first miss)
         self.cache_entries = 0
         self.cache_bytes = 0
+        # Positive DO answers of signed zones (lean.py): "stored" spliced the RRSIGs stored
+        # at write time, "fallback" found none right for the live RRset and left the
+        # answer to on-the-fly signing.
+        self.signed = {"stored": 0, "fallback": 0}
 
     def count_query(self, proto: str, qtype: int) -> None:
         key = (proto, qtype if qtype in TRACKED_QTYPES else OTHER)
@@ -171,7 +175,7 @@ class DnsCounters:
         return {"queries": [[p, q, n] for (p, q), n in self.queries.items()],
                 "responses": [[p, r, n] for (p, r), n in self.responses.items()],
                 "truncated": self.truncated, "dropped": self.dropped, "errors": self.errors,
-                "rrl": self.rrl, **histograms, "cache": [
+                "rrl": self.rrl, "signed": self.signed, **histograms, "cache": [
                     self.cache_hits, self.cache_misses, self.cache_evictions,
                     self.cache_entries, self.cache_bytes, self.cache_declined]}
 
@@ -181,9 +185,9 @@ class DnsCounters:
             self.queries[(proto, qtype)] = self.queries.get((proto, qtype), 0) + n
         for proto, rcode, n in snapshot["responses"]:
             self.responses[(proto, rcode)] = self.responses.get((proto, rcode), 0) + n
-        for name in ("truncated", "dropped", "errors", "rrl"):
+        for name in ("truncated", "dropped", "errors", "rrl", "signed"):
             table = getattr(self, name)
-            for key, n in snapshot[name].items():
+            for key, n in snapshot.get(name, {}).items():
                 table[key] = table.get(key, 0) + n
         for name, bounds in (("sizes", SIZE_BUCKETS), ("durations", DURATION_BUCKETS)):
             table = self._sizes if name == "sizes" else self._durations

@@ -26,6 +26,15 @@ negative answer carries the zone SOA (serial + store generation, TTL min(SOA TTL
 with its names compressed exactly as dnslib's encoder does, so that tests/test_dns_lean.py
 can hold every byte to the dnslib path.
 
+At a signed zone a query with DO is answered here only when it is a positive TXT answer
+whose RRSIGs were stored when the name was written (``rrsig_store``): the blob and the
+record come from one read transaction, the record must have been made with the zone's
+keys and TTL now, be inside its validity window for the answer's TTL, and have a step for
+exactly the live entries; then the RRSIG RRs (``c00c``, RRSIG IN, the answer's TTL, the
+stored tails) follow the TXT RRs, and the OPT echoes DO. Anything else at a signed zone
+with DO (denials, other types, no fitting record) goes to the dnslib path, which signs on
+the fly: a stored signature is never served for an RRset it does not cover.
+
 The store is read by the name's reversed-label key, built here from the wire labels
 (``packed_txt_at``, ``descendants_live_until``), so the name is checked once, by one
 regular expression with the rule of ``proto.names.canonical``; a name that fails it goes the slow
@@ -37,12 +46,14 @@ answer cache in the responder keeps it that long.
 import struct
 
 from ..proto.names import canonical_wire
+from . import rrsig_store
 from .rrblob import FOREVER_MS, live_wire_rdata
 from .zone import above_apexes
 
 _COUNTS_NO_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 _RR_HEAD = b"\xc0\x0c\x00\x10\x00\x01"
+_RRSIG_HEAD = b"\xc0\x0c\x00\x2e\x00\x01"
 _OPT_HEAD = b"\x00\x00\x29"
 _MIN_UDP = 512
 _TXT = 16
@@ -75,7 +86,7 @@ class LeanPath:
     """Built once per responder from the zones, the store and two settings."""
 
     def __init__(self, zones, store, *, answer_ttl: int, edns_payload: int,
-                 signed=frozenset()):
+                 signers=dict, counters=None):
         # Most specific zone first, as the responder picks it.
         self._zones = [_ZoneInfo(z) for z in sorted(zones, key=lambda z: -len(z.labels))]
         self._static = frozenset().union(*(zone.owners for zone in zones))
@@ -83,8 +94,12 @@ class LeanPath:
         self._store = store
         self._ttl = answer_ttl
         self._payload = struct.pack(">H", edns_payload)
-        # Origins of signed zones: a query with DO there needs RRSIGs (the dnslib path).
-        self._signed = signed
+        # ``signers()``: {origin: ZoneSigner} of the signed zones now (a rollover may swap
+        # them); a DO query there gets the RRSIGs stored with the blob, or the dnslib path.
+        self._signers = signers
+        self._profiles = {}             # origin -> (signer, the profile its records carry)
+        self._counted = counters.signed if counters is not None else {"stored": 0,
+                                                                       "fallback": 0}
 
     def answer(self, query: bytes, now: float, max_udp: int | None):
         """``(response, qtype, until_ms)``, or None to leave the query to the dnslib path."""
@@ -135,10 +150,16 @@ class LeanPath:
                 break
         else:
             return None
-        if has_opt and query[qend + 7] & 0x80 and info.origin in self._signed:
-            return None
+        signer = (self._signers().get(info.origin)
+                  if has_opt and query[qend + 7] & 0x80 else None)
         try:
-            answered = self._respond(query, labels, qend, qtype, name, info, now, has_opt)
+            if signer is not None:
+                answered = self._signed(query, labels, qend, qtype, info.origin, signer, now)
+                if answered is None:
+                    return None
+            else:
+                answered = self._respond(query, labels, qend, qtype, name, info, now,
+                                         has_opt)
         except Exception:       # a store failure: the slow path answers SERVFAIL
             return None
         response = answered[0]
@@ -173,6 +194,42 @@ class LeanPath:
                          b"\x00\x01\x00\x00\x00\x01", arcount, query[12:qend],
                          (0xC000 | apex).to_bytes(2, "big"), info.soa_head,
                          len(rdata).to_bytes(2, "big"), rdata, opt)), until_ms
+
+    def _signed(self, query, labels, qend, qtype, origin, signer, now):
+        """``(response, until_ms)`` for a DO query at a signed zone: a positive TXT answer
+        with the RRSIGs stored for exactly its live RRset (``rrsig_store``), or None for
+        the dnslib path (denials, other types, no stored RRSIGs that fit: on-the-fly)."""
+        if qtype != _TXT:
+            return None
+        now_ms = round(now * 1000)
+        key = b".".join(reversed(labels)).lower()
+        blob, record = self._store.signed_txt_at(key)
+        records, soonest = live_wire_rdata(blob, now_ms) if blob else _NO_RECORDS
+        if not records:
+            return None
+        ttl = min(self._ttl * 1000, soonest - now_ms) // 1000
+        found = rrsig_store.lookup(record, self._profile(origin, signer), len(records),
+                                   now_ms, ttl)
+        if found is None:
+            self._counted["fallback"] += 1
+            return None
+        self._counted["stored"] += 1
+        tails, signed_until = found
+        ttl_bytes = ttl.to_bytes(4, "big")
+        head, sig_head = _RR_HEAD + ttl_bytes, _RRSIG_HEAD + ttl_bytes
+        opt = (_OPT_HEAD + self._payload + b"\x00\x00\x80\x00\x00\x00")
+        return b"".join((query[:2], bytes((0x84 | (query[2] & 0x01), query[3] & 0x10)),
+                         b"\x00\x01", (len(records) + len(tails)).to_bytes(2, "big"),
+                         b"\x00\x00\x00\x01", query[12:qend], head, head.join(records),
+                         sig_head, sig_head.join(tails), opt)), \
+            min(soonest - max(ttl * 1000, 1), signed_until)
+
+    def _profile(self, origin, signer) -> bytes:
+        known = self._profiles.get(origin)
+        if known is None or known[0] is not signer:
+            known = self._profiles[origin] = (
+                signer, rrsig_store.profile(signer.keys_for(_TXT), self._ttl))
+        return known[1]
 
     def _negative(self, records, soonest, name, key, info, now_ms):
         """``(rcode, until_ms)``: NODATA for a name that exists (RFC 8020: values of other

@@ -133,7 +133,8 @@ class Responder:
         self.settings = settings
         self._lean = LeanPath(zones, store, answer_ttl=settings.answer_ttl,
                               edns_payload=settings.edns_payload,
-                              signed=frozenset(self.signers)).answer
+                              signers=lambda: self.signers,
+                              counters=self.counters).answer
         self._static_types = {}
         for zone in zones:
             for name, rtype in zone.rrsets:

@@ -1,14 +1,19 @@
 """Online signing of one zone's answers (RFC 4033-4035): RRSIGs over the RRsets of an
 answer, the apex DNSKEY/CDS/CDNSKEY RRsets, and compact denial of existence (RFC 9824).
 
-Signatures are made when an answer needs them, not when a record is written: a stored TXT
-RRset changes its live members as values expire and its served TTL counts down, and a
-negative answer exists for every name anyone asks, so signing at write time would still
-leave every denial to sign here. What keeps the cost bounded is a cache of signatures, an
-LRU keyed by a digest of the exact signed data (RRSIG fields, validity window and canonical
-RRset): the same RRset in the same window is signed once. The window moves every
-``refresh`` seconds (inception = the start of the refresh period minus ``skew``, expiration
-= inception + ``validity``), so every signature is re-made at most once per refresh period.
+A stored name's TXT RRset is signed when it is written, not here: the write's transaction
+stores its RRSIGs beside the pre-packed answer (``write_signer``, ``rrsig_store``), so the
+fast path answers a positive DO query with one read and a splice; a background re-signer
+renews them as the window moves or keys change (``node_resign``). What is signed here, when
+an answer needs it: denials (a negative answer exists for every name anyone asks, so it
+cannot be signed ahead), the apex and static zone data, and any positive answer whose
+stored RRSIGs do not fit the live RRset, keys or window (a fallback, never a wrong
+signature). What keeps that cost bounded is a cache of signatures, an LRU keyed by a digest
+of the exact signed data (RRSIG fields, validity window and canonical RRset): the same
+RRset in the same window is signed once. The window moves every ``refresh`` seconds
+(inception = the start of the refresh period minus ``skew``, expiration = inception +
+``validity``), so every signature is re-made at most once per refresh period; stored
+RRSIGs use the same window.
 
 The served TTL of a stored TXT RRset counts down as its soonest value nears expiry; the
 RRSIG carries the RRset's full TTL as Original TTL, which validators accept for any served
@@ -88,6 +93,10 @@ class ZoneSigner:
     def apex_rrset(self, rtype: int) -> tuple:
         """The RDATAs of the DNSKEY, CDS or CDNSKEY RRset (RFC 7344 section 3)."""
         return {DNSKEY: self.dnskey, CDS: self.cds, CDNSKEY: self.cdnskey}.get(rtype, ())
+
+    def keys_for(self, rtype: int) -> tuple:
+        """The keys that sign RRsets of ``rtype`` (every key of a CSK zone)."""
+        return self.keys
 
     def window(self, now: float) -> tuple[int, int]:
         settings = self.settings

@@ -38,6 +38,9 @@ class Tables(Protocol):
     def blob_at_or_after(self, rkey: bytes) -> tuple[bytes, bytes] | None:
         """The first ``(rkey, blob)`` of the name table at or after ``rkey`` in byte
         order (reads only)."""
+    def rrsig(self, rkey: bytes) -> bytes | None:
+        """The RRSIG record stored for the name's blob (``dns.rrsig_store``)."""
+    def set_rrsig(self, rkey: bytes, record: bytes | None) -> None: ...
     def log_add(self, position: Cursor) -> None: ...
     def log_drop(self, position: Cursor) -> None: ...
     def log_after(self, cursor: Cursor) -> Iterator[Cursor]: ...
@@ -76,10 +79,14 @@ def blob_of(entries, now_ms: int) -> bytes:
 
 class Batch:
     """``journal_limit`` > 0 keeps the transfer journal (``journal``) to that many
-    operations; 0 writes none."""
+    operations; 0 writes none. ``sign(name, blob, now_ms)`` makes the RRSIG record stored
+    with a name's new blob (``dns.rrsig_store``; None: the name is not signed)."""
 
-    def __init__(self, tables: Tables, now_ms: int, node_id: str, journal_limit: int = 0):
+    def __init__(self, tables: Tables, now_ms: int, node_id: str, journal_limit: int = 0,
+                 sign=None):
         self._tables = tables
+        self._sign = sign
+        self._rewritten: set[bytes] = set()     # names whose live values changed
         self._journal_limit = journal_limit
         self._ops: list = []
         self._now_ms = now_ms
@@ -134,8 +141,10 @@ class Batch:
     def finish(self) -> None:
         """Rebuild the blobs of the names touched and persist the counters; call once,
         inside the transaction, before it commits."""
-        for rkey in self._touched:
-            self._tables.set_blob(rkey, blob_of(self._tables.entries(rkey), self._now_ms) or None)
+        for rkey, name in self._touched.items():
+            blob = blob_of(self._tables.entries(rkey), self._now_ms) or None
+            self._tables.set_blob(rkey, blob)
+            self._keep_signed(rkey, name, blob)
         if not (self.changed or self.removed):
             return
         generation = self._bump(GENERATION, 1)
@@ -148,6 +157,17 @@ class Batch:
             self._tables.set_meta(LAST_TS, str(self.ts_ms).encode())
         if self._next_order is not None:
             self._tables.set_meta(ORDER, str(self._next_order - 1).encode())
+
+    def _keep_signed(self, rkey: bytes, name: str, blob: bytes | None) -> None:
+        """The stored RRSIGs always belong to the blob beside them: a name whose values
+        changed is signed again here, in the same transaction, or loses its RRSIGs (the
+        responder then signs on the fly). A sweep only drops values that are no longer
+        live, which every step of the record already leaves out (``dns.rrsig_store``)."""
+        if blob is None:
+            self._tables.set_rrsig(rkey, None)
+        elif rkey in self._rewritten:
+            record = self._sign(name, blob, self._now_ms) if self._sign else None
+            self._tables.set_rrsig(rkey, record)
 
     def _store(self, owner: Owner, vhash: bytes, old: Entry | None, new: Entry | None) -> bool:
         if new is None:
@@ -168,6 +188,7 @@ class Batch:
         tables.expiry_add(new.expiry_ms, owner.key, vhash)
         self._live_delta += (not new.deleted) - (old is not None and not old.deleted)
         self._touched[owner.key] = owner.name
+        self._rewritten.add(owner.key)
         self.changed += 1
         return True
 

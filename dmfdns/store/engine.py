@@ -55,6 +55,10 @@ def probe_descendants(blobs, now_ms: int) -> int | None:
     return None
 
 
+def _copy(raw) -> bytes | None:
+    return None if raw is None else bytes(raw)
+
+
 class TableStore:
     """The shared half of MemoryStore and LmdbStore."""
 
@@ -62,6 +66,10 @@ class TableStore:
     horizon_ms: int
     _keeps_generation = True
     """False for a handle whose store another process writes (read-only LMDB)."""
+    sign_blob = None
+    """``sign(name, blob, now_ms) -> RRSIG record or None``, called inside every write
+    transaction for each name whose values it changed (``dns.rrsig_store``); None stores
+    no RRSIGs (and drops those of the names written)."""
 
     def __init__(self, node_id: str, horizon_ms: int, journal_limit: int = 0):
         self.node_id = inputs.origin(node_id)
@@ -89,7 +97,7 @@ class TableStore:
 
     def _batch(self, tables, now_ms: int) -> Batch:
         """Every write goes through one of these (the journal needs to see them all)."""
-        return Batch(tables, now_ms, self.node_id, self.journal_limit)
+        return Batch(tables, now_ms, self.node_id, self.journal_limit, self.sign_blob)
 
     @contextmanager
     def _write(self, drain: bool = False):
@@ -196,6 +204,40 @@ class TableStore:
             batch.finish()
         return removed
 
+    # stored RRSIGs (dns.rrsig_store): the background re-signer's scan and writes
+
+    def signing_scan(self, after: bytes, limit: int) -> list[tuple[bytes, bytes, bytes | None]]:
+        """Up to ``limit`` ``(key, blob, RRSIG record or None)`` of the names whose
+        reversed-label key sorts after ``after``, in key order, from one read snapshot."""
+        found, seek = [], after + b"\x00"
+        with self._reading() as tables:
+            while len(found) < limit:
+                hit = tables.blob_at_or_after(seek)
+                if hit is None:
+                    break
+                key = bytes(hit[0])
+                found.append((key, bytes(hit[1]), _copy(tables.rrsig(key))))
+                seek = key + b"\x00"
+        return found
+
+    def resign(self, keys, now: float) -> int:
+        """Sign the names with ``keys`` again from their blobs as they are now, in one
+        write transaction (the blob read there, so a write that ran since the scan is
+        what gets signed); how many records it stored. Not a change of the records: the
+        generation stays."""
+        sign, now_ms, stored = self.sign_blob, inputs.now_ms(now), 0
+        if sign is None:
+            return 0
+        with self._writing() as tables:
+            for key in keys:
+                hit = tables.blob_at_or_after(key)
+                if hit is None or bytes(hit[0]) != key:
+                    continue
+                record = sign(from_reversed_key(key), bytes(hit[1]), now_ms)
+                tables.set_rrsig(key, record)
+                stored += record is not None
+        return stored
+
     # the auth table (credentials): opaque byte keys and values, one transaction per call
 
     def auth_get(self, key: bytes) -> bytes | None:
@@ -279,6 +321,11 @@ class TableStore:
                     found.append(from_reversed_key(key))
                 seek = key + b"\x00"     # the next key (keys never hold 0x00)
         return found
+
+    def rrsig_at(self, key: bytes) -> bytes | None:
+        """The stored RRSIG record of the name with key ``key``, or None."""
+        with self._reading() as tables:
+            return _copy(tables.rrsig(key))
 
     def packed_txt(self, name: str) -> bytes | None:
         return self.packed_txt_at(inputs.owner_key(name))

@@ -63,6 +63,7 @@ class _MemoryTables:
         self.meta_values: dict[str, bytes] = {}
         self.auth: dict[bytes, bytes] = {}
         self.journal: dict[int, bytes] = {}       # generations only grow: key order
+        self.rrsigs: dict[bytes, bytes] = {}
 
     def entry(self, rkey, vhash):
         return self.records.get(rkey, {}).get(vhash)
@@ -94,6 +95,15 @@ class _MemoryTables:
             return None
         key = self.blob_keys[index]
         return key, self.blobs[key]
+
+    def rrsig(self, rkey):
+        return self.rrsigs.get(rkey)
+
+    def set_rrsig(self, rkey, record):
+        if record is None:
+            self.rrsigs.pop(rkey, None)
+        else:
+            self.rrsigs[rkey] = record
 
     def log_add(self, position):
         insort(self.log, position)
@@ -172,6 +182,11 @@ class MemoryStore(TableStore):
     def packed_txt_at(self, key: bytes) -> bytes | None:
         """The blob of the name with reversed-label key ``key`` (unchecked), or None."""
         return self._open().blobs.get(key)
+
+    def signed_txt_at(self, key: bytes) -> tuple:
+        """``(blob, stored RRSIG record)`` of the name with key ``key`` (``rrsig_store``)."""
+        tables = self._open()
+        return tables.blobs.get(key), tables.rrsigs.get(key)
 
     def descendants_live_until(self, key: bytes, now_ms: int) -> int | None:
         """``has_descendants`` by key, with how long its answer holds (``engine``)."""

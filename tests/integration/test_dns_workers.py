@@ -12,6 +12,11 @@ import sys
 import time
 import urllib.request
 
+import dns.dnssec
+import dns.message
+import dns.name
+import dns.query
+import dns.rdatatype
 import pytest
 from dnslib import QTYPE, DNSRecord
 
@@ -44,11 +49,13 @@ def alive(pid: int) -> bool:
 
 
 class Node:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, signed: bool = False):
         self.dns, self.http = free_port(), free_port()
         self.config = tmp_path / "node.toml"
-        self.config.write_text(f"""zones = [{json.dumps(str(defaults_dir() / "mesh.test.zone"))}]
-[node]
+        zone_file = json.dumps(str(defaults_dir() / "mesh.test.zone"))
+        zones = (f"[[zones]]\nfile = {zone_file}\ndnssec = true\n" if signed
+                 else f"zones = [{zone_file}]\n")
+        self.config.write_text(zones + f"""[node]
 data_dir = "data"
 [store]
 map_size = "64MiB"
@@ -104,14 +111,20 @@ rate_limit = 0.0
             return DNSRecord.parse(sock.recv(65535))
 
 
-@pytest.fixture
-def node(tmp_path):
-    started = Node(tmp_path)
+@pytest.fixture(params=[False], ids=["plain"])
+def node(tmp_path, request):
+    started = Node(tmp_path, signed=request.param)
     started.wait_for(lambda: started.metric("dmfdns_dns_workers") == 1, "the worker")
     yield started
     if started.process.poll() is None:
         started.process.kill()
         started.process.wait(timeout=10)
+
+
+def ask_signed(port: int, name: str, rtype: str):
+    """A DO query from a new socket (either process may answer), parsed by dnspython."""
+    query = dns.message.make_query(name, rtype, use_edns=0, want_dnssec=True)
+    return dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
 
 
 def values(answer: DNSRecord) -> set[str]:
@@ -157,3 +170,30 @@ def test_two_processes_answer_every_write_at_once_and_stop_together(node):
         time.sleep(0.1)
     assert not alive(restarted)
     assert not alive(worker)
+
+
+@pytest.mark.parametrize("node", [True], ids=["signed"], indirect=True)
+def test_both_processes_serve_the_rrsigs_stored_at_write_time(node):
+    apex = dns.name.from_text("mesh.test.")
+    keys = ask_signed(node.dns, "mesh.test", "DNSKEY")
+    keyring = {apex: keys.find_rrset(keys.answer, apex, 1, dns.rdatatype.DNSKEY)}
+    names = [f"s{index}.mesh.test" for index in range(4)]
+    for index, name in enumerate(names):
+        node.write("POST", name, f"signed {index}")
+    for round_ in range(10):
+        for name in names:
+            response = ask_signed(node.dns, name, "TXT")
+            owner = dns.name.from_text(name)
+            txt = response.find_rrset(response.answer, owner, 1, dns.rdatatype.TXT)
+            sig = response.find_rrset(response.answer, owner, 1, dns.rdatatype.RRSIG,
+                                      dns.rdatatype.TXT)
+            dns.dnssec.validate(txt, sig, keyring)
+    node.wait_for(lambda: node.metric('dmfdns_dns_worker_queries_total{worker="1"}') > 0
+                  and node.metric('dmfdns_dns_worker_queries_total{worker="0"}') > 0,
+                  "queries answered by both processes")
+    # Each process answers a name once from the store (then from its answer cache), with
+    # the stored RRSIGs: more stored answers than names means both processes spliced them.
+    node.wait_for(lambda: node.metric('dmfdns_dnssec_answers_total{source="stored"}')
+                  > len(names), "stored RRSIGs served by both processes")
+    assert node.metric('dmfdns_dnssec_answers_total{source="fallback"}') == 0
+    assert node.metric("dmfdns_dnssec_stored_records_total") >= len(names)

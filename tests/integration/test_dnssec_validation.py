@@ -185,12 +185,23 @@ def test_positive_txt_is_authenticated(resolvers):
     assert txt_values(response) == [b"hello from a signed zone"]
 
 
+def stored_answers(http_port: int) -> float:
+    """How many positive DO answers the node spliced from RRSIGs stored at write time."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as page:
+        for line in page.read().decode().splitlines():
+            if line.startswith('dmfdns_dnssec_answers_total{source="stored"} '):
+                return float(line.split()[-1])
+    return 0.0
+
+
 def test_a_record_written_after_the_resolver_started_is_authenticated(node, resolvers):
     name = f"later-{resolvers[0]}.mesh.test"
     put(node["http"], name, "written later")
+    before = stored_answers(node["http"])
     response = ask(resolvers[0], name)
     assert_secure(response)
     assert txt_values(response) == [b"written later"]
+    assert stored_answers(node["http"]) > before      # signed when written, not asked
 
 
 def test_nonexistent_name_is_an_authenticated_denial(resolvers):
