@@ -215,7 +215,8 @@ def _build(config: Config, reactor, files: NodeFiles, peer_transport,
     workers = WorkerPool(config, reactor, listeners) if config.dns.workers > 1 else None
     metrics = node_metrics(store, responder.counters, listeners, sweeper, stall_probe,
                            workers)
-    metrics.watch_dnssec(lambda: responder.signers)
+    metrics.watch_dnssec(lambda: responder.signers if workers is None
+                         else workers.signing(responder.signers))
     writes = WriteService(store, zones=files.origins, operator_key=files.operator_key,
                           cluster_base=config.cluster.base or None,
                           observe=metrics.observe_write)

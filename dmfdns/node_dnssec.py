@@ -188,6 +188,14 @@ def signer_at(apex, keys: list[ManagedKey], settings: SigningSettings,
                         "(see dmfdns dnssec status)") from None
 
 
+def signing_counts(signers: dict) -> dict:
+    """``{origin: {"made", "hits", "entries"}}`` of ``signers``: what a DNS worker reports
+    to the main process each second."""
+    return {origin: {"made": signer.signatures_made, "hits": signer.cache_hits,
+                     "entries": signer.cached_signatures}
+            for origin, signer in signers.items()}
+
+
 def signing_settings(source) -> SigningSettings:
     return SigningSettings(validity=int(source.dnssec_validity),
                            refresh=int(source.dnssec_refresh))
@@ -218,12 +226,14 @@ def zone_signers(config: Config, zones, now: float, *, create: bool = True) -> d
 
 def zone_timings(source, zone, answer_ttl: int) -> Timings:
     """The zone's RFC 7583 variables: TTLkey is the SOA TTL (DNSKEY is served with it),
-    TTLsig the longest TTL the zone serves (its records, stored TXT values, denials)."""
+    TTLsig the longest TTL the zone serves (its records, stored TXT values, denials), Dprp
+    the configured propagation plus ``KEY_TICK`` (a step reaches every DNS process of
+    this node within one tick)."""
     ttls = [rr.ttl for rrset in zone.rrsets.values() for rr in rrset]
     return Timings(dnskey_ttl=zone.soa.ttl,
                    max_ttl=max(ttls + [zone.soa.ttl, answer_ttl, zone.negative_ttl]),
                    ds_ttl=int(source.dnssec_ds_ttl),
-                   propagation=source.dnssec_propagation,
+                   propagation=source.dnssec_propagation + KEY_TICK,
                    parent_propagation=source.dnssec_parent_propagation,
                    publish_safety=source.dnssec_publish_safety,
                    retire_safety=source.dnssec_retire_safety)
@@ -269,6 +279,8 @@ class KeySchedule:
                 continue
             current = self.responder.signers.get(zone.origin)
             if current is None or current.state() != signer.state():
+                if current is not None:
+                    signer.adopt_counts(current)
                 self.responder.set_signer(zone.origin, signer)
                 log.info("dnssec: {zone}: keys {tags} signing, DNSKEY has {count}",
                          zone=zone.origin, tags=[k.tag for k in signer.keys],

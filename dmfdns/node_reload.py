@@ -108,6 +108,9 @@ def _apply(node, config: Config, files) -> list[str]:
         signers = zone_signers(config, files.zones, node.reactor.seconds())
     except NodeError as exc:
         raise ValueError(str(exc)) from None
+    for origin, signer in signers.items():
+        if origin in responder.signers:
+            signer.adopt_counts(responder.signers[origin])
     responder.reconfigure(list(files.zones), settings, signers)
     if node.store.sign_blob is not None:
         node.store.sign_blob.configure(files.zones, settings.answer_ttl)

@@ -36,7 +36,7 @@ from twisted.logger import Logger
 from .config import Config, ConfigError, ListenAddress
 from .dns.counters import DnsCounters
 from .node_dns import dns_listeners, make_responder
-from .node_dnssec import KEY_TICK, KeySchedule
+from .node_dnssec import KEY_TICK, KeySchedule, signing_counts
 from .node_files import load_zones
 from .node_store import open_store
 
@@ -95,6 +95,7 @@ class WorkerPool(service.Service):
         self.snapshots = {}                 # index -> the worker's latest counter line
         self.retired = DnsCounters()        # counts of workers that ended
         self.retired_transports = {}        # proto -> {field: n} of workers that ended
+        self.retired_signing = {}           # zone -> {"made", "hits"} of workers that ended
         self.restarts = 0
         self._pending = {}                  # index -> delayed restart
 
@@ -134,6 +135,10 @@ class WorkerPool(service.Service):
                 kept = self.retired_transports.setdefault(proto, {})
                 for name, n in fields.items():
                     kept[name] = kept.get(name, 0) + n
+            for zone, counts in last.get("dnssec", {}).items():
+                kept = self.retired_signing.setdefault(zone, {"made": 0, "hits": 0})
+                for name in kept:
+                    kept[name] += counts[name]
         if self.running:
             self.restarts += 1
             log.warn("DNS worker {index} ended; starting it again in {delay} s",
@@ -177,6 +182,22 @@ class WorkerPool(service.Service):
             for proto, fields in transports.items():
                 grouped.setdefault(proto, []).append(types.SimpleNamespace(**fields))
         return grouped
+
+    def signing(self, own: dict) -> dict:
+        """``{zone: counts}`` of online signing summed over every process (``own``: the
+        main process's signers), with what ``metrics.watch_dnssec`` reads; the cache
+        entries are those of the live processes."""
+        totals = {zone: {"made": 0, "hits": 0, "entries": 0} for zone in own}
+        sources = [signing_counts(own), self.retired_signing]
+        sources += [s.get("dnssec", {}) for s in self.snapshots.values()]
+        for source in sources:
+            for zone, counts in source.items():
+                total = totals.setdefault(zone, {"made": 0, "hits": 0, "entries": 0})
+                for name, n in counts.items():
+                    total[name] += n
+        return {zone: types.SimpleNamespace(signatures_made=c["made"], cache_hits=c["hits"],
+                                            cached_signatures=c["entries"])
+                for zone, c in totals.items()}
 
     def queries_by_worker(self, own: DnsCounters) -> dict:
         """``{worker: queries answered so far}``, the main process being "0"."""
@@ -226,7 +247,8 @@ def run_worker(config: Config, reactor, addresses: list[ListenAddress]) -> list:
             fields = transports.setdefault(listener.kind, {})
             for name, n in listener.counters.as_dict().items():
                 fields[name] = fields.get(name, 0) + n
-        line = {"dns": responder.counters.snapshot(), "transports": transports}
+        line = {"dns": responder.counters.snapshot(), "transports": transports,
+                "dnssec": signing_counts(responder.signers)}
         pipe.transport.write(json.dumps(line).encode() + b"\n")
 
     reporter = task.LoopingCall(report)

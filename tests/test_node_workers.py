@@ -102,3 +102,25 @@ def test_a_garbled_line_is_ignored(tmp_path):
     (worker, _), = reactor.spawned
     worker.outReceived(b"not json\n")
     assert pool.snapshots == {} and isinstance(worker, _WorkerProtocol)
+
+
+def test_signing_counts_add_up_over_the_processes_and_stay_when_a_worker_ends(tmp_path):
+    reactor = FakeReactor()
+    pool = WorkerPool(config(tmp_path), reactor, listeners=[])
+    pool.startService()
+    first, second = (proto for proto, _ in reactor.spawned)
+
+    def signing_line(made, hits, entries):
+        data = json.loads(line(0))
+        data["dnssec"] = {"mesh.test": {"made": made, "hits": hits, "entries": entries}}
+        return json.dumps(data).encode() + b"\n"
+
+    first.outReceived(signing_line(10, 4, 9))
+    second.outReceived(signing_line(3, 1, 3))
+    own = {"mesh.test": type("Signer", (), {"signatures_made": 5, "cache_hits": 2,
+                                            "cached_signatures": 5})()}
+    total = pool.signing(own)["mesh.test"]
+    assert (total.signatures_made, total.cache_hits, total.cached_signatures) == (18, 7, 17)
+    first.processEnded(None)
+    total = pool.signing(own)["mesh.test"]
+    assert (total.signatures_made, total.cache_hits, total.cached_signatures) == (18, 7, 8)

@@ -86,6 +86,12 @@ class ZoneSigner:
         return (sorted(key.dnskey for key in self.keys), sorted(self.dnskey),
                 sorted(self.cds))
 
+    def adopt_counts(self, previous: "ZoneSigner") -> None:
+        """Go on counting from ``previous`` (the signer this one replaces), so the
+        exported counters never go back at a key change or a reload."""
+        self.signatures_made += previous.signatures_made
+        self.cache_hits += previous.cache_hits
+
     @property
     def cached_signatures(self) -> int:
         return len(self._cache)

@@ -17,12 +17,14 @@ RRset the node serves to show each step.
 
 import subprocess
 import time
+import urllib.request
 
 import dns.dnssec
 import dns.flags
 import dns.rdatatype
 import pytest
 
+from dmfdns.node_dnssec import KEY_TICK
 from test_dnssec_rollover import (DMFDNS, TTL, Poller, Rig, ask, reload_unbound,
                                   start_unbound, wait_until)
 from test_dnssec_validation import put, stop
@@ -77,9 +79,17 @@ def start_rig(tmp_path, layout, workers):
     return rig
 
 
-def wait_for_keys(rig, expected: set, what: str, seconds=30.0) -> None:
+def settled(check, what: str) -> None:
+    """Wait until ``check()`` holds, then long enough for every DNS process to have taken
+    the step (each looks at the keys once a second), and check again."""
+    wait_until(check, what, 30.0)
+    time.sleep(KEY_TICK + 0.2)
+    assert check(), what
+
+
+def wait_for_keys(rig, expected: set, what: str) -> None:
     try:
-        wait_until(lambda: set(rig.keys()) == expected, what, seconds)
+        settled(lambda: set(rig.keys()) == expected, what)
     except AssertionError:
         raise AssertionError(f"{what}: {rig.keys()} != {expected}\n{rig.status()}") from None
 
@@ -88,10 +98,10 @@ def roll_zsk(rig) -> None:
     before = rig.keys()
     old_zsk = next(tag for tag, flags in before.items() if flags == 256)
     rig.dmfdns("dnssec", "rollover", "zsk", "mesh.test")
-    wait_until(lambda: len(rig.keys()) == 3, "the new ZSK published")   # at once
+    settled(lambda: len(rig.keys()) == 3, "the new ZSK published")      # at once
     new_zsk = next(tag for tag in rig.keys() if tag not in before)
     assert rig.txt_signers() == {old_zsk}          # pre-published: not signing yet
-    wait_until(lambda: rig.txt_signers() == {new_zsk}, "the new ZSK signing")
+    settled(lambda: rig.txt_signers() == {new_zsk}, "the new ZSK signing")
     assert old_zsk in rig.keys()                   # still published until Iret has passed
     wait_for_keys(rig, set(before) - {old_zsk} | {new_zsk}, "the old ZSK removed")
 
@@ -106,7 +116,7 @@ def roll_sep(rig, role: str) -> None:
     reload_unbound(rig, old_ds + [new_ds])       # the parent serves both DS
     rig.dmfdns("dnssec", "ds-seen", "mesh.test", str(new_tag))
     assert "published in DNSKEY" in rig.status()
-    wait_until(lambda: new_tag in rig.keys(), f"the new {role} published")
+    settled(lambda: new_tag in rig.keys(), f"the new {role} published")
     old_tag = int(old_ds[0].split()[0])
     assert old_tag in rig.keys()
     wait_for_keys(rig, set(before) - {old_tag} | {new_tag}, f"the old {role} removed")
@@ -128,11 +138,22 @@ def test_zsk_then_ksk_rollover_with_two_dns_processes_keeps_every_answer_authent
         time.sleep(1)
         roll_zsk(rig)
         roll_sep(rig, "ksk")
+        metrics = scrape(rig)
     finally:
         poller.halt.set()
         poller.join(timeout=10)
         stop_rig(rig)
     assert_all_authenticated(poller)
+    # Both processes answered, and the signing counters are the sum of both.
+    assert metrics['dmfdns_dns_worker_queries_total{worker="1"}'] > 0
+    assert metrics['dmfdns_dnssec_signatures_total{zone="mesh.test"}'] > 0
+
+
+def scrape(rig) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{rig.http}/metrics", timeout=10) as page:
+        text = page.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}
 
 
 def test_csk_double_ds_rollover_keeps_every_answer_authenticated(tmp_path):
