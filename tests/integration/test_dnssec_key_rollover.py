@@ -10,11 +10,16 @@ positive TXT, a denial and the DNSKEY RRset every 0.2 s; every answer must carry
   old removed once the new DNSKEY RRset has reached the caches, the old DS dropped).
 * CSK layout: ``rollover csk`` (double-DS, and the new CSK pre-published before it signs
   the data).
+* A KSK rollover under a real parent: Knot serves and signs ``test.`` with ``mesh.test``'s
+  DS set, changed with ``knotc``, and Unbound is anchored to ``test.``, so it caches the DS
+  RRset for its TTL instead of having its cache flushed by a trust-anchor reload. (Giving
+  the parent the new DS alone instead of both makes this test fail: every answer SERVFAIL.)
 
 The node steps the keys by itself at the planned times; the test only waits for the DNSKEY
 RRset the node serves to show each step.
 """
 
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -24,7 +29,9 @@ import dns.flags
 import dns.rdatatype
 import pytest
 
+import unbound_support
 from dmfdns.node_dnssec import KEY_TICK
+from node_support import free_port
 from test_dnssec_rollover import (DMFDNS, TTL, Poller, Rig, ask, reload_unbound,
                                   start_unbound, wait_until)
 from test_dnssec_validation import put, stop
@@ -185,3 +192,127 @@ def assert_all_authenticated(poller) -> None:
     assert len(poller.answers) > 60, (len(poller.answers), poller.timeouts)
     assert poller.failures() == [], poller.failures()[:5]
     print(f"{len(poller.answers)} answers, all AD; {poller.timeouts} timeouts (reloads)")
+
+
+# --- a real parent --------------------------------------------------------------------
+
+PARENT_ZONE = f"""$ORIGIN test.
+$TTL {TTL}
+@        SOA ns hostmaster 1 3600 600 604800 {TTL}
+@        NS  ns
+ns       A   127.0.0.1
+mesh     NS  ns1.mesh
+ns1.mesh A   127.0.0.1
+"""
+PARENT_CONF = """server:
+    rundir: "{dir}"
+    listen: 127.0.0.1@{port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "{dir}/db"
+policy:
+  - id: parent
+    algorithm: ed25519
+    single-type-signing: on
+    manual: on
+zone:
+  - domain: test.
+    storage: "{dir}"
+    file: "test.zone"
+    zonefile-sync: -1
+    dnssec-signing: on
+    dnssec-policy: parent
+"""
+
+
+class Parent:
+    """Knot serving and signing ``test.``, the parent of ``mesh.test``, whose DS set the
+    test changes with ``knotc`` (the registrar's job)."""
+
+    def __init__(self, work, port):
+        self.dir, self.port = work, port
+        work.mkdir()
+        (work / "db").mkdir()
+        self.conf = work / "knot.conf"
+        self.conf.write_text(PARENT_CONF.format(dir=work, port=port))
+        (work / "test.zone").write_text(PARENT_ZONE)
+        self.run("keymgr", "test.", "generate", "algorithm=ed25519", "ksk=yes", "zsk=yes")
+        self.process = subprocess.Popen([shutil.which("knotd") or "/usr/sbin/knotd", "-c",
+                                         str(self.conf)], stdout=subprocess.DEVNULL,
+                                        stderr=open(work / "knot.log", "wb"))
+
+    def run(self, program, *args, check=True) -> str:
+        done = subprocess.run([program, "-c", str(self.conf), *args], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0 or not check, done.stdout + done.stderr
+        return done.stdout
+
+    def ds_anchor(self) -> str:
+        line = next(line for line in self.run("keymgr", "test.", "ds").splitlines()
+                    if " 2 " in line.split("DS", 1)[1][:12])
+        return line.split(" DS ", 1)[1].strip()
+
+    def set_ds(self, ds_set) -> None:
+        self.run("knotc", "zone-begin", "test.")
+        self.run("knotc", "zone-unset", "test.", "mesh", "DS", check=False)  # may be none
+        for ds in ds_set:
+            self.run("knotc", "zone-set", "test.", "mesh", str(TTL), "DS", ds)
+        self.run("knotc", "zone-commit", "test.")
+        wait_until(lambda: self.ds_served() == sorted(ds_set), "the parent's DS set")
+
+    def ds_served(self) -> list:
+        response = ask(self.port, "mesh.test", "DS")
+        return sorted(rdata.to_text().upper() for rrset in response.answer
+                      if rrset.rdtype == dns.rdatatype.DS for rdata in rrset)
+
+
+@pytest.mark.ci
+def test_ksk_double_ds_under_a_real_parent_keeps_every_answer_authenticated(tmp_path):
+    """The same KSK rollover with the DS in a signed parent zone (Knot), so Unbound caches
+    the DS RRset for its TTL as it would any registry's: the waits, not a cache flush,
+    carry the change."""
+    rig = TimedRig(tmp_path, "ksk-zsk", 1)
+    rig.node = subprocess.Popen(DMFDNS + ["serve", "--config", str(rig.config)],
+                                cwd=tmp_path, env=rig.env, stdout=subprocess.DEVNULL,
+                                stderr=open(tmp_path / "node.log", "wb"))
+    rig.resolver = None
+    parent = Parent(tmp_path / "parent", free_port())
+    try:
+        wait_until(lambda: len(rig.keys()) == 2, "the node")
+        put(rig.http, "leaf.mesh.test", "before, during and after")
+        wait_until(lambda: ask(parent.port, "test", "SOA").answer, "knot")
+        parent.set_ds(rig.ds_set())
+        rig.port = free_port()
+        conf = unbound_support.write_config(
+            tmp_path / "unbound", rig.port, modules="validator iterator",
+            server=(f'trust-anchor: "test. DS {parent.ds_anchor()}"',),
+            stub=['name: "test"', f"stub-addr: 127.0.0.1@{parent.port}",
+                  "stub-zone:", 'name: "mesh.test"', f"stub-addr: 127.0.0.1@{rig.dns}"])
+        rig.resolver = unbound_support.start(conf)
+        wait_until(lambda: ask(rig.port, "leaf.mesh.test").flags & dns.flags.AD, "unbound")
+        poller = Poller(rig.port, QUESTIONS, interval=0.2)
+        poller.start()
+        try:
+            before, old_ds = rig.keys(), rig.ds_set()
+            printed = rig.dmfdns("dnssec", "rollover", "ksk", "mesh.test")
+            new_ds = printed.splitlines()[0].split(" IN DS ")[1]
+            new_tag = int(new_ds.split()[0])
+            parent.set_ds(old_ds + [new_ds])
+            rig.dmfdns("dnssec", "ds-seen", "mesh.test", str(new_tag))
+            old_tag = int(old_ds[0].split()[0])
+            wait_for_keys(rig, set(before) - {old_tag} | {new_tag}, "the old KSK removed")
+            parent.set_ds([new_ds])
+            time.sleep(2 * TTL + 1)         # the old DS RRset leaves Unbound's cache
+        finally:
+            poller.halt.set()
+            poller.join(timeout=10)
+    finally:
+        parent.process.terminate()
+        parent.process.wait(timeout=10)
+        stop_rig(rig)
+    assert_all_authenticated(poller)
