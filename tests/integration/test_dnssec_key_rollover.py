@@ -11,9 +11,10 @@ positive TXT, a denial and the DNSKEY RRset every 0.2 s; every answer must carry
 * CSK layout: ``rollover csk`` (double-DS, and the new CSK pre-published before it signs
   the data).
 * A KSK rollover under a real parent: Knot serves and signs ``test.`` with ``mesh.test``'s
-  DS set, changed with ``knotc``, and Unbound is anchored to ``test.``, so it caches the DS
-  RRset for its TTL instead of having its cache flushed by a trust-anchor reload. (Giving
-  the parent the new DS alone instead of both makes this test fail: every answer SERVFAIL.)
+  DS set, changed with ``knotc``, and Unbound and PowerDNS Recursor are anchored to
+  ``test.``, so they cache the DS RRset for its TTL instead of having their caches flushed
+  by a trust-anchor reload. (Giving the parent the new DS alone instead of both makes this
+  test fail: answers SERVFAIL on both resolvers.)
 
 The node steps the keys by itself at the planned times; the test only waits for the DNSKEY
 RRset the node serves to show each step.
@@ -34,7 +35,7 @@ from dmfdns.node_dnssec import KEY_TICK
 from node_support import free_port
 from test_dnssec_rollover import (DMFDNS, TTL, Poller, Rig, ask, reload_unbound,
                                   start_unbound, wait_until)
-from test_dnssec_validation import put, stop
+from test_dnssec_validation import PDNS, put, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -294,9 +295,13 @@ def test_ksk_double_ds_under_a_real_parent_keeps_every_answer_authenticated(tmp_
             stub=['name: "test"', f"stub-addr: 127.0.0.1@{parent.port}",
                   "stub-zone:", 'name: "mesh.test"', f"stub-addr: 127.0.0.1@{rig.dns}"])
         rig.resolver = unbound_support.start(conf)
+        pdns_port, pdns = start_pdns(tmp_path / "pdns", parent, rig.dns)
         wait_until(lambda: ask(rig.port, "leaf.mesh.test").flags & dns.flags.AD, "unbound")
+        wait_until(lambda: ask(pdns_port, "leaf.mesh.test").flags & dns.flags.AD, "pdns")
         poller = Poller(rig.port, QUESTIONS, interval=0.2)
+        pdns_poller = Poller(pdns_port, QUESTIONS, interval=0.2)
         poller.start()
+        pdns_poller.start()
         try:
             before, old_ds = rig.keys(), rig.ds_set()
             printed = rig.dmfdns("dnssec", "rollover", "ksk", "mesh.test")
@@ -309,10 +314,29 @@ def test_ksk_double_ds_under_a_real_parent_keeps_every_answer_authenticated(tmp_
             parent.set_ds([new_ds])
             time.sleep(2 * TTL + 1)         # the old DS RRset leaves Unbound's cache
         finally:
-            poller.halt.set()
-            poller.join(timeout=10)
+            for each in (poller, pdns_poller):
+                each.halt.set()
+                each.join(timeout=10)
+            stop(pdns)
     finally:
         parent.process.terminate()
         parent.process.wait(timeout=10)
         stop_rig(rig)
     assert_all_authenticated(poller)
+    assert_all_authenticated(pdns_poller)
+
+
+def start_pdns(work, parent: Parent, node_port: int):
+    """PowerDNS Recursor validating, anchored to the parent's DS, forwarding test. to the
+    parent and mesh.test to the node."""
+    binary = shutil.which("pdns_recursor") or "/usr/sbin/pdns_recursor"
+    port = free_port()
+    work.mkdir()
+    conf = PDNS.format(port=port, dir=work, node=node_port).replace(
+        f"forward-zones=mesh.test=127.0.0.1:{node_port}",
+        f"forward-zones=test=127.0.0.1:{parent.port}, mesh.test=127.0.0.1:{node_port}")
+    (work / "recursor.conf").write_text(conf)
+    (work / "recursor.lua").write_text(f'clearTA()\naddTA("test", "{parent.ds_anchor()}")\n')
+    process = subprocess.Popen([binary, f"--config-dir={work}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return port, process
