@@ -33,6 +33,7 @@ import pytest
 import unbound_support
 from dmfdns.node_dnssec import KEY_TICK
 from node_support import free_port
+from secondaries import KNOT_CONF
 from test_dnssec_rollover import (DMFDNS, TTL, Poller, Rig, ask, reload_unbound,
                                   start_unbound, wait_until)
 from test_dnssec_validation import PDNS, put, stop
@@ -205,18 +206,8 @@ ns       A   127.0.0.1
 mesh     NS  ns1.mesh
 ns1.mesh A   127.0.0.1
 """
-PARENT_CONF = """server:
-    rundir: "{dir}"
-    listen: 127.0.0.1@{port}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: info
-database:
-    storage: "{dir}/db"
-policy:
+# The server, log and database clauses of the secondaries' Knot, then a signed zone.
+PARENT_CONF = KNOT_CONF.split("key:\n")[0] + """policy:
   - id: parent
     algorithm: ed25519
     single-type-signing: on
