@@ -266,6 +266,7 @@ class KeySchedule:
         self.responder = responder
         self._seen = {}             # origin -> the directory listing last read
         self._keys = {}             # origin -> [ManagedKey] of that listing
+        self._errors = {}           # origin -> the error last logged (logged once)
 
     def tick(self, now: float) -> None:
         for source, zone in zip(self.config.zones, self.zones):
@@ -274,9 +275,12 @@ class KeySchedule:
             try:
                 keys = self._read(zone.origin)
                 signer = signer_at(tuple(zone.labels), keys, signing_settings(source), now)
-            except NodeError as exc:     # keep signing with what it has; say why
-                log.error("dnssec: {error}", error=str(exc))
+            except NodeError as exc:     # keep signing with what it has; say why, once
+                if self._errors.get(zone.origin) != str(exc):
+                    log.error("dnssec: {error}", error=str(exc))
+                self._errors[zone.origin] = str(exc)
                 continue
+            self._errors.pop(zone.origin, None)
             current = self.responder.signers.get(zone.origin)
             if current is None or current.state() != signer.state():
                 if current is not None:

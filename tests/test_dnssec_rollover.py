@@ -215,6 +215,8 @@ def test_keys_are_written_with_their_times_and_the_schedule_follows_a_zsk_rollov
 def test_cli_ksk_double_ds_prints_the_new_ds_and_waits_for_ds_seen(tmp_path):
     path = write_config(tmp_path)
     assert cli(T0, "dnssec", "keygen", "mesh.test", "--config", str(path))[0] == 0
+    status, _, err = cli(T0, "dnssec", "keygen", "mesh.test", "--add", "--config", str(path))
+    assert status != 0 and "rollover" in err
     status, out, err = cli(T0 + 10, "dnssec", "rollover", "ksk", "mesh.test",
                            "--config", str(path))
     assert status == 0 and "ds-seen" in err
@@ -247,3 +249,23 @@ def test_cli_keygen_makes_the_layouts_keys_and_bad_metadata_is_reported(tmp_path
     next(folder.glob("*.json")).write_text('{"role": "boss"}')
     status, _, err = cli(T0, "dnssec", "status", "mesh.test", "--config", str(path))
     assert status != 0 and "role must be csk, ksk or zsk" in err
+
+
+def test_a_broken_key_file_keeps_the_running_signer_and_is_logged_once(tmp_path):
+    from twisted.logger import globalLogPublisher
+    path = write_config(tmp_path)
+    config = parse_config(path.read_text(), base=tmp_path, cwd=tmp_path)
+    zones = load_zones(config)
+    responder = FakeResponder(zone_signers(config, zones, T0))
+    schedule = KeySchedule(config, zones, responder)
+    before = responder.signers["mesh.test"]
+    next(key_dir(config.node.data_dir, "mesh.test").glob("*.json")).write_text("{")
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        for second in range(3):
+            schedule.tick(T0 + second)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert responder.signers["mesh.test"] is before and responder.swaps == 0
+    assert len([event for event in seen if event.get("log_namespace") == "dmfdns.dnssec"]) == 1

@@ -81,6 +81,9 @@ def keygen_command(args, ctx) -> int:
         if existing and not args.add:
             raise CommandError(f"{zone.origin} already has {len(existing)} key(s); "
                                "'dmfdns dnssec rollover' replaces them")
+        if args.add and source.dnssec_keys != "csk":
+            raise CommandError("--add makes a CSK; a KSK/ZSK zone rolls its keys with "
+                               "'dmfdns dnssec rollover'")
         if args.add:
             made = [generate_key(config.node.data_dir, zone.origin, algorithm, dnssec.CSK,
                                  lambda tag: key_schedule.initial(tag, dnssec.CSK, ctx.now))]
