@@ -317,3 +317,27 @@ def test_the_resigner_does_not_scan_unsigned_zones():
     clock.advance(0)
     assert resigner.scanned == 0 and resigner.passes == 0
     resigner.stopService()
+
+
+def test_with_a_ksk_and_a_zsk_only_the_zsk_signs_the_stored_rrset():
+    node = Node(MemoryStore())
+    ksk, zsk = dnssec.ZoneKey.generate(role=dnssec.KSK), dnssec.ZoneKey.generate(role=dnssec.ZSK)
+    node.swap_keys(ZoneSigner((b"mesh", b"test"), [ksk, zsk]))
+    node.store.put(SLOT, "hello", expiry=NOW + 3600, now=NOW)
+    _, sig = validated(node.ask(SLOT), node.signer)
+    assert [rdata.key_tag for rdata in sig] == [zsk.tag] and node.stored == 1
+
+
+def test_a_new_signer_empties_the_answer_cache_of_stored_rrsigs():
+    node = Node(MemoryStore())
+    node.responder = Responder([ZONE], node.store, ResponderSettings(),
+                               signers={"mesh.test": node.signer})
+    node.store.put(SLOT, "hello", expiry=NOW + 3600, now=NOW)
+    validated(node.ask(SLOT), node.signer)
+    validated(node.ask(SLOT), node.signer)
+    assert node.responder.counters.cache_hits == 1 and node.stored == 1
+    successor = ZoneSigner((b"mesh", b"test"), [dnssec.ZoneKey.generate()])
+    node.responder.set_signer("mesh.test", successor)
+    node.signer = successor
+    _, sig = validated(node.ask(SLOT), successor)        # not the cached old-key answer
+    assert sig[0].key_tag == successor.keys[0].tag and node.fallbacks == 1

@@ -118,10 +118,13 @@ class Responder:
 
     def set_signer(self, origin: str, signer) -> None:
         """Sign the zone ``origin`` (already signed) with ``signer`` from the next query on
-        (a key rollover step); signed answers are not in the answer cache."""
+        (a key rollover step). The answer cache is emptied: it holds fast-path answers
+        with the RRSIGs stored at write time, made by the keys signing until now."""
         if origin not in self.signers:
             raise ValueError(f"{origin} is not a signed zone")
         self.signers[origin] = signer
+        if self.cache is not None:
+            self.cache.clear()
 
     def _serve(self, zones, settings: ResponderSettings) -> None:
         origins = [zone.origin for zone in zones]

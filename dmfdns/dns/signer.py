@@ -101,8 +101,8 @@ class ZoneSigner:
         return {DNSKEY: self.dnskey, CDS: self.cds, CDNSKEY: self.cdnskey}.get(rtype, ())
 
     def keys_for(self, rtype: int) -> tuple:
-        """The keys that sign RRsets of ``rtype`` (every key of a CSK zone)."""
-        return self.keys
+        """The keys whose role signs RRsets of ``rtype`` (``dnssec.role_signs``)."""
+        return tuple(key for key in self.keys if key.signs(rtype))
 
     def window(self, now: float) -> tuple[int, int]:
         settings = self.settings
