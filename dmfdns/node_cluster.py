@@ -58,6 +58,7 @@ def make_cluster(config: Config, reactor, store, files: NodeFiles, *, metrics: N
                                        reactor.seconds),
             current_manifest=cluster.current_manifest,
             index=cluster.index if settings.sync_token else None,
-            require_client_certificate=config.cluster.require_client_certificate).mount(http)
+            require_client_certificate=config.cluster.require_client_certificate,
+            clock=reactor).mount(http)
     metrics.registry.register(SyncCollector(cluster))
     return cluster

@@ -64,13 +64,14 @@ class StallTrace:
             if late > self.threshold:
                 if held is None or held[0] != due:
                     held = (due, collections.Counter())
-                    watcher_late = 0.0
                 stack = self._sample()
                 if stack:
                     held[1][stack] += 1
             elif held is not None:
                 self._report(held, self.timer() - held[0], watcher_late)
-                held = None
+                held, watcher_late = None, 0.0
+            else:
+                watcher_late = 0.0    # only a lateness during (or ending in) a stall counts
 
     def _sample(self) -> str:
         frame = sys._current_frames().get(self._target)

@@ -50,6 +50,7 @@ class SiteTransport:
 
     def __init__(self):
         self.sites = {}
+        self.clocks = {}          # host -> the memory reactor its site answers on
         self.handlers = {}
         self.cut = set()          # (from_id, to_host) pairs that fail
         self.requests = []
@@ -74,6 +75,7 @@ class SiteTransport:
                                     hostAddress=IPv4Address("TCP", "127.0.0.1", 80))
         channel.makeConnection(transport)
         channel.dataReceived(request_bytes(method, path, body, headers))
+        settle(self.clocks[host])       # a digest or pull answer is read in slices
         (response,) = parse_responses(transport.value())
         channel.connectionLost(None)
         return defer.succeed(HttpResponse(response.status, response.headers, response.body))
@@ -114,6 +116,7 @@ class SyncNode:
         self.store = self.node.store
         self.cluster = self.node.cluster
         transport.sites[urlsplit(url_of(node_id)).netloc] = self.node.http.site
+        transport.clocks[urlsplit(url_of(node_id)).netloc] = clock
 
     def start(self) -> None:
         self.node.startService()

@@ -2,13 +2,15 @@
 the extensions only for a caller that asks, and the sync token."""
 
 import hashlib
+import itertools
 
 import pytest
 
 from dmfdns.http.ratelimit import TokenBucketLimiter
 from dmfdns.http.sync_resources import SyncApi
+from dmfdns.store.api import Cursor
 from dmfdns.sync.fullset import FullSetIndex
-from http_support import NOW, Harness
+from http_support import NOW, Harness, request_bytes
 from sync_harness import OPERATOR, sign_manifest
 
 TOKEN = "sync-token"
@@ -145,3 +147,34 @@ def test_summary_matches_a_root_and_lists_buckets_otherwise(node):
     assert listing["bucket"] == label and listing["records"] and not listing["has_more"]
     assert node.request("GET", "/v1/sync/x-dmfdns/bucket?bucket=zz",
                         headers=EXT).status == 400
+
+
+def test_a_digest_page_and_a_pull_are_read_in_slices_with_reactor_turns_between():
+    harness = Harness()
+    turns = []
+    call_later = harness.clock.callLater
+    harness.clock.callLater = lambda delay, *a, **kw: (
+        turns.append(delay) if delay == 0 else None, call_later(delay, *a, **kw))[1]
+    # A slice is always over: every step of the page and every pulled name waits a turn.
+    SyncApi(store=harness.store, token=TOKEN,
+            limiter=TokenBucketLimiter(1e6, 1e6, harness.clock.seconds),
+            clock=harness.clock, timer=itertools.count().__next__).mount(harness.http)
+    harness.store.put_many([(f"s{i}.mesh.test", f"value{i}", NOW + 600) for i in range(250)],
+                           now=NOW)
+    harness.clock.advance(2)
+    whole = harness.store.changes_after(Cursor(), 250, now=harness.clock.seconds())
+    asking = harness.connect()
+    asking.channel.dataReceived(request_bytes("GET", "/v1/sync/digest?limit=250", headers=EXT))
+    assert asking.responses() == [] and turns == [0]     # 100 entries read, then a turn
+    harness.clock.advance(0)
+    body = asking.responses()[0].json()
+    assert turns == [0, 0]                               # 100, 100, then the last 50
+    assert [r["hash"] for r in body["records"]] == [c.value_hash for c in whole.changes]
+    assert body["has_more"] is False and len(body["records"]) == 250
+    names = [f"s{i}.mesh.test" for i in range(5)]
+    pulling = harness.connect()
+    pulling.channel.dataReceived(request_bytes("POST", "/v1/sync/pull", {"names": names}, EXT))
+    assert pulling.responses() == []
+    harness.clock.advance(0)
+    assert [r["name"] for r in pulling.responses()[0].json()["records"]] == names
+    assert len(turns) == 2 + 5                           # a turn before each name

@@ -9,6 +9,11 @@ Reference endpoints, with the reference's shapes, limits and status codes:
 * ``GET /v1/sync/cluster-manifest``: the adopted manifest ``{"wire", "seq", "exp",
   "cluster_name"}``, or 204.
 
+A digest page and a pull answer are read from the store in slices of at most
+``SLICE_SECONDS`` (``DIGEST_STEP`` log entries, one name of a pull), the reactor getting a
+turn between them: a peer catching up asks for pages and pulls back to back, and DNS is
+answered on the same thread.
+
 Every call is rate limited per client and then needs ``Authorization: Bearer <sync token>``
 (compared in constant time); without a configured token the endpoints always answer 403
 ``{"error": "forbidden"}``, as the reference does.
@@ -25,9 +30,12 @@ own serve the full-set comparison (``dmfdns.sync.fullset``):
 """
 
 import re
+import time
 from typing import Callable
 
-from ..store.api import Cursor
+from twisted.internet import defer, task
+
+from ..store.api import ChangesPage, Cursor
 from ..store.changelog import parse_cursor, since_cursor
 from ..sync import wire
 from ..sync.fullset import MAX_LIST, parse_bucket
@@ -38,6 +46,8 @@ from .ratelimit import TokenBucketLimiter
 
 FORBIDDEN = "forbidden"
 PULL_BYTES_CAP = 8 * 2**20      # values per pull answer; the rest is left for the next pull
+SLICE_SECONDS = 0.010           # the most one slice of a digest or pull holds the reactor
+DIGEST_STEP = 100               # log entries read at a time for a digest page
 _CAPABLE = ((wire.CAPABILITY_HEADER.encode("ascii"), wire.CAPABILITY.encode("ascii")),)
 _SINCE = re.compile(r"[0-9]{1,19}")
 _AFTER = re.compile(r"([^:]{1,253}):([0-9a-f]{64})")
@@ -47,13 +57,18 @@ class SyncApi:
     """The sync endpoints of one node.
 
     ``current_manifest(now)`` returns the adopted ``(wire, ClusterManifest)`` or None;
-    ``index`` is the node's ``FullSetIndex`` (None: the extension endpoints answer 404).
+    ``index`` is the node's ``FullSetIndex`` (None: the extension endpoints answer 404);
+    ``clock`` (the reactor) gets a turn between the slices of a digest or pull (None:
+    answered in one piece); ``timer`` (seconds, monotonic) measures a slice.
     """
 
     def __init__(self, *, store, token: str, limiter: TokenBucketLimiter,
                  current_manifest: Callable[[float], tuple | None] = lambda now: None,
-                 index=None, require_client_certificate: bool = False):
+                 index=None, require_client_certificate: bool = False, clock=None,
+                 timer=time.perf_counter):
         self.store = store
+        self.clock = clock
+        self.timer = timer
         self.require_client_certificate = require_client_certificate
         self.token = token or None
         self.limiter = limiter
@@ -85,15 +100,37 @@ class SyncApi:
 
     # --- reference endpoints --------------------------------------------------------------
 
-    def digest(self, call: Call) -> Reply:
+    def digest(self, call: Call) -> defer.Deferred:
         extended = self._extended(call)
         cursor = self._cursor(call)
         limit = wire.parse_limit(call.query("limit"))
         if limit is None:
             raise HttpError(400, "invalid limit")
-        page = self.store.changes_after(cursor, limit, now=call.now, tombstones=extended)
-        body = wire.digest_body(page, cursor, call.now, extended)
+        return defer.ensureDeferred(self._digest(call, cursor, limit, extended))
+
+    async def _digest(self, call: Call, cursor: Cursor, limit: int, extended: bool) -> Reply:
+        """One page of ``limit`` read ``DIGEST_STEP`` entries at a time: each step starts
+        where the previous one left the cursor, so together they are the one page."""
+        changes, at, until = [], cursor, self.timer() + SLICE_SECONDS
+        while True:
+            page = self.store.changes_after(at, min(DIGEST_STEP, limit - len(changes)),
+                                            now=call.now, tombstones=extended)
+            changes += page.changes
+            if len(changes) >= limit or not page.has_more or page.next_cursor == at:
+                break
+            at = page.next_cursor
+            until = await self._turn(until)
+        whole = ChangesPage(tuple(changes), page.has_more, page.next_cursor)
+        body = wire.digest_body(whole, cursor, call.now, extended)
         return Reply(200, body, headers=_CAPABLE if extended else ())
+
+    async def _turn(self, until: float) -> float:
+        """Give the reactor a turn once the slice that ends at ``until`` has run its time;
+        when the next slice ends."""
+        if self.clock is None or self.timer() < until:
+            return until
+        await task.deferLater(self.clock, 0, lambda: None)
+        return self.timer() + SLICE_SECONDS
 
     @staticmethod
     def _cursor(call: Call) -> Cursor:
@@ -109,14 +146,17 @@ class SyncApi:
             return since_cursor(int(since))
         return Cursor()
 
-    def pull(self, call: Call) -> Reply:
+    def pull(self, call: Call) -> defer.Deferred:
         extended = self._extended(call)
         request = wire.parse_pull_request(call.json_object())
         if isinstance(request, str):
             raise HttpError(400, request)
-        names, hashes = request
-        records, size = [], 0
+        return defer.ensureDeferred(self._pull(call, *request, extended))
+
+    async def _pull(self, call: Call, names: list, hashes, extended: bool) -> Reply:
+        records, size, until = [], 0, self.timer() + SLICE_SECONDS
         for name in names:
+            until = await self._turn(until)
             for change in self.store.changes_for(name, call.now):
                 if size > PULL_BYTES_CAP:
                     break
