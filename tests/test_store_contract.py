@@ -673,6 +673,17 @@ def test_apply_remote_many_applies_the_good_and_reports_the_bad(store):
     assert store.generation() == 1
 
 
+def test_apply_remote_many_sets_meta_in_the_same_transaction(store):
+    change = remote("n.mesh.test", "v", written=int(T0 * 1000), expiry=T0 + 60)
+    with pytest.raises(StoreError):
+        store.apply_remote_many([change], T0, meta={"store:generation": b"9"})
+    assert store.generation() == 0 and store.get("n.mesh.test", T0) == []
+    result = store.apply_remote_many([change], T0, meta={"sync:cursor:p": b"1:n:h"})
+    assert result.changed == 1 and store.meta_get("sync:cursor:p") == b"1:n:h"
+    store.apply_remote_many([], T0, meta={"sync:cursor:p": b"2:n:h"})   # a cursor alone
+    assert store.meta_get("sync:cursor:p") == b"2:n:h"
+
+
 def test_changes_for_lists_values_and_tombstones(store):
     store.put("a.mesh.test", "v", expiry=T0 + 60, now=T0)
     store.put("a.mesh.test", "w", expiry=T0 + 10, now=T0)

@@ -179,9 +179,11 @@ class RecordStore(Protocol):
         are ignored; a bad name, value, hash or a write time more than 60 s ahead of
         ``now`` raises StoreError. Durable before it returns."""
 
-    def apply_remote_many(self, changes: Iterable[Change], now: float) -> ApplyResult:
+    def apply_remote_many(self, changes: Iterable[Change], now: float,
+                          meta: dict | None = None) -> ApplyResult:
         """``apply_remote`` for many changes in one transaction; refused ones are reported,
-        not raised."""
+        not raised. ``meta`` (key -> bytes, as ``meta_set``) is set in the same
+        transaction (a sync cursor moves exactly when the changes before it land)."""
 
     def reap_stale_readers(self) -> int:
         """Clear reader slots left by crashed processes (LMDB); the number cleared."""

@@ -176,7 +176,8 @@ class TableStore:
             batch.finish()
         return changed
 
-    def apply_remote_many(self, changes: Iterable[Change], now: float) -> ApplyResult:
+    def apply_remote_many(self, changes: Iterable[Change], now: float,
+                          meta: dict | None = None) -> ApplyResult:
         now_ms = inputs.now_ms(now)
         accepted, rejected = [], []
         for change in changes:
@@ -184,12 +185,17 @@ class TableStore:
                 accepted.append(inputs.remote(change, now_ms))
             except StoreError as error:
                 rejected.append((change, str(error)))
-        if not accepted:
+        meta = dict(meta or {})
+        for key, value in meta.items():
+            self._check_meta_value(key, value)
+        if not accepted and not meta:
             return ApplyResult(0, tuple(rejected))
         with self._write() as tables:
             batch = self._batch(tables, now_ms)
             changed = sum(batch.apply(*checked) for checked in accepted)
             batch.finish()
+            for key, value in meta.items():
+                tables.set_meta(key, bytes(value))
         return ApplyResult(changed, tuple(rejected))
 
     def sweep(self, now: float, limit: int, *, drain: bool = True) -> int:
@@ -263,13 +269,16 @@ class TableStore:
                 tables.auth_set(key, value)
 
     def meta_set(self, key: str, value: bytes) -> None:
+        self._check_meta_value(key, value)
+        with self._write() as tables:
+            tables.set_meta(key, bytes(value))
+
+    def _check_meta_value(self, key, value) -> None:
         self._check_meta_key(key)
         if key.startswith(META_PREFIX):
             raise StoreError(f"meta keys starting with {META_PREFIX!r} belong to the store")
         if not isinstance(value, (bytes, bytearray)):
             raise StoreError("meta values are bytes")
-        with self._write() as tables:
-            tables.set_meta(key, bytes(value))
 
     # reads
 

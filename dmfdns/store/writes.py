@@ -235,7 +235,8 @@ class RemoteBatch:
             self._batch.setdefault(result.name, []).append(result.value)
         return None
 
-    def apply(self, changes: Sequence[Change], now: float):
-        """Merge the admitted ``changes`` in one transaction (``ApplyResult``)."""
-        return self.service.store.apply_remote_many(changes, now)
+    def apply(self, changes: Sequence[Change], now: float, meta: dict | None = None):
+        """Merge the admitted ``changes`` in one transaction (``ApplyResult``), with the
+        ``meta`` values (a sync cursor) in the same transaction."""
+        return self.service.store.apply_remote_many(changes, now, meta)
 

@@ -4,17 +4,18 @@ docs/compatibility.md §3).
 Per peer and tick: read digest pages from the persisted cursor and keep going while the
 peer says ``has_more``, inside a budget (pages, records, seconds); diff every page against
 the local store; pull what is missing or newer in batches of at most 256 names; put every
-pulled value through the same admission as an HTTP write; apply the admitted ones in one
-transaction per batch; move the cursor past the page and persist it in the store's meta.
-It is pipelined: the next digest page is asked for while this page's pulls run, and up to
-``PULLS_IN_FLIGHT`` pulls are in flight at once, so both nodes keep working.
+pulled value through the same admission as an HTTP write; merge a page's admitted changes
+and persist the cursor past it (the store's meta) in **one** transaction, one durable
+commit per page. It is pipelined: the next digest page is asked for while this page's
+pulls run, up to ``PULLS_IN_FLIGHT`` pulls are in flight at once, and a page commits while
+the next one is pulled (its records are admitted once the commit before has landed), so
+both nodes and the disk keep working.
 
 Nothing here holds the reactor (DNS is answered on the same thread): the diff of a page
 against the store and the admission of a pulled batch (each identity an Ed25519
 verification) run in slices of at most ``SLICE_SECONDS``, giving the reactor a turn
-between them, and every store write (a batch's merge, the cursor) goes through
-``run_write``, where the node's commits run: off the reactor thread, since a durable commit
-waits on the disk.
+between them, and every store write goes through ``run_write``, where the node's commits
+run: off the reactor thread, since a durable commit waits on the disk.
 
 What the reference does differently, and why this does not:
 
@@ -163,10 +164,6 @@ class AntiEntropy:
         cursor = parse_cursor(raw.decode("utf-8", "replace")) if raw else None
         return cursor or Cursor()
 
-    def _save_cursor(self, state: PeerState) -> defer.Deferred:
-        return self.run_write(self.store.meta_set, CURSOR_META + state.peer.peer_id,
-                              format_cursor(state.cursor).encode("utf-8"))
-
     async def _turn(self) -> None:
         """Give the reactor a turn once the current slice has run its time."""
         if self._timer() >= self._slice_end:
@@ -221,40 +218,52 @@ class AntiEntropy:
         """Digest pages from the cursor while the peer has more and the budget lasts.
 
         Pipelined: the next page is asked for as soon as this one is read, so the peer
-        serves it while this one's pulls run; the persisted cursor moves only past a page
-        whose pulls are all applied."""
+        serves it while this one's pulls run; a page's admitted changes and the cursor past
+        it commit in one transaction, in the commit thread, while the next page is pulled
+        (one page's commit in flight at a time, so pages land in order)."""
         deadline = self.clock.seconds() + self.budget.seconds
         pages = records = 0
-        asked = self._ask_digest(client, state.cursor)
-        while True:
-            now = self.clock.seconds()
-            page, extended = await asked
-            asked = None
-            state.extended = extended
-            pages += 1
-            state.pages += 1
-            for reason in page.rejected:
-                state.count(state.rejected, reason)
-            wanted = await self._wanted(page.entries, _ms(now))
-            following = self._past(state.cursor, page, extended)
-            more = (page.has_more and following is not None
-                    and pages < self.budget.max_pages
-                    and records + len(wanted) < self.budget.max_records
-                    and self.clock.seconds() < deadline)
-            if more:
-                asked = self._ask_digest(client, following)
-            try:
-                records += await self._pull(client, state, wanted, extended)
-            except BaseException:
-                _abandon(asked)
-                raise
-            moved = await self._advance(state, page, extended)
-            state.caught_up = not page.has_more
-            state.lag_seconds = 0.0 if state.caught_up else max(
-                0.0, now - state.cursor.ts_ms / 1000)
-            if not (more and moved):
-                _abandon(asked)
-                return
+        position = state.cursor
+        asked = self._ask_digest(client, position)
+        committing = None
+        try:
+            while True:
+                now = self.clock.seconds()
+                page, extended = await asked
+                asked = None
+                state.extended = extended
+                pages += 1
+                state.pages += 1
+                for reason in page.rejected:
+                    state.count(state.rejected, reason)
+                wanted = await self._wanted(page.entries, _ms(now))
+                following = self._past(position, page, extended)
+                more = (page.has_more and following is not None
+                        and pages < self.budget.max_pages
+                        and records + len(wanted) < self.budget.max_records
+                        and self.clock.seconds() < deadline)
+                if more:
+                    asked = self._ask_digest(client, following)
+                received, changes, admitted = await self._pull(client, state, wanted, extended,
+                                                               committing)
+                records += received
+                if committing is not None:
+                    await committing
+                committing = self._commit(state, admitted, changes, following,
+                                          self.clock.seconds())
+                position = following or position
+                state.caught_up = not page.has_more
+                state.lag_seconds = 0.0 if state.caught_up else max(
+                    0.0, now - position.ts_ms / 1000)
+                if not more:
+                    break
+            await committing
+            committing = None
+        finally:
+            _abandon(asked)
+            if committing is not None:       # the walk failed; the commit still lands
+                committing.addErrback(lambda failure: log.failure(
+                    "a sync commit failed", failure))
 
     def _ask_digest(self, client, cursor: Cursor) -> defer.Deferred:
         return defer.ensureDeferred(client.digest(cursor, self.budget.page_limit,
@@ -269,14 +278,22 @@ class AntiEntropy:
             return None
         return max(candidates)
 
-    async def _advance(self, state: PeerState, page, extended: bool) -> bool:
-        """Move the cursor past the page (past a refused entry too: never a stall)."""
-        following = self._past(state.cursor, page, extended)
-        if following is None:
-            return False
-        state.cursor = following
-        await self._save_cursor(state)
-        return True
+    def _commit(self, state: PeerState, admitted, changes: list, following, now: float):
+        """Merge a page's admitted ``changes`` and move the cursor to ``following`` (None:
+        stays) in one transaction through ``run_write``; a Deferred, counted when done."""
+        meta = {} if following is None else {
+            CURSOR_META + state.peer.peer_id: format_cursor(following).encode("utf-8")}
+        if not changes and not meta:
+            return defer.succeed(None)
+
+        def applied(result):
+            for _ in result.rejected:
+                state.count(state.rejected, wire.STORE)
+            state.applied += result.changed
+            state.pulled += len(changes) - len(result.rejected)
+            if following is not None:
+                state.cursor = following
+        return self.run_write(admitted.apply, changes, now, meta).addCallback(applied)
 
     async def _wanted(self, entries, now_ms: int) -> list:
         """The entries that tell us something new, one per (name, hash); in slices."""
@@ -296,10 +313,14 @@ class AntiEntropy:
 
     # --- pulling ----------------------------------------------------------------------------
 
-    async def _pull(self, client, state: PeerState, wanted: list, extended: bool) -> int:
+    async def _pull(self, client, state: PeerState, wanted: list, extended: bool,
+                    landed=None) -> tuple:
         """Pull ``wanted`` entries in batches of at most 256 names, ``PULLS_IN_FLIGHT`` at a
-        time (each applied as it arrives); the number received. A failed pull fails the
-        whole (after the others finished), so the cursor stays before this page."""
+        time, each admitted as it arrives (once ``landed``, the previous page's commit, is
+        done: admission must see what it committed, e.g. the identity of a prekey);
+        ``(records received, admitted changes, their RemoteBatch)``. A failed pull fails
+        the whole (after the others finished), so the cursor stays before this page."""
+        admitted, changes = self.writes.remote_batch(), []
         batches, batch = [], {}
         for entry in wanted:
             if entry.name not in batch and len(batch) == PULL_BATCH:
@@ -308,27 +329,29 @@ class AntiEntropy:
             batch.setdefault(entry.name, []).append(entry)
         if batch:
             batches.append(batch)
-        if len(batches) <= 1:
-            return sum([await self._pull_batch(client, state, b, extended) for b in batches])
         gate = defer.DeferredSemaphore(PULLS_IN_FLIGHT)
-        runs = [gate.run(lambda b=b: defer.ensureDeferred(
-            self._pull_batch(client, state, b, extended))) for b in batches]
+        runs = [gate.run(lambda b=b: defer.ensureDeferred(self._pull_batch(
+            client, state, b, extended, (admitted, changes, landed)))) for b in batches]
         results = await defer.DeferredList(runs, consumeErrors=True)
         for ok, result in results:
             if not ok:
                 result.raiseException()
-        return sum(result for _, result in results)
+        return sum(result for _, result in results), changes, admitted
 
-    async def _pull_batch(self, client, state: PeerState, batch: dict, extended: bool) -> int:
+    async def _pull_batch(self, client, state: PeerState, batch: dict, extended: bool,
+                          into: tuple) -> int:
+        """Pull one batch and admit it into ``into`` (RemoteBatch, changes, landed)."""
+        admission_batch, changes, landed = into
         advertised = {(e.name, e.value_hash): e for entries in batch.values() for e in entries}
         hashes = [h for _, h in advertised] if extended else None
         now = self.clock.seconds()
         records, bad, _ = await client.pull(list(batch), hashes, _ms(now))
         for reason in bad:
             state.count(state.rejected, reason)
+        if landed is not None:
+            await _follow(landed)
         now = self.clock.seconds()
-        changes, got = [], set()
-        admission_batch = self.writes.remote_batch()
+        got = set()
         for record in _prekeys_last(records):
             await self._turn()
             change = self._checked(state, record, batch, advertised, got, extended, now,
@@ -338,12 +361,6 @@ class AntiEntropy:
         missing = len(advertised) - len(got)
         if missing:
             state.count(state.rejected, wire.MISSING, missing)
-        if changes:
-            result = await self.run_write(admission_batch.apply, changes, now)
-            for _ in result.rejected:
-                state.count(state.rejected, wire.STORE)
-            state.applied += result.changed
-            state.pulled += len(changes) - len(result.rejected)
         return len(records)
 
     def _checked(self, state, record, batch, advertised, got, extended, now,
@@ -422,7 +439,9 @@ class AntiEntropy:
             entries, rejected = wire.parse_listing(listing, now_ms)
             for reason in rejected:
                 state.count(state.rejected, reason)
-            await self._pull(client, state, await self._wanted(entries, now_ms), True)
+            _, changes, admitted = await self._pull(client, state,
+                                                    await self._wanted(entries, now_ms), True)
+            await self._commit(state, admitted, changes, None, self.clock.seconds())
             if listing.get("has_more") is not True or not entries:
                 return
             after = (entries[-1].name, entries[-1].value_hash)
@@ -433,6 +452,17 @@ def _abandon(asked: defer.Deferred | None) -> None:
     if asked is not None:
         asked.addErrback(lambda _: None)
         asked.cancel()
+
+
+def _follow(running: defer.Deferred) -> defer.Deferred:
+    """A Deferred that fires (with None) once ``running`` has, leaving its result alone."""
+    follower = defer.Deferred()
+
+    def relay(result):
+        follower.callback(None)
+        return result
+    running.addBoth(relay)
+    return follower
 
 
 def _prekeys_last(records: list) -> list:
