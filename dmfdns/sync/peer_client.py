@@ -26,10 +26,13 @@ PeerError = OutboundError
 # --- the sync calls -----------------------------------------------------------------------
 
 class PeerClient:
-    """The sync calls to the peer at ``base_url`` (``http://host:port``)."""
+    """The sync calls to the peer at ``base_url`` (``http://host:port``). ``pause()``,
+    when given, returns a Deferred that fires on the reactor's next turn: a digest page or
+    a pull answer is validated in steps (``wire.STEP`` entries) with a pause between them."""
 
-    def __init__(self, transport, base_url: str, token: str):
+    def __init__(self, transport, base_url: str, token: str, pause=None):
         self.transport = transport
+        self.pause = pause
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}",
                          wire.CAPABILITY_HEADER: wire.CAPABILITY,
@@ -61,8 +64,8 @@ class PeerClient:
         """``(DigestPage, extended)`` for the page after ``cursor``."""
         path = f"/v1/sync/digest?cursor={quote(format_cursor(cursor), safe=':')}&limit={limit}"
         _, data, extended = await self._call("GET", path)
-        page = wire.parse_digest(data, after=cursor, limit=limit, now_ms=now_ms,
-                                 extended=extended)
+        page = await self._stepped(wire.parse_digest_steps(
+            data, after=cursor, limit=limit, now_ms=now_ms, extended=extended))
         if page is None:
             raise PeerError(MALFORMED, "digest page has the wrong shape")
         return page, extended
@@ -73,10 +76,19 @@ class PeerClient:
         if hashes is not None:
             body["hashes"] = hashes
         _, data, extended = await self._call("POST", "/v1/sync/pull", body)
-        parsed = wire.parse_pull(data, now_ms=now_ms, extended=extended)
+        parsed = await self._stepped(wire.parse_pull_steps(data, now_ms=now_ms,
+                                                           extended=extended))
         if parsed is None:
             raise PeerError(MALFORMED, "pull answer has the wrong shape")
         return parsed[0], parsed[1], extended
+
+    async def _stepped(self, steps):
+        """Run a ``wire`` ``*_steps`` parser, pausing between its steps; its result."""
+        result = None
+        for result in steps:
+            if result is None and self.pause is not None:
+                await self.pause()
+        return result
 
     async def manifest(self) -> str | None:
         """The peer's current manifest wire, or None (204 or no usable wire)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from twisted.application import service
 from twisted.application.internet import TimerService
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from ..proto.admission import Limits
@@ -115,7 +115,8 @@ class ClusterSync(service.MultiService):
                    for s in self.anti_entropy.states.values())
 
     def _client(self, peer: Peer) -> PeerClient:
-        return PeerClient(self.transport, peer.url, self.settings.sync_token)
+        return PeerClient(self.transport, peer.url, self.settings.sync_token,
+                          pause=lambda: task.deferLater(self.clock, 0, lambda: None))
 
     # --- lifecycle --------------------------------------------------------------------------
 

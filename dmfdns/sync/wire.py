@@ -175,6 +175,9 @@ class DigestPage:
     next_cursor: Cursor | None
 
 
+STEP = 100         # entries checked between two yields of the ``*_steps`` parsers
+
+
 def parse_digest(data, *, after: Cursor, limit: int, now_ms: int,
                  extended: bool) -> DigestPage | None:
     """Validate a digest answer to a request for ``limit`` entries after ``after``.
@@ -183,15 +186,32 @@ def parse_digest(data, *, after: Cursor, limit: int, now_ms: int,
     ``after`` with a ``ts`` at most 60 s ahead of ``now_ms`` (a peer cannot push the cursor
     into the future); entries past ``limit`` are ignored and counted once.
     """
+    return _last(parse_digest_steps(data, after=after, limit=limit, now_ms=now_ms,
+                                    extended=extended))
+
+
+def _last(steps):
+    """The final value of a ``*_steps`` parser run through in one go."""
+    for result in steps:
+        pass
+    return result
+
+
+def parse_digest_steps(data, *, after: Cursor, limit: int, now_ms: int, extended: bool):
+    """``parse_digest`` in steps: yields None after every ``STEP`` entries (a caller on
+    the reactor gives it a turn there), then the result."""
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-        return None
+        yield None
+        return
     records, rejected = data["records"], []
     if len(records) > limit:
         records = records[:limit]
         rejected.append(OVERSIZED_PAGE)
     entries, last = [], None
     previous = after
-    for item in records:
+    for index, item in enumerate(records, 1):
+        if index % STEP == 0:
+            yield None
         entry, position, reason = _digest_entry(item, now_ms, extended)
         if position is not None and position <= previous:
             entry, position, reason = None, None, OUT_OF_ORDER
@@ -207,7 +227,7 @@ def parse_digest(data, *, after: Cursor, limit: int, now_ms: int,
                                     or next_cursor < (last or after)):
         rejected.append(BAD_CURSOR)
         next_cursor = None
-    return DigestPage(tuple(entries), tuple(rejected), has_more, last, next_cursor)
+    yield DigestPage(tuple(entries), tuple(rejected), has_more, last, next_cursor)
 
 
 def _digest_entry(item, now_ms: int, extended: bool):
@@ -279,16 +299,25 @@ class PulledRecord:
 
 def parse_pull(data, *, now_ms: int, extended: bool):
     """``(records, reasons)`` of a pull answer, or None when it is malformed."""
+    return _last(parse_pull_steps(data, now_ms=now_ms, extended=extended))
+
+
+def parse_pull_steps(data, *, now_ms: int, extended: bool):
+    """``parse_pull`` in steps: yields None after every ``STEP`` records, then the
+    result."""
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-        return None
+        yield None
+        return
     records, rejected = [], []
-    for item in data["records"]:
+    for index, item in enumerate(data["records"], 1):
+        if index % STEP == 0:
+            yield None
         record = _pulled(item, now_ms, extended)
         if record is None:
             rejected.append(BAD_RECORD)
         else:
             records.append(record)
-    return records, rejected
+    yield records, rejected
 
 
 def _pulled(item, now_ms: int, extended: bool) -> PulledRecord | None:
