@@ -2,6 +2,7 @@
 the signer, the key files with their times and the schedule that swaps the running
 responder's signer (node_dnssec.py), and ``dmfdns dnssec rollover|ds-seen|status``."""
 
+import dataclasses
 import io
 import json
 import pathlib
@@ -34,6 +35,8 @@ def test_the_intervals_are_rfc_7583s():
     assert TIMINGS.iret == 300 + 86400 + 900               # Dsgn(0) + Dprp + TTLsig
     assert TIMINGS.ipub_parent == 1800 + 7200 + 600        # DprpP + TTLds + safety
     assert TIMINGS.iret_key == 300 + 3600 + 900
+    stored = dataclasses.replace(TIMINGS, signing_delay=1200)     # signatures kept on disk
+    assert stored.iret == 1200 + TIMINGS.iret and stored.ipub == TIMINGS.ipub
 
 
 def test_zsk_pre_publication_switches_signing_after_ipub_and_removes_after_iret():

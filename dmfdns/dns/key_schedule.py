@@ -48,6 +48,7 @@ class Timings:
     parent_propagation: float    # DprpP: the same for the parent's servers
     publish_safety: float = 0.0  # a margin added to every publication interval
     retire_safety: float = 0.0   # a margin added to every retire interval
+    signing_delay: float = 0.0   # Dsgn: until every RRset is re-signed by a new key
 
     @property
     def ipub(self) -> float:
@@ -57,8 +58,9 @@ class Timings:
     @property
     def iret(self) -> float:
         """A key that stops signing now has no signature left in any cache after this
-        (3.2.1: Dsgn + Dprp + TTLsig, with Dsgn = 0: online signing switches at once)."""
-        return self.propagation + self.max_ttl + self.retire_safety
+        (3.2.1: Dsgn + Dprp + TTLsig; Dsgn is 0 while every signature is made when an
+        answer is, since the switch is then at once)."""
+        return self.signing_delay + self.propagation + self.max_ttl + self.retire_safety
 
     @property
     def ipub_parent(self) -> float:
