@@ -134,11 +134,17 @@ def test_bench_dnssec_prints_every_row():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     rows = [line.split(" | ") for line in done.stdout.splitlines()[2:]]
-    assert [row[1] for row in rows] == ["one signature", "positive TXT, no DO",
-                                        "positive TXT, DO (cache warm)",
-                                        "random-subdomain flood, DO"] * 2
+    assert [row[1] for row in rows] == [
+        "one signature", "positive TXT, no DO",
+        "positive TXT, DO, signed on the fly (signature cache warm)",
+        "sign one name at write time (1 value)",
+        "positive TXT, DO, stored RRSIGs, lean path (no answer cache)",
+        "positive TXT, DO, stored RRSIGs, answer cache",
+        "random-subdomain flood, DO"] * 2
     assert all(float(row[2]) > 0 for row in rows)
     assert "21 signatures made" in done.stdout and "cache 10 of 10" in done.stdout
+    lean = [row[3] for row in rows if row[1].endswith("lean path (no answer cache)")]
+    assert lean == ["20 spliced from the store, 0 signed on the fly |"] * 2
 
 
 @pytest.mark.slow
@@ -155,3 +161,6 @@ def test_bench_dnssec_knot_runs_end_to_end(tmp_path):
     lines = done.stdout.strip().splitlines()
     assert re.fullmatch(r"ratio dmfdns/knot qps: \d+\.\d\d", lines[-2]), done.stdout
     assert "| knot |" in done.stdout and "| dmfdns |" in done.stdout
+    # Every positive DO answer the node's fast path made carried the stored RRSIGs.
+    assert re.search(r"\d+ with stored RRSIGs, 0 left to on-the-fly", done.stdout)
+    assert "stored RRSIGs for 300 names" in done.stderr

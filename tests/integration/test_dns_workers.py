@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 import dns.dnssec
+import dns.flags
 import dns.message
 import dns.name
 import dns.query
@@ -197,3 +198,19 @@ def test_both_processes_serve_the_rrsigs_stored_at_write_time(node):
                   > len(names), "stored RRSIGs served by both processes")
     assert node.metric('dmfdns_dnssec_answers_total{source="fallback"}') == 0
     assert node.metric("dmfdns_dnssec_stored_records_total") >= len(names)
+
+    # Over 1,232 bytes signed: TC over UDP, then the whole signed RRset over TCP.
+    for index in range(6):
+        node.write("POST", "big.mesh.test", f"{index:02d}" + "b" * 198)
+    owner = dns.name.from_text("big.mesh.test")
+    query = dns.message.make_query(owner, "TXT", use_edns=0, want_dnssec=True,
+                                   payload=4096)
+    over_udp = dns.query.udp(query, "127.0.0.1", port=node.dns, timeout=2)
+    assert over_udp.flags & dns.flags.TC and not over_udp.answer
+    over_tcp = dns.query.tcp(query, "127.0.0.1", port=node.dns, timeout=2)
+    assert len(over_tcp.to_wire()) > 1232
+    txt = over_tcp.find_rrset(over_tcp.answer, owner, 1, dns.rdatatype.TXT)
+    dns.dnssec.validate(txt, over_tcp.find_rrset(over_tcp.answer, owner, 1,
+                                                 dns.rdatatype.RRSIG, dns.rdatatype.TXT),
+                        keyring)
+    assert len(txt) == 6
