@@ -34,6 +34,11 @@ class Listener(service.Service):
 
     SAME_PORT_ATTEMPTS = 20
     UDP_RECEIVE_BUFFER = 4 * 2**20
+    # Bytes of datagrams one reactor turn reads (Twisted's default is 256 KiB: thousands of
+    # queued queries answered in one turn, the reactor held for hundreds of ms after any
+    # pause). 16 KiB is a few hundred queries: other work, timers included, gets a turn
+    # between batches, and the socket's buffer still drains at full speed.
+    UDP_READ_PER_TURN = 16 * 2**10
 
     def __init__(self, reactor, kind: str, address: ListenAddress, protocol_or_factory,
                  counters: TransportCounters | None, same_port_as: "Listener | None" = None,
@@ -81,6 +86,7 @@ class Listener(service.Service):
             handle = getattr(bound, "getHandle", None)
             if handle is not None:
                 _grow_receive_buffer(handle(), self.UDP_RECEIVE_BUFFER)
+            bound.maxThroughput = self.UDP_READ_PER_TURN
         return bound
 
     def _adopt(self, port: int):
@@ -99,7 +105,9 @@ class Listener(service.Service):
                 sock.listen(self.backlog or 50)
             sock.setblocking(False)
             if udp:
-                return self.reactor.adoptDatagramPort(sock.fileno(), family, self.target)
+                bound = self.reactor.adoptDatagramPort(sock.fileno(), family, self.target)
+                bound.maxThroughput = self.UDP_READ_PER_TURN
+                return bound
             return self.reactor.adoptStreamPort(sock.fileno(), family, self.target)
         except OSError as exc:
             raise self._cannot(exc.strerror or str(exc)) from None
