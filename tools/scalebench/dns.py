@@ -34,6 +34,8 @@ def paced(port: int, queries: str, qps: int, seconds: int) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def per_second(output: str) -> list[float]:
-    """The answered-per-second figures of a ``paced`` run's output."""
-    return [float(m.group(2)) for m in map(_SECOND.match, output.splitlines()) if m]
+def per_second(output: str, since: float = 0.0) -> list[float]:
+    """The answered-per-second figures of a ``paced`` run's output, of the seconds that
+    ended after ``since`` (Unix time: dnsperf stamps each line)."""
+    return [float(m.group(2)) for m in map(_SECOND.match, output.splitlines())
+            if m and float(m.group(1)) > since + 1.0]
