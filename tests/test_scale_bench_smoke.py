@@ -23,6 +23,7 @@ def test_bench_million_runs_end_to_end_at_a_small_size(tmp_path):
     out = tmp_path / "figures.json"
     done = subprocess.run([sys.executable, str(TOOLS / "bench_million"), "--records", "3000",
                            "--file-records", "1500", "--small", "1000", "--dns-seconds", "1",
+                           "--rounds", "2",
                            "--qps", "300", "--catch-up-limit", "240", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -30,6 +31,12 @@ def test_bench_million_runs_end_to_end_at_a_small_size(tmp_path):
     assert figures["records"] == 3000 and figures["import_rate"] > 0
     assert 0 < figures["catch_up_seconds"] < 240
     assert figures["qps_big"] > 0 and figures["qps_small"] > 0
+    for shape in ("shared", "own"):
+        compared = figures["shapes"][shape]
+        assert len(compared["runs"]["big"]) == len(compared["runs"]["small"]) == 2
+        assert compared["small"]["hit_rate"] > 0.5 and compared["ratio"] > 0
+    assert 0 < figures["a_memory"]["anon"] < figures["a_memory"]["rss"]
+    assert "DNS qps, own names" in done.stdout and "full-set index" in done.stdout
     assert figures["during_catch_up_qps"] and figures["fullset_after_restart_seconds"] > 0
     assert "catch-up of an empty peer" in done.stdout
 
