@@ -60,19 +60,26 @@ class NodeProcess:
 
     def wait_ready(self, timeout: float = 120.0) -> float:
         """Seconds until ``/readyz`` answers 200; BenchError on exit or timeout."""
+        return self.wait_ok("readyz", timeout, "not ready")
+
+    def wait_ok(self, path: str, timeout: float, what: str, headers=None,
+                every: float = 0.05) -> float:
+        """Seconds until ``GET /path`` answers 200; BenchError (``what``) on exit or
+        timeout."""
         started = time.monotonic()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}/{path}",
+                                         headers=headers or {})
         while time.monotonic() - started < timeout:
             if self.popen.poll() is not None:
                 raise BenchError(f"{self.label} exited: {self.log_tail()}")
             try:
-                with urllib.request.urlopen(
-                        f"http://127.0.0.1:{self.http_port}/readyz", timeout=2) as reply:
+                with urllib.request.urlopen(request, timeout=10) as reply:
                     if reply.status == 200:
                         return time.monotonic() - started
             except OSError:
                 pass
-            time.sleep(0.05)
-        raise BenchError(f"{self.label} not ready after {timeout:.0f} s: {self.log_tail()}")
+            time.sleep(every)
+        raise BenchError(f"{self.label} {what} after {timeout:.0f} s: {self.log_tail()}")
 
     def metrics(self) -> dict:
         """``{name: value}`` summed over labels, from ``/metrics``."""

@@ -14,11 +14,8 @@ Query shapes (every name asked exists on the node asked):
 import os
 import shutil
 import subprocess
-import time
-import urllib.request
 
 from . import dns
-from .node import BenchError
 
 SHAPES = ("shared", "own")
 
@@ -31,19 +28,8 @@ def median(values: list) -> float:
 def wait_index_built(node, token: str, timeout: float = 900.0) -> float:
     """Seconds until the node's full-set index covers its log (its summary answers 200
     instead of 503): the build runs in slices beside DNS, so qps is measured after it."""
-    started = time.monotonic()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{node.http_port}/v1/sync/x-dmfdns/summary",
-        headers={"Authorization": f"Bearer {token}"})
-    while time.monotonic() - started < timeout:
-        try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                if reply.status == 200:
-                    return time.monotonic() - started
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise BenchError(f"{node.label}'s full-set index not built after {timeout:.0f} s")
+    return node.wait_ok("v1/sync/x-dmfdns/summary", timeout, "full-set index not built",
+                        headers={"Authorization": f"Bearer {token}"}, every=0.5)
 
 
 def memory(pid: int) -> dict:
