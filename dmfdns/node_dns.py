@@ -26,7 +26,8 @@ def responder_settings(config: Config, secret: bytes | None) -> ResponderSetting
     return ResponderSettings(answer_ttl=dns.answer_ttl, edns_payload=dns.udp_max_payload,
                              nsid=dns.nsid.encode("utf-8") or None,
                              server_id=dns.server_id or None, version=dns.version or None,
-                             cookie_secret=secret)
+                             cookie_secret=secret, cache_entries=dns.answer_cache_entries,
+                             cache_bytes=dns.answer_cache_bytes)
 
 
 def rrl_settings(config: Config) -> RrlSettings:

@@ -240,3 +240,17 @@ def test_parse_size(value, size):
                                             ("5", None), ("s", None), (False, None)])
 def test_parse_duration(value, seconds):
     assert cfg.parse_duration(value) == seconds
+
+
+def test_the_answer_cache_bounds_reach_the_responder(tmp_path):
+    from dmfdns.dns.responder import Responder
+    from dmfdns.node_dns import responder_settings
+    from dmfdns.store.memory_store import MemoryStore
+    config = parse('[dns]\nanswer_cache_entries = 500\nanswer_cache_bytes = "1MiB"\n',
+                   tmp_path)
+    cache = Responder([], MemoryStore(), responder_settings(config, None)).cache
+    assert (cache.max_entries, cache.max_bytes) == (500, 2**20)
+    off = parse("[dns]\nanswer_cache_entries = 0\n", tmp_path)
+    assert Responder([], MemoryStore(), responder_settings(off, None)).cache is None
+    with pytest.raises(ConfigError, match=r"\[dns\] answer_cache_entries"):
+        parse("[dns]\nanswer_cache_entries = -1\n", tmp_path)
