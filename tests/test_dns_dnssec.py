@@ -138,7 +138,10 @@ def test_window_moves_with_refresh_and_is_backdated():
     assert inception == 999_600 - 300          # the refresh period's start, backdated
     assert signer.window(1_000_199.0) == (inception, expiration)
     assert signer.window(1_000_200.0)[0] == 1_000_200 - 300
-    assert expiration - inception == 7200
+    assert expiration == 999_600 + 7200        # the backdating does not shorten it
+    short = ZoneSigner(APEX, [dnssec.ZoneKey.generate()],
+                       SigningSettings(validity=3600, refresh=60))     # skew 3600
+    assert short.window(1_000_123.0)[1] == 1_000_080 + 3600
     with pytest.raises(ValueError):
         SigningSettings(validity=600, refresh=600)
 

@@ -341,3 +341,17 @@ def test_a_new_signer_empties_the_answer_cache_of_stored_rrsigs():
     node.signer = successor
     _, sig = validated(node.ask(SLOT), successor)        # not the cached old-key answer
     assert sig[0].key_tag == successor.keys[0].tag and node.fallbacks == 1
+
+
+def test_an_answer_cached_with_stored_rrsigs_is_kept_no_longer_than_a_refresh_period():
+    settings = SigningSettings(validity=3600, refresh=600, skew=0)
+    node = Node(MemoryStore(), settings=settings)
+    node.responder = Responder([ZONE], node.store, ResponderSettings(),
+                               signers={"mesh.test": node.signer})
+    node.store.put(SLOT, "hello", expiry=NOW + 86400, now=NOW)
+    _, first = validated(node.ask(SLOT), node.signer)
+    later = NOW + 700                           # the next refresh period
+    node.store.resign([b"test.mesh.mb-abc123.slot-3"], later)
+    _, renewed = validated(node.ask(SLOT, now=later), node.signer, now=later)
+    assert renewed[0].inception == first[0].inception + 600
+    assert node.stored == 2 and node.responder.counters.cache_hits == 0

@@ -208,8 +208,9 @@ class LeanPath:
         if not records:
             return None
         ttl = min(self._ttl * 1000, soonest - now_ms) // 1000
+        settings = signer.settings
         found = rrsig_store.lookup(record, self._profile(origin, signer), len(records),
-                                   now_ms, ttl)
+                                   now_ms, ttl, settings.skew + settings.refresh)
         if found is None:
             self._counted["fallback"] += 1
             return None

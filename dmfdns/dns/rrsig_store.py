@@ -74,17 +74,19 @@ def _tail(rdata: bytes) -> bytes:
     return len(rdata).to_bytes(2, "big") + rdata
 
 
-def lookup(record, expected: bytes, count: int, now_ms: int, ttl: int):
+def lookup(record, expected: bytes, count: int, now_ms: int, ttl: int, fresh_for: int):
     """``(RRSIG tails, until_ms)`` for a live set of ``count`` entries at ``now_ms`` when
     ``record`` was made with ``expected`` (a ``profile``), is within its window with room
     for the answer's TTL (``ttl`` seconds, RFC 4035 section 5.3.3) and has that step; else
-    None. ``until_ms`` is the last millisecond the window allows."""
+    None. ``until_ms`` is how long an answer with these RRSIGs may be kept (answer cache):
+    while the window allows, and no longer than ``fresh_for`` seconds after the inception
+    (the backdating plus a refresh period), by when the re-signer has stored newer ones."""
     if record is None or record[:len(expected)] != expected:
         return None
     at = len(expected)
     inception, expiration = _WINDOW.unpack_from(record, at)
-    until_ms = (expiration - ttl) * 1000 - 1
-    if not inception * 1000 <= now_ms <= until_ms:
+    usable_ms = (expiration - ttl) * 1000 - 1
+    if not inception * 1000 <= now_ms <= usable_ms:
         return None
     at += _WINDOW.size
     steps, at = record[at], at + 1
@@ -92,6 +94,7 @@ def lookup(record, expected: bytes, count: int, now_ms: int, ttl: int):
         members, size = _STEP.unpack_from(record, at)
         at += _STEP.size
         if members == count:
+            until_ms = min(usable_ms, (inception + fresh_for) * 1000 - 1)
             return _split_tails(record[at:at + size]), until_ms
         at += size
     return None

@@ -11,7 +11,7 @@ stored RRSIGs do not fit the live RRset, keys or window (a fallback, never a wro
 signature). What keeps that cost bounded is a cache of signatures, an LRU keyed by a digest
 of the exact signed data (RRSIG fields, validity window and canonical RRset): the same
 RRset in the same window is signed once. The window moves every ``refresh`` seconds
-(inception = the start of the refresh period minus ``skew``, expiration = inception +
+(inception = the start of the refresh period minus ``skew``, expiration = that start +
 ``validity``), so every signature is re-made at most once per refresh period; stored
 RRSIGs use the same window.
 
@@ -39,7 +39,7 @@ SOA, MX, SRV = 6, 15, 33
 class SigningSettings:
     """Per zone: how long signatures are valid and how often they are re-made."""
 
-    validity: int = 14 * 86400        # seconds from inception to expiration
+    validity: int = 14 * 86400        # seconds from the refresh period's start to expiration
     refresh: int = 86400              # the window moves (signatures re-made) this often
     skew: int = 3600                  # inception set this far back for slow clocks
     cache_entries: int = 50_000       # signatures kept (LRU); about 250 bytes each
@@ -107,8 +107,9 @@ class ZoneSigner:
     def window(self, now: float) -> tuple[int, int]:
         settings = self.settings
         start = int(now) // settings.refresh * settings.refresh
-        inception = start - settings.skew
-        return inception, inception + settings.validity
+        # Backdating the inception for slow clocks must not shorten the validity: with
+        # the default skew of an hour, a 1-hour validity would expire at once.
+        return start - settings.skew, start + settings.validity
 
     def rrsigs(self, owner, rtype: int, ttl: int, rdatas, now: float) -> list[bytes]:
         """RRSIG RDATAs (one per key whose role signs ``rtype``) over the RRset ``owner``/``rtype`` with Original TTL
