@@ -35,7 +35,7 @@ from twisted.protocols import basic, policies
 
 from ..conn_table import ConnectionTable, close_victim
 from .padding import pad_response
-from .responder import servfail_for
+from .render import servfail_for
 from .xfr import is_transfer
 from .xfr_pump import TransferPump
 
