@@ -9,7 +9,7 @@ import pytest
 from dmfdns.http.ratelimit import TokenBucketLimiter
 from dmfdns.http.sync_resources import SyncApi
 from dmfdns.store.api import Cursor
-from dmfdns.sync.fullset import FullSetIndex
+from dmfdns.sync.fullset import FullSetIndex, bucket_of
 from http_support import NOW, Harness, request_bytes
 from sync_harness import OPERATOR, sign_manifest
 
@@ -156,9 +156,11 @@ def test_a_digest_page_and_a_pull_are_read_in_slices_with_reactor_turns_between(
     harness.clock.callLater = lambda delay, *a, **kw: (
         turns.append(delay) if delay == 0 else None, call_later(delay, *a, **kw))[1]
     # A slice is always over: every step of the page and every pulled name waits a turn.
+    index = FullSetIndex(harness.store)
     SyncApi(store=harness.store, token=TOKEN,
             limiter=TokenBucketLimiter(1e6, 1e6, harness.clock.seconds),
-            clock=harness.clock, timer=itertools.count().__next__).mount(harness.http)
+            clock=harness.clock, timer=itertools.count().__next__,
+            index=index).mount(harness.http)
     harness.store.put_many([(f"s{i}.mesh.test", f"value{i}", NOW + 600) for i in range(250)],
                            now=NOW)
     harness.clock.advance(2)
@@ -178,3 +180,11 @@ def test_a_digest_page_and_a_pull_are_read_in_slices_with_reactor_turns_between(
     harness.clock.advance(0)
     assert [r["name"] for r in pulling.responses()[0].json()["records"]] == names
     assert len(turns) == 2 + 5                           # a turn before each name
+    bucket = bucket_of("s1.mesh.test")
+    listing = harness.connect()
+    listing.channel.dataReceived(request_bytes(
+        "GET", f"/v1/sync/x-dmfdns/bucket?bucket={bucket:02x}", headers=EXT))
+    assert listing.responses() == []                     # its entries read, then a turn
+    harness.clock.advance(0)
+    assert listing.responses()[0].json() == index.listing(
+        bucket, None, 1000, round(harness.clock.seconds() * 1000))

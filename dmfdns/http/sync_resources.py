@@ -9,9 +9,9 @@ Reference endpoints, with the reference's shapes, limits and status codes:
 * ``GET /v1/sync/cluster-manifest``: the adopted manifest ``{"wire", "seq", "exp",
   "cluster_name"}``, or 204.
 
-A digest page and a pull answer are read from the store in slices of at most
-``SLICE_SECONDS`` (``DIGEST_STEP`` log entries, one name of a pull), the reactor getting a
-turn between them: a peer catching up asks for pages and pulls back to back, and DNS is
+A digest page, a pull answer and a bucket listing are read from the store in slices of at
+most ``SLICE_SECONDS`` (``DIGEST_STEP`` log entries, one name of a pull, ``LIST_STEP``
+entries of a listing), the reactor getting a turn between them: a peer catching up asks for pages and pulls back to back, and DNS is
 answered on the same thread.
 
 Every call is rate limited per client and then needs ``Authorization: Bearer <sync token>``
@@ -200,8 +200,15 @@ class SyncApi:
             if match is None:
                 raise HttpError(400, "invalid after")
             after = (match.group(1), match.group(2))
-        listing = self._ready_index(call).listing(bucket, after, min(limit, MAX_LIST),
-                                                  round(call.now * 1000))
+        steps = self._ready_index(call).listing_steps(bucket, after, min(limit, MAX_LIST),
+                                                      round(call.now * 1000))
+        return defer.ensureDeferred(self._listing(steps))
+
+    async def _listing(self, steps) -> Reply:
+        until = self.timer() + SLICE_SECONDS
+        for listing in steps:
+            if listing is None:
+                until = await self._turn(until)
         return Reply(200, listing, headers=_CAPABLE)
 
 

@@ -43,6 +43,7 @@ EDGE_MS = 10_000
 READ_BATCH = 250
 SLICE_SECONDS = 0.010
 MAX_LIST = 5_000
+LIST_STEP = 100
 _SEP = b"\x00"
 _EXPIRY_BITS = 64
 _EXPIRY_MASK = (1 << _EXPIRY_BITS) - 1
@@ -259,14 +260,25 @@ class FullSetIndex:
                 now_ms: int) -> dict:
         """Up to ``limit`` entries of ``bucket`` after ``(name, hash)``, in that order; each
         as the store holds it now (the index may be a slice behind)."""
+        for result in self.listing_steps(bucket, after, limit, now_ms):
+            pass
+        return result
+
+    def listing_steps(self, bucket: int, after: tuple[str, str] | None, limit: int,
+                      now_ms: int):
+        """``listing`` in steps: yields None after every ``LIST_STEP`` entries read from
+        the store (a caller on the reactor gives it a turn there), then the listing."""
         keys = sorted(self._buckets[bucket])
         if after is not None:
             start = entry_key(*after)
             keys = [key for key in keys if key > start]
         page = keys[:limit]
-        return {"bucket": bucket_label(bucket),
-                "records": self._entries(page, now_ms),
-                "has_more": len(keys) > len(page)}
+        records = []
+        for first in range(0, len(page), LIST_STEP):
+            records += self._entries(page[first:first + LIST_STEP], now_ms)
+            yield None
+        yield {"bucket": bucket_label(bucket), "records": records,
+               "has_more": len(keys) > len(page)}
 
     def _entries(self, keys: list[bytes], now_ms: int) -> list[dict]:
         found, by_name = [], {}
