@@ -248,7 +248,8 @@ class AntiEntropy:
                                                                committing)
                 records += received
                 if committing is not None:
-                    await committing
+                    landing, committing = committing, None
+                    await landing
                 committing = self._commit(state, admitted, changes, following,
                                           self.clock.seconds())
                 position = following or position
@@ -257,13 +258,17 @@ class AntiEntropy:
                     0.0, now - position.ts_ms / 1000)
                 if not more:
                     break
-            await committing
-            committing = None
+            landing, committing = committing, None
+            await landing
         finally:
             _abandon(asked)
-            if committing is not None:       # the walk failed; the commit still lands
-                committing.addErrback(lambda failure: log.failure(
-                    "a sync commit failed", failure))
+            if committing is not None:
+                # The walk failed with a page's commit in flight: it still lands (in its
+                # thread), and the store must not close under it, so the walk waits.
+                try:
+                    await committing
+                except Exception:
+                    log.failure("a sync commit failed")
 
     def _ask_digest(self, client, cursor: Cursor) -> defer.Deferred:
         return defer.ensureDeferred(client.digest(cursor, self.budget.page_limit,
