@@ -5,7 +5,7 @@ import errno
 import socket
 
 import pytest
-from twisted.internet import address, error, task
+from twisted.internet import address, defer, error, task
 from twisted.internet.testing import MemoryReactorClock
 
 from dmfdns.config import ListenAddress, load_config
@@ -13,7 +13,7 @@ from dmfdns.dns.server import DNSDatagramProtocol, DNSStreamFactory
 from dmfdns.node import make_service
 from dmfdns.node_lock import LOCK_FILE, NodeError, NodeLock, NodeLocked
 from dmfdns.node_store import Sweeper, open_store
-from dmfdns.store.api import StoreError
+from dmfdns.store.api import StoreError, StoreFull
 
 
 class FakePort:
@@ -188,8 +188,8 @@ class FakeStore:
         self.results = list(results)
         self.calls = []
 
-    def sweep(self, now, limit):
-        self.calls.append((now, limit))
+    def sweep(self, now, limit, drain=True):
+        self.calls.append((now, limit) if drain else (now, limit, "plain"))
         result = self.results.pop(0)
         if isinstance(result, Exception):
             raise result
@@ -215,6 +215,21 @@ def test_a_failing_sweep_is_counted_and_the_loop_goes_on(capsys):
     sweeper.tick()
     sweeper.tick()
     assert sweeper.failures == 1 and sweeper.removed == 2
+
+
+def test_a_batch_runs_apart_as_a_plain_write_and_drains_here_only_on_a_full_map():
+    clock, ran = task.Clock(), []
+
+    def run(fn, *args, **kwargs):         # the commit runner: here, noted and inline
+        ran.append(fn)
+        return defer.maybeDeferred(fn, *args, **kwargs)
+    store = FakeStore([4, StoreFull("map full"), 2])
+    sweeper = Sweeper(store, clock, batch=10, run=run)
+    sweeper.tick()
+    sweeper.tick()
+    assert len(ran) == 2 and sweeper.removed == 6
+    # Only the batch the full map refused was committed again, draining, on this thread.
+    assert store.calls == [(0, 10, "plain"), (0, 10, "plain"), (0, 10)]
 
 
 def test_stopping_cancels_a_pending_batch():
