@@ -9,10 +9,13 @@ itself woke: a watcher as late as the reactor means the GIL was held throughout 
 that does not release it, e.g. a page fault inside an LMDB read) or the process was not
 scheduled at all; a watcher on time beside a late reactor means the reactor thread ran
 Python code or waited with the GIL released (a lock, a disk wait), and the stack says
-which. A diagnostic for operators and benchmarks (``[node] stall_log``), off by default.
+which. Python's cyclic garbage collector holds the GIL while it runs, so the longest
+collection since the previous report is told too. A diagnostic for operators and benchmarks
+(``[node] stall_log``), off by default.
 """
 
 import collections
+import gc
 import sys
 import threading
 import time
@@ -37,6 +40,8 @@ class StallTrace:
         self._stop = threading.Event()
         self._thread = None
         self._target = None
+        self._gc_started = None
+        self.gc_longest = (0.0, -1)            # (seconds, generation) since the last report
 
     def start(self) -> None:
         """Call on the reactor thread: its identity is the one sampled."""
@@ -46,8 +51,20 @@ class StallTrace:
             self._thread = threading.Thread(target=self._watch, name="dmfdns-stall-trace",
                                             daemon=True)
             self._thread.start()
+            gc.callbacks.append(self._collected)
+
+    def _collected(self, phase: str, info: dict) -> None:
+        """A garbage collection started or ended (``gc.callbacks``)."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started is not None:
+            took = time.perf_counter() - self._gc_started
+            if took > self.gc_longest[0]:
+                self.gc_longest = (took, info.get("generation", -1))
 
     def stop(self) -> None:
+        if self._collected in gc.callbacks:
+            gc.callbacks.remove(self._collected)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
@@ -83,9 +100,12 @@ class StallTrace:
         stacks = held[1]
         samples = sum(stacks.values())
         stack, seen = stacks.most_common(1)[0] if stacks else ("(no sample)\n", 0)
+        collected, self.gc_longest = self.gc_longest, (0.0, -1)
         report = {"seconds": seconds, "samples": samples, "seen": seen, "stack": stack,
-                  "watcher_late": watcher_late}
+                  "watcher_late": watcher_late, "gc_seconds": collected[0]}
         self.reports = self.reports[-9:] + [report]
         log.warn("reactor held about {ms:.0f} ms; the watcher woke up to {late:.0f} ms "
-                 "late; {seen} of {samples} samples in:\n{stack}", ms=1000 * seconds,
-                 late=1000 * watcher_late, seen=seen, samples=samples, stack=stack)
+                 "late; the longest garbage collection since the last report {gc:.0f} ms "
+                 "(generation {generation}); {seen} of {samples} samples in:\n{stack}",
+                 ms=1000 * seconds, late=1000 * watcher_late, gc=1000 * collected[0],
+                 generation=collected[1], seen=seen, samples=samples, stack=stack)

@@ -219,3 +219,4 @@ def test_the_stall_trace_names_what_held_the_reactor():
     (report,) = trace.reports
     assert 0.15 <= report["seconds"] < 0.5 and report["samples"] >= 5
     assert "hold_the_reactor" in report["stack"] and report["watcher_late"] < 0.1
+    assert 0 <= report["gc_seconds"] < 0.15        # a sleep, not a garbage collection
