@@ -17,7 +17,11 @@ positive TXT, a denial and the DNSKEY RRset every 0.2 s; every answer must carry
   test fail: answers SERVFAIL on both resolvers.)
 
 The node steps the keys by itself at the planned times; the test only waits for the DNSKEY
-RRset the node serves to show each step.
+RRset the node serves to show each step. A ZSK switched without pre-publication still
+validates through both resolvers here (a signature by a key missing from the cached
+DNSKEY RRset makes them fetch it again), so the pre-publication is checked on the node's
+own answers: the new ZSK published and not signing, then signing while the old one is
+still published.
 """
 
 import shutil
