@@ -150,17 +150,18 @@ def save_plan(keys: list[ManagedKey], planned: list[KeyTimes]) -> None:
                 raise NodeError(f"cannot write {managed.path}: {exc.strerror}") from None
 
 
-def retire_key(data_dir: pathlib.Path, origin: str, tag: int) -> pathlib.Path:
+def retire_key(data_dir: pathlib.Path, origin: str, tag: int, now: float) -> pathlib.Path:
     """Move the key with ``tag`` (and its metadata) to ``retired/`` (kept, no longer
-    loaded); NodeError when there is no such key or the zone could not sign without it."""
+    loaded); NodeError when there is no such key or the zone could not sign at ``now``
+    without it."""
     keys = load_managed(data_dir, origin)
     matches = [managed for managed in keys if managed.key.tag == tag]
     if not matches:
         raise NodeError(f"{origin} has no DNSSEC key with tag {tag}")
-    rest = [managed.key for managed in keys if managed.key.tag != tag]
     try:
-        ZoneSigner((), rest)
-    except ValueError:
+        signer_at((), [managed for managed in keys if managed.key.tag != tag],
+                  SigningSettings(), now)
+    except NodeError:
         raise NodeError(f"{origin} cannot sign without key {tag}; add its successor first "
                         "(dmfdns dnssec rollover)") from None
     path = matches[0].path

@@ -213,6 +213,15 @@ def test_keys_are_written_with_their_times_and_the_schedule_follows_a_zsk_rollov
     status, out, _ = cli(switch + timings.iret, "dnssec", "status", "mesh.test",
                          "--config", str(path))
     assert out.count(": active") == 2 and ": removed" in out and "nothing planned" in out
+    # The removed ZSK's files may go; the new one may not (no other ZSK signs now).
+    status, _, err = cli(switch + timings.iret, "dnssec", "retire", "mesh.test",
+                         str(new_zsk.tag), "--config", str(path))
+    assert status != 0 and "cannot sign without" in err
+    old_zsk = next(m.times.tag for m in load_managed(config.node.data_dir, "mesh.test")
+                   if m.times.removed(switch + timings.iret))
+    status, _, _ = cli(switch + timings.iret, "dnssec", "retire", "mesh.test", str(old_zsk),
+                       "--config", str(path))
+    assert status == 0 and len(load_managed(config.node.data_dir, "mesh.test")) == 2
 
 
 def test_cli_ksk_double_ds_prints_the_new_ds_and_waits_for_ds_seen(tmp_path):

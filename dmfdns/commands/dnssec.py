@@ -201,7 +201,7 @@ def _when(seconds: float) -> str:
 def retire_command(args, ctx) -> int:
     config, _, zone = _zone(args)
     try:
-        path = retire_key(config.node.data_dir, zone.origin, args.tag)
+        path = retire_key(config.node.data_dir, zone.origin, args.tag, ctx.now)
     except NodeError as exc:
         raise CommandError(str(exc)) from None
     print(f"{zone.origin}: key {args.tag} retired to {path}; a running node stops using "
