@@ -25,13 +25,14 @@ class BenchError(Exception):
 
 def write_config(directory: str, *, node_id: str, dns_port: int, http_port: int,
                  map_size: str = "8GiB", cluster: dict | None = None,
-                 stall_log: str = "0s") -> str:
+                 stall_log: str = "0s", dns: dict | None = None) -> str:
     lines = [f"zones = [{json.dumps(str(defaults_dir() / 'mesh.test.zone'))}]",
              "[node]", f"node_id = {json.dumps(node_id)}",
              f"stall_log = {json.dumps(stall_log)}",
              f"data_dir = {json.dumps(os.path.join(directory, 'data'))}",
              "[store]", f"map_size = {json.dumps(map_size)}",
              "[dns]", f'listen = ["127.0.0.1:{dns_port}"]',
+             *(f"{key} = {json.dumps(value)}" for key, value in (dns or {}).items()),
              "[http]", f'listen = ["127.0.0.1:{http_port}"]', "rate_limit = 0"]
     if cluster:
         lines.append("[cluster]")
