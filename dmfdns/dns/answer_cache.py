@@ -36,9 +36,11 @@ The doorkeeper holds only the keys' hashes (a false match admits an answer: harm
 
 from collections import OrderedDict
 
-ENTRY_OVERHEAD = 270
-"""Bytes a cached entry costs besides its key and response: the ordered-dict slot and
-link, the entry tuple, the bytes headers and the floats (measured with tracemalloc)."""
+ENTRY_OVERHEAD = 430
+"""Bytes a cached entry costs besides its key and response bytes: the ordered-dict slot and
+link, the entry tuple and its floats, the key's and response's object headers, the
+question name and its slot in the by-name map (measured with tracemalloc: 427 bytes for
+answers of the million-record benchmark; a set per name made it 643)."""
 
 
 class AnswerCache:
@@ -60,7 +62,9 @@ class AnswerCache:
         self.bytes = 0
         self._counters = counters
         self._touched_between = touched_between
-        self._by_name = {}          # question name (lowercase wire) -> set of keys
+        # Question name (lowercase wire) -> its one key, or a set of keys when several
+        # spellings or flag variants are cached (rare: a set per name cost 216 bytes).
+        self._by_name = {}
         self._negatives = set()     # keys of answers carrying the SOA (no answer records)
         self._declined = set()      # hash(key) of answers a full cache declined once
         self._declined_max = max(1, max_entries // 4)
@@ -93,7 +97,13 @@ class AnswerCache:
         self._drop(key)
         name = key[10:key.find(0, 10) + 1].lower()      # the question name, wire form
         self.entries[key] = (built, until, max_udp, qtype, rcode, body, name)
-        self._by_name.setdefault(name, set()).add(key)
+        held = self._by_name.get(name)
+        if held is None:
+            self._by_name[name] = key
+        elif held.__class__ is set:
+            held.add(key)
+        else:
+            self._by_name[name] = {held, key}
         if rcode or body[4:6] == b"\x00\x00":            # no answer records: the SOA
             self._negatives.add(key)
         self.bytes += size
@@ -136,7 +146,8 @@ class AnswerCache:
             self.clear()
             return
         for name in map(_wire_name, keys):
-            for key in list(self._by_name.get(name, ())):
+            held = self._by_name.get(name, ())
+            for key in (held,) if held.__class__ is bytes else list(held):
                 self._drop(key)
         for key in list(self._negatives):
             self._drop(key)
@@ -155,10 +166,13 @@ class AnswerCache:
         if entry is None:
             return
         self.bytes -= len(key) + len(entry[5]) + ENTRY_OVERHEAD
-        keys = self._by_name[entry[6]]
-        keys.discard(key)
-        if not keys:
+        held = self._by_name[entry[6]]
+        if held.__class__ is bytes:
             del self._by_name[entry[6]]
+        else:
+            held.discard(key)
+            if not held:
+                del self._by_name[entry[6]]
         self._negatives.discard(key)
 
     def _note_size(self) -> None:
