@@ -281,3 +281,20 @@ def test_a_broken_key_file_keeps_the_running_signer_and_is_logged_once(tmp_path)
         globalLogPublisher.removeObserver(seen.append)
     assert responder.signers["mesh.test"] is before and responder.swaps == 0
     assert len([event for event in seen if event.get("log_namespace") == "dmfdns.dnssec"]) == 1
+
+
+def test_a_node_started_mid_rollover_serves_the_state_of_that_instant(tmp_path):
+    path = write_config(tmp_path)
+    assert cli(T0, "dnssec", "keygen", "mesh.test", "--config", str(path))[0] == 0
+    assert cli(T0 + 1, "dnssec", "rollover", "zsk", "mesh.test", "--config", str(path))[0] == 0
+    config = parse_config(path.read_text(), base=tmp_path, cwd=tmp_path)
+    zones = load_zones(config)
+    timings = zone_timings(config.zones[0], zones[0], 30)
+    keys = {m.times.tag: m.times for m in load_managed(config.node.data_dir, "mesh.test")}
+    new_zsk = max(keys.values(), key=lambda times: times.created).tag
+    for now, dnskeys, signing_new in ((T0 + 2, 3, False),
+                                      (T0 + 1 + timings.ipub, 3, True),
+                                      (T0 + 1 + timings.ipub + timings.iret, 2, True)):
+        signer = zone_signers(config, zones, now, create=False)["mesh.test"]
+        assert len(signer.dnskey) == dnskeys, now
+        assert (new_zsk in {key.tag for key in signer.keys}) == signing_new, now
