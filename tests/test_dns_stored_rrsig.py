@@ -66,9 +66,18 @@ class Node:
         return self.responder.counters.signed["fallback"]
 
 
-@pytest.fixture(params=[dnssec.ED25519, dnssec.ECDSAP256SHA256], ids=["ed25519", "p256"])
-def node(request):
-    return Node(MemoryStore(), request.param)
+@pytest.fixture(params=[("memory", dnssec.ED25519), ("memory", dnssec.ECDSAP256SHA256),
+                        ("lmdb", dnssec.ED25519)], ids=["ed25519", "p256", "lmdb"])
+def node(request, tmp_path):
+    kind, algorithm = request.param
+    if kind == "memory":
+        yield Node(MemoryStore(), algorithm)
+        return
+    store = LmdbStore(tmp_path / "store", map_size=64 * 2**20)
+    try:
+        yield Node(store, algorithm)
+    finally:
+        store.close()
 
 
 def keyring(signer):
