@@ -62,9 +62,9 @@ def test_a_full_store_refuses_logs_and_drains_itself(small_node, log_lines, figu
     assert status == 204                                   # DELETE works on a full store
     yield task.deferLater(small_node.reactor, 2.5, lambda: None)   # every value expires
     sweeper = small_node.sweeper
-    for _ in range(200):
+    for _ in range(200):           # sweeps commit in the commit thread: give it time
         sweeper.tick()
-        yield task.deferLater(small_node.reactor, 0, lambda: None)
+        yield task.deferLater(small_node.reactor, 0.05, lambda: None)
         if small_node.store.stats().values == 0:
             break
     assert small_node.store.stats().values == 0
