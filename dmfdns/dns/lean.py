@@ -150,17 +150,8 @@ class LeanPath:
                 break
         else:
             return None
-        signer = (self._signers().get(info.origin)
-                  if has_opt and query[qend + 7] & 0x80 else None)
-        try:
-            if signer is not None:
-                answered = self._signed(query, labels, qend, qtype, info.origin, signer, now)
-                if answered is None:
-                    return None
-            else:
-                answered = self._respond(query, labels, qend, qtype, name, info, now,
-                                         has_opt)
-        except Exception:       # a store failure: the slow path answers SERVFAIL
+        answered = self._answered(query, labels, qend, qtype, name, info, now, has_opt)
+        if answered is None:
             return None
         response = answered[0]
         if len(response) > limit:
@@ -168,6 +159,18 @@ class LeanPath:
                 return None
             response = _truncated(response, qend, has_opt)
         return response, qtype, answered[1]
+
+    def _answered(self, query, labels, qend, qtype, name, info, now, has_opt):
+        """``(response, until_ms)`` before the size limit, or None for the dnslib path:
+        signed (``_signed``) for a query with DO at a signed zone, else ``_respond``."""
+        signer = (self._signers().get(info.origin)
+                  if has_opt and query[qend + 7] & 0x80 else None)
+        try:
+            if signer is not None:
+                return self._signed(query, labels, qend, qtype, info.origin, signer, now)
+            return self._respond(query, labels, qend, qtype, name, info, now, has_opt)
+        except Exception:       # a store failure: the slow path answers SERVFAIL
+            return None
 
     def _respond(self, query, labels, qend, qtype, name, info, now, has_opt):
         """``(response, until_ms)``."""
