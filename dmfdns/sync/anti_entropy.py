@@ -354,7 +354,7 @@ class AntiEntropy:
         for reason in bad:
             state.count(state.rejected, reason)
         if landed is not None:
-            await _follow(landed)
+            await defer.DeferredList([landed])     # fires once it has; its result stays
         now = self.clock.seconds()
         got = set()
         for record in _prekeys_last(records):
@@ -457,17 +457,6 @@ def _abandon(asked: defer.Deferred | None) -> None:
     if asked is not None:
         asked.addErrback(lambda _: None)
         asked.cancel()
-
-
-def _follow(running: defer.Deferred) -> defer.Deferred:
-    """A Deferred that fires (with None) once ``running`` has, leaving its result alone."""
-    follower = defer.Deferred()
-
-    def relay(result):
-        follower.callback(None)
-        return result
-    running.addBoth(relay)
-    return follower
 
 
 def _prekeys_last(records: list) -> list:
