@@ -40,7 +40,7 @@ FORBIDDEN_THIRD_PARTY = {
     PURE: ("twisted", "lmdb", "prometheus_client"),
     STORE: ("twisted", "prometheus_client"),
 }
-LMDB_MODULE = "dmfdns.store.lmdb_store"
+LMDB_MODULES = re.compile(r"dmfdns\.store\.lmdb_[a-z]+$")   # the store on LMDB
 # Wall-clock reads, by their full path; also caught bare (``datetime.now`` with the
 # import out of sight) by their last two parts.
 CLOCK_CALLS = {"time.time", "time.time_ns", "datetime.datetime.now",
@@ -101,8 +101,8 @@ def third_party_problem(this: str, layer, top: str):
             return f"{this} (proto) imports {top}: proto uses the stdlib, {PROTO_THIRD_PARTY}"
     elif top in FORBIDDEN_THIRD_PARTY.get(layer, ()):
         return f"{this} (layer {layer}) imports {top}"
-    if top == "lmdb" and this != LMDB_MODULE:
-        return f"only {LMDB_MODULE} may import lmdb ({this})"
+    if top == "lmdb" and not LMDB_MODULES.match(this):
+        return f"only dmfdns/store/lmdb_*.py may import lmdb ({this})"
     return None
 
 

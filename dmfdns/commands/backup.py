@@ -12,7 +12,8 @@ import pathlib
 import shutil
 
 from ..store.api import StoreError
-from ..store.lmdb_store import LmdbStore, copy_environment
+from ..store.lmdb_copy import copy_environment
+from ..store.lmdb_store import LmdbStore
 from ..store.migrations import CURRENT_VERSION
 from . import CommandError
 from .serve import load
