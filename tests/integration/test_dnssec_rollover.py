@@ -34,7 +34,7 @@ import pytest
 
 import unbound_support
 from node_support import free_port
-from test_dnssec_validation import put, stop
+from test_dnssec_validation import put, stop, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
 
@@ -160,18 +160,6 @@ def reload_unbound(rig, ds_set) -> None:
     control = shutil.which("unbound-control") or "/usr/sbin/unbound-control"
     subprocess.run([control, "-c", str(rig.work / "unbound" / "unbound.conf"), "reload"],
                    check=True, capture_output=True, timeout=30)
-
-
-def wait_until(check, what, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (OSError, dns.exception.Timeout):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_csk_rollover_keeps_every_answer_authenticated(rig):

@@ -11,9 +11,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import time
 
-import dns.exception
 import dns.flags
 import dns.message
 import dns.query
@@ -23,7 +21,7 @@ import pytest
 
 from node_support import free_port
 from secondaries import KNOT_CONF, KEY_NAME, SECRET, ZONE, Primary, Secondary, txt_set
-from test_dnssec_validation import start_unbound, stop
+from test_dnssec_validation import start_unbound, stop, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
 
@@ -63,18 +61,6 @@ def ask(port, name, rtype="TXT", timeout=2.0):
     return dns.query.udp_with_fallback(query, "127.0.0.1", port=port, timeout=timeout)[0]
 
 
-def wait_until(check, what, seconds=30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (OSError, dns.exception.Timeout):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def servers(tmp_path):
     knot_port = free_port()
@@ -87,13 +73,14 @@ def servers(tmp_path):
         [key_pem] = (primary.dir / "data" / "dnssec" / ZONE).glob("*.pem")
         secondary.start(primary.dns_port, key_pem)
         wait_until(lambda: txt_set(knot_port, "before.mesh.test")
-                   == {"written before the transfer"}, "the transfer")
+                   == {"written before the transfer"}, "the transfer", 30.0)
         shown = subprocess.run([sys.executable, "-m", "dmfdns", "dnssec", "ds", ZONE,
                                 "--config", "node.toml"], cwd=primary.dir,
                                capture_output=True, text=True, check=True)
         ds = shown.stdout.splitlines()[0].split(" IN DS ")[1]
         port, resolver = start_unbound(tmp_path / "unbound", knot_port, ds)
-        wait_until(lambda: ask(port, ZONE, "SOA").rcode() == dns.rcode.NOERROR, "unbound")
+        wait_until(lambda: ask(port, ZONE, "SOA").rcode() == dns.rcode.NOERROR, "unbound",
+                   30.0)
         yield primary, secondary, port
     finally:
         if resolver is not None:
@@ -116,7 +103,7 @@ def test_a_knot_secondary_signing_with_the_zone_key_validates(servers):
         [b"written before the transfer"]
     primary.post("after.mesh.test", "written after")     # NOTIFY, IXFR, then signed there
     wait_until(lambda: txt_set(secondary.port, "after.mesh.test") == {"written after"},
-               "the IXFR")
+               "the IXFR", 30.0)
     assert_secure(ask(port, "after.mesh.test"))
     denial = ask(port, "no-such-name.mesh.test")
     assert_secure(denial)

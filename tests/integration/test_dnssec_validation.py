@@ -11,12 +11,12 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.query
@@ -27,6 +27,7 @@ import pytest
 from dnsmesh_support import clean_environ, printed_messages, reference_bin
 import unbound_support
 from node_support import free_port
+from unbound_support import stop  # noqa: F401  (the DNSSEC tests import it from here)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ci]
 
@@ -51,14 +52,17 @@ addTA("mesh.test", "{ds}")
 """
 
 
-def stop(process) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+def wait_until(check, what, seconds=20.0):
+    """Poll ``check`` every 0.1 s until it is true; a refused or lost query counts as not yet."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            if check():
+                return
+        except (OSError, dns.exception.Timeout):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ask(port: int, name: str, rtype: str = "TXT", *, timeout: float = 3.0):

@@ -15,12 +15,11 @@ import time
 import urllib.request
 
 from dmfdns.config import defaults_dir
+# One error class and one free-port finder for both benchmark packages (tools/ is on the
+# path of every script that imports this).
+from dnsbench.run import BenchError, free_port  # noqa: F401  (nodes.free_port for the scripts)
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})? ([0-9.eE+-]+|NaN|[+-]Inf)$")
-
-
-class BenchError(Exception):
-    """A step failed; the message is one line for the operator."""
 
 
 def write_config(directory: str, *, node_id: str, dns_port: int, http_port: int,
@@ -130,21 +129,6 @@ class NodeProcess:
                 os.killpg(self.pid, signal.SIGKILL)
                 self.popen.wait(timeout=grace)
         self._log.close()
-
-
-def free_port() -> int:
-    import socket
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise BenchError("no free port")
 
 
 def load_average() -> str:
