@@ -21,7 +21,11 @@ garbage collector: bytes and integers are not containers, a dict holding only th
 untracked, and the keys expiring in each second are kept in tuples (untracked once the
 collector has seen them once), not lists, so a full collection does not walk a million
 pointers (with a list per second, each full collection cost about 40 ms of CPU at a million
-entries, against 5-12 ms with tuples: a reactor stall every time one ran).
+entries, against 5-12 ms with tuples: a reactor stall every time one ran). A second's keys
+are a tuple of chunks of at most ``CHUNK`` keys, each filed once and never copied: one
+tuple per second grown by concatenation was copied whole on every slice (an import files
+100,000 records in one second) and each copy was new, so the next young collection walked
+its 100,000 pointers too (15-30 ms a time at a million records).
 
 Entries within ``EDGE_MS`` of their expiry are left out on both sides, so two nodes whose
 clocks differ a little still agree about what has expired (docs/decisions.md §3.3). Only
@@ -43,6 +47,7 @@ EDGE_MS = 10_000
 READ_BATCH = 250
 SLICE_SECONDS = 0.010
 MAX_LIST = 5_000
+CHUNK = 2_000           # keys per filed chunk: expiring one is a few ms of work
 LIST_STEP = 100
 _SEP = b"\x00"
 _EXPIRY_BITS = 64
@@ -121,20 +126,24 @@ class FullSetIndex:
         self._buckets: list[dict[bytes, int]] = [{} for _ in range(BUCKETS)]
         self._hashes = [0] * BUCKETS
         self._count = 0
-        # Expiry second -> keys expiring in it (a heap of the seconds beside it): 8 bytes
-        # per entry instead of a heap item per entry. Tuples, which the cyclic collector
-        # stops walking (see above); a slice's new keys are gathered in ``_adding`` and
-        # filed once per slice.
-        self._expiring: dict[int, tuple[bytes, ...]] = {}
+        # Expiry second -> the chunks of keys expiring in it (a heap of the seconds beside
+        # it): 8 bytes per entry instead of a heap item per entry. Tuples, which the cyclic
+        # collector stops walking (see above); a slice's new keys are gathered in
+        # ``_adding`` and filed once per slice.
+        self._expiring: dict[int, tuple[tuple[bytes, ...], ...]] = {}
         self._adding: dict[int, list[bytes]] = {}
         self._expiry_seconds: list[int] = []
         self._catching_up: defer.Deferred | None = None
         self.caught_up = False
+        # False while entries past the expiry edge are still to be dropped (a slice drops
+        # what its time allows; ``catch_up`` goes on until both are done).
+        self.expired = True
         self.slices = 0
 
     def refresh(self, now: float) -> bool:
         """Read one slice of the log's new tail and drop entries reaching their expiry
-        edge; True once the index covers the whole stable log."""
+        edge (``expired`` tells whether that is done); True once the index covers the
+        whole stable log."""
         now_ms = round(now * 1000)
         until = self._timer() + self.slice_seconds
         self.slices += 1
@@ -150,7 +159,7 @@ class FullSetIndex:
                 self.caught_up = False
                 break
         self._file_added()
-        self._expire(now_ms)
+        self.expired = self._expire(now_ms, until)
         return self.caught_up
 
     def catch_up(self, clock) -> defer.Deferred:
@@ -167,7 +176,7 @@ class FullSetIndex:
     async def _slices(self, clock) -> bool:
         """True once caught up; False (logged) when the store fails on the way."""
         try:
-            while not self.refresh(clock.seconds()):
+            while not (self.refresh(clock.seconds()) and self.expired):
                 await task.deferLater(clock, 0, lambda: None)
         except Exception:
             log.failure("building the full-set index failed; it is tried again")
@@ -191,14 +200,19 @@ class FullSetIndex:
         self._adding.setdefault(member.expiry_ms // 1000, []).append(key)
 
     def _file_added(self) -> None:
-        """File the keys ``_put`` gathered under their expiry seconds."""
-        for second, keys in self._adding.items():
+        """File the keys ``_put`` gathered under their expiry seconds: topping up the
+        second's last chunk while it has room (expiries spread over many seconds add a
+        few keys to each), else in new chunks, so a filing copies at most ``CHUNK`` keys."""
+        for second, added in self._adding.items():
             held = self._expiring.get(second)
             if held is None:
                 heapq.heappush(self._expiry_seconds, second)
-                self._expiring[second] = tuple(keys)
-            else:
-                self._expiring[second] = held + tuple(keys)
+                held = ()
+            keys = tuple(added)
+            if held and len(held[-1]) + len(keys) <= CHUNK:
+                held, keys = held[:-1], held[-1] + keys
+            self._expiring[second] = held + tuple(
+                keys[at:at + CHUNK] for at in range(0, len(keys), CHUNK))
         self._adding.clear()
 
     def _drop(self, bucket: int, key: bytes, expiry_ms: int | None = None) -> None:
@@ -209,24 +223,45 @@ class FullSetIndex:
         self._hashes[bucket] ^= packed >> _EXPIRY_BITS
         self._count -= 1
 
-    def _expire(self, now_ms: int) -> None:
+    def _expire(self, now_ms: int, until: float) -> bool:
+        """Drop the entries reaching the expiry edge, a chunk at a time, until the slice
+        ends at ``until`` (at least one chunk: the rest waits for the next slice); True
+        when none is left to drop."""
         edge = now_ms + EDGE_MS
         while self._expiry_seconds and self._expiry_seconds[0] * 1000 <= edge:
             second = self._expiry_seconds[0]
-            keys, left = self._expiring.pop(second), []
-            for key in keys:
-                bucket = bucket_of(split_key(key)[0])
-                packed = self._buckets[bucket].get(key)
-                if packed is None or (packed & _EXPIRY_MASK) // 1000 != second:
-                    continue
-                if packed & _EXPIRY_MASK <= edge:
-                    self._drop(bucket, key)
-                else:
-                    left.append(key)
-            if left:
-                self._expiring[second] = tuple(left)
-                return
+            chunks, kept = self._expiring[second], []
+            for done, chunk in enumerate(chunks, 1):
+                left = self._expire_chunk(chunk, second, edge)
+                if left:
+                    kept.append(left)
+                if done < len(chunks) and self._timer() >= until:
+                    self._expiring[second] = tuple(kept) + chunks[done:]
+                    return False
+            if kept:        # the edge is inside this second: the rest expire later
+                self._expiring[second] = tuple(kept)
+                return True
+            del self._expiring[second]
             heapq.heappop(self._expiry_seconds)
+            if self._timer() >= until:
+                return not (self._expiry_seconds and self._expiry_seconds[0] * 1000 <= edge)
+        return True
+
+    def _expire_chunk(self, keys: tuple, second: int, edge: int) -> tuple:
+        """Drop the entries of ``keys`` (filed under ``second``) whose expiry reached
+        ``edge``; the keys still short of it. A key written again since it was filed
+        has moved to another second, or out of the index, and is skipped here."""
+        left = []
+        for key in keys:
+            bucket = bucket_of(split_key(key)[0])
+            packed = self._buckets[bucket].get(key)
+            if packed is None or (packed & _EXPIRY_MASK) // 1000 != second:
+                continue
+            if packed & _EXPIRY_MASK <= edge:
+                self._drop(bucket, key)
+            else:
+                left.append(key)
+        return tuple(left)
 
     # --- what is compared ---------------------------------------------------------------
 
