@@ -225,3 +225,31 @@ def test_the_stall_trace_names_what_held_the_reactor():
     assert 0.15 <= report["seconds"] < 0.5 and report["samples"] >= 5
     assert "hold_the_reactor" in report["stack"] and report["watcher_late"] < 0.1
     assert 0 <= report["gc_seconds"] < 0.15        # a sleep, not a garbage collection
+    # Asleep, the reactor thread used next to no CPU while the watcher saw it held.
+    assert report["watched_seconds"] >= 0.1 and report["cpu_seconds"] < 0.05
+
+
+def spin_the_reactor(seconds: float) -> None:
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:     # Python code: the GIL is shared, the CPU used
+        pass
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_stall_trace_tells_the_reactor_threads_own_cpu_time():
+    probe = StallProbe(reactor)
+    trace = StallTrace(probe, reactor.seconds, threshold=0.030)
+    probe.start()
+    trace.start()
+    try:
+        yield task.deferLater(reactor, 0.05, lambda: None)
+        yield task.deferLater(reactor, 0, spin_the_reactor, 0.3)
+        yield task.deferLater(reactor, 0.05, lambda: None)
+    finally:
+        trace.stop()
+        probe.stop()
+    (report,) = trace.reports
+    assert "spin_the_reactor" in report["stack"]
+    # Busy, it ran for most of what the watcher saw (the watcher's own turns take a little).
+    assert report["watched_seconds"] >= 0.2
+    assert report["cpu_seconds"] >= 0.5 * report["watched_seconds"]
