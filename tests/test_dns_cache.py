@@ -235,14 +235,15 @@ def test_a_write_drops_its_names_and_the_negative_answers_only(store, write, kep
                 query("gone.mesh.test", QTYPE.A)]
     for wire in [*positive.values(), *negative]:
         cached.respond(wire, now=T0 + 1, max_udp=1232)
+    built = {name: cached.cache.entries[wire[2:]] for name, wire in positive.items()}
     write(store)
     hits = cached.counters.cache_hits
     for wire in [*positive.values(), *negative]:
         assert (cached.respond(wire, now=T0 + 70, max_udp=1232)
                 == uncached.respond(wire, now=T0 + 70, max_udp=1232))
     assert cached.counters.cache_hits - hits == len(kept)
-    assert set(kept) <= {name for name, wire in positive.items()
-                         if cached.cache.entries[wire[2:]][0] == T0 + 1}   # built before
+    assert set(kept) <= {name for name, wire in positive.items()     # built before
+                         if cached.cache.entries[wire[2:]] is built[name]}
 
 
 def test_a_steady_write_stream_keeps_the_hit_rate_high(store):
@@ -442,10 +443,10 @@ class RecordingTransport:
 
 # --- bounds, eviction, metrics ------------------------------------------------------------
 
-def fill(cache, keys, body=b"x" * 100):
+def fill(cache, keys, body=b"\x84\x00" + b"x" * 98):
     for key in keys:
-        cache.store(key, body, generation=1, built=T0, until_ms=10**15, max_udp=1232,
-                    qtype=16, rcode=0)
+        cache.store(key, b"id" + body, generation=1, built=T0, until_ms=10**15,
+                    max_udp=1232, qtype=16)
 
 
 def test_the_least_recently_used_entry_goes_first():
@@ -465,7 +466,7 @@ def test_the_byte_bound_holds_and_is_accounted_exactly():
     fill(cache, [b"k1", b"k2", b"k3", b"k4", b"k4", b"k5", b"k5"])
     assert list(cache.entries) == [b"k3", b"k4", b"k5"]
     assert cache.bytes == counters.cache_bytes == 3 * size
-    fill(cache, [b"k5"], body=b"y" * 10)                      # replacing an entry
+    fill(cache, [b"k5"], body=b"\x84\x00" + b"y" * 8)                     # replacing an entry
     assert cache.bytes == 2 * size + 2 + 10 + ENTRY_OVERHEAD
     fill(cache, [b"big"], body=b"z" * (4 * size))             # larger than the bound
     assert b"big" not in cache.entries
@@ -482,8 +483,8 @@ def test_a_full_cache_admits_an_answer_on_its_second_miss():
     fill(cache, [b"new"])                               # missed again soon: admitted
     assert b"new" in cache.entries and b"k0" not in cache.entries
     assert counters.cache_evictions == 1
-    fill(cache, [b"k1"], body=b"y")                     # replacing an entry: no question
-    assert cache.entries[b"k1"][5] == b"y" and counters.cache_declined == 1
+    fill(cache, [b"k1"], body=b"\x84\x00y")                # replacing an entry: no question
+    assert cache.entries[b"k1"][3] == b"\x84\x00y" and counters.cache_declined == 1
 
 
 def test_the_doorkeeper_forgets_after_a_quarter_of_the_cache_of_declined_answers():
@@ -522,8 +523,8 @@ def test_a_new_generation_without_a_change_list_empties_the_cache():
     cache = AnswerCache(10, 10**9, counters)
     fill(cache, [b"k1", b"k2"])
     assert cache.lookup(b"k1", 2, T0, 1232) is None
-    cache.store(b"k3", b"b", generation=2, built=T0, until_ms=10**15, max_udp=1232,
-                qtype=16, rcode=0)
+    cache.store(b"k3", b"id\x84\x00", generation=2, built=T0, until_ms=10**15,
+                max_udp=1232, qtype=16)
     assert list(cache.entries) == [b"k3"] and counters.cache_entries == 1
 
 
@@ -602,8 +603,8 @@ def test_the_byte_count_is_what_the_entries_cost_in_memory():
     try:
         for name in names:
             key = b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01" + name + b"\x00\x10\x00\x01"
-            cache.store(key, b"\x84\x00" + os.urandom(300), generation=1, built=T0,
-                        until_ms=10**15, max_udp=1232, qtype=16, rcode=0)
+            cache.store(key, b"id\x84\x00" + os.urandom(300), generation=1, built=T0,
+                        until_ms=10**15, max_udp=1232, qtype=16)
         held = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()

@@ -1,6 +1,8 @@
 """The one home of names: owner-name canonical form, the LDH check of names inside
 records, and the reversed-label store key."""
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -79,11 +81,15 @@ _LABEL_CHARS = st.sampled_from("abz09_-.A")
 
 
 @given(st.text(_LABEL_CHARS, min_size=1, max_size=80))
-def test_the_wire_check_is_the_text_rule_on_lowercase_names(text):
-    # canonical_wire serves the DNS fast path: same verdict as canonical for any name
-    # already in canonical form (lowercase, no root dot), which is all it is given.
-    lowered = text.lower().rstrip(".") or "a"
-    assert bool(names.canonical_wire(lowered.encode())) == (names.canonical(lowered) == lowered)
+def test_the_wire_rule_is_the_text_rule_in_either_case(text):
+    # OWNER_NAME_WIRE serves the DNS fast path: the labels of a name the wire carries match
+    # it exactly when the name, lowercased, is canonical (labels of 1..63 bytes taken as
+    # written, so an empty or too long label never matches).
+    wire = b"".join(bytes((len(label) % 256,)) + label.encode()
+                    for label in text.rstrip(".").split("."))
+    lowered = text.lower().rstrip(".")
+    matches = re.fullmatch(names.OWNER_NAME_WIRE, wire, re.DOTALL) is not None
+    assert matches == (bool(lowered) and names.canonical(lowered) == lowered)
 
 
 def test_folded_is_the_comparison_form_without_a_check():

@@ -36,77 +36,93 @@ The doorkeeper holds only the keys' hashes (a false match admits an answer: harm
 
 from collections import OrderedDict
 
-ENTRY_OVERHEAD = 430
+ENTRY_OVERHEAD = 355
 """Bytes a cached entry costs besides its key and response bytes: the ordered-dict slot and
-link, the entry tuple and its floats, the key's and response's object headers, the
-question name and its slot in the by-name map (measured with tracemalloc: 427 bytes for
-answers of the million-record benchmark; a set per name made it 643)."""
+link, the entry tuple and its float, the key's and response's object headers, the hash of
+the question name and its slot in the by-name map (measured with tracemalloc for 100,000
+answers of the million-record benchmark's size: 354 bytes, 294-301 at 5,000-20,000 as the
+tables grow in powers of two; tests/test_dns_cache.py). A build time, the rcode and the
+name in each entry made it 425."""
 
 
 class AnswerCache:
-    """``entries`` maps a key to ``(built, until, max_udp, qtype, rcode, body, name)``; every
-    entry is exact for ``generation``. The responder reads ``entries`` inline on its hot
-    path. ``touched_between(old, new)`` (the store's) names what a run of generations
-    changed; without it, or when it cannot tell, a new generation empties the cache."""
+    """``entries`` maps a key to ``(until, max_udp, qtype, body)`` (the rcode is in the
+    body); every entry is exact for ``generation`` and was built no later than ``newest``.
+    ``touched_between(old, new)`` (the store's) names what a run of generations changed;
+    without it, or when it cannot tell, a new generation empties the cache."""
 
-    __slots__ = ("entries", "generation", "max_entries", "max_bytes", "bytes", "_counters",
-                 "_touched_between", "_by_name", "_negatives", "_declined", "_declined_max")
+    __slots__ = ("entries", "generation", "newest", "max_entries", "max_bytes", "bytes",
+                 "_counters", "_touched_between", "_by_name", "_negatives", "_declined",
+                 "_declined_max")
 
     def __init__(self, max_entries: int, max_bytes: int, counters, touched_between=None):
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("the answer cache needs room for at least one entry")
         self.entries = OrderedDict()
         self.generation = None
+        # The latest build time of any entry: a query at an earlier time (the clock stepped
+        # back) empties the cache, since an expired value could otherwise come back to life.
+        # One bound for all entries instead of a build time in each saves 32 bytes an entry.
+        self.newest = float("-inf")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.bytes = 0
         self._counters = counters
         self._touched_between = touched_between
-        # Question name (lowercase wire) -> its one key, or a set of keys when several
-        # spellings or flag variants are cached (rare: a set per name cost 216 bytes).
+        # hash(question name, lowercase wire) -> its one key, or a set of keys when several
+        # spellings, flag variants or names of that hash are cached. The hash, not the
+        # name: an int costs less than a name of 30 bytes, and a name that shares it only
+        # drops an answer more when a write touches the other.
         self._by_name = {}
         self._negatives = set()     # keys of answers carrying the SOA (no answer records)
         self._declined = set()      # hash(key) of answers a full cache declined once
         self._declined_max = max(1, max_entries // 4)
 
     def lookup(self, key: bytes, generation: int, now: float, max_udp):
-        """The cached response body for ``key`` if it is exact at ``now``, else None."""
+        """The cached entry for ``key`` if it is exact at ``now``, else None."""
         if generation != self.generation:
             self.advance(generation)
+        if now < self.newest:
+            self.clear()
         entry = self.entries.get(key)
-        if (entry is None or generation is None or not entry[0] <= now <= entry[1]
-                or entry[2] != max_udp):
+        if entry is None or generation is None or now > entry[0] or entry[1] != max_udp:
             return None
         self.entries.move_to_end(key)
         return entry
 
-    def store(self, key: bytes, body: bytes, *, generation: int, built: float,
-              until_ms: int, max_udp, qtype: int, rcode: int) -> None:
-        """Keep ``body`` (the response after its ID) for ``key``; exact from ``built``
-        through the last millisecond ``until_ms`` (as ``round(now * 1000)``)."""
+    def store(self, key: bytes, response: bytes, generation: int, built: float,
+              until_ms: int, max_udp, qtype: int) -> None:
+        """Keep ``response`` after its ID for ``key``; exact from ``built`` through the last
+        millisecond ``until_ms`` (as ``round(now * 1000)``). Answers a full cache declines
+        cost only the doorkeeper's look (``_admits``): the body is copied once admitted."""
         if generation != self.generation:
             self.advance(generation)
         # round(t * 1000) <= until_ms for every t up to this bound: half a millisecond
         # short covers the rounding of the multiplication.
         until = (until_ms - 0.5) / 1000
-        if until < built:
+        size = len(key) + len(response) - 2 + ENTRY_OVERHEAD
+        if until < built or size > self.max_bytes or not self._admits(key, size):
             return
-        size = len(key) + len(body) + ENTRY_OVERHEAD
-        if size > self.max_bytes or not self._admits(key, size):
-            return
+        if built > self.newest:
+            self.newest = built
         self._drop(key)
-        name = key[10:key.find(0, 10) + 1].lower()      # the question name, wire form
-        self.entries[key] = (built, until, max_udp, qtype, rcode, body, name)
-        held = self._by_name.get(name)
+        body = response[2:]
+        self.entries[key] = (until, max_udp, qtype, body)
+        marker = _name_hash(key)
+        held = self._by_name.get(marker)
         if held is None:
-            self._by_name[name] = key
+            self._by_name[marker] = key
         elif held.__class__ is set:
             held.add(key)
         else:
-            self._by_name[name] = {held, key}
-        if rcode or body[4:6] == b"\x00\x00":            # no answer records: the SOA
-            self._negatives.add(key)
+            self._by_name[marker] = {held, key}
+        if body[1] & 0x0F or body[4:6] == b"\x00\x00":   # an error, or no answer records:
+            self._negatives.add(key)                    # the SOA
         self.bytes += size
+        self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently used entries until both bounds hold."""
         evicted = 0
         while len(self.entries) > self.max_entries or self.bytes > self.max_bytes:
             self._drop(next(iter(self.entries)))
@@ -146,7 +162,7 @@ class AnswerCache:
             self.clear()
             return
         for name in map(_wire_name, keys):
-            held = self._by_name.get(name, ())
+            held = self._by_name.get(hash(name), ())
             for key in (held,) if held.__class__ is bytes else list(held):
                 self._drop(key)
         for key in list(self._negatives):
@@ -159,25 +175,32 @@ class AnswerCache:
         self._by_name.clear()
         self._negatives.clear()
         self.bytes = 0
+        self.newest = float("-inf")
         self._note_size()
 
     def _drop(self, key: bytes) -> None:
         entry = self.entries.pop(key, None)
         if entry is None:
             return
-        self.bytes -= len(key) + len(entry[5]) + ENTRY_OVERHEAD
-        held = self._by_name[entry[6]]
+        self.bytes -= len(key) + len(entry[3]) + ENTRY_OVERHEAD
+        marker = _name_hash(key)
+        held = self._by_name[marker]
         if held.__class__ is bytes:
-            del self._by_name[entry[6]]
+            del self._by_name[marker]
         else:
             held.discard(key)
             if not held:
-                del self._by_name[entry[6]]
+                del self._by_name[marker]
         self._negatives.discard(key)
 
     def _note_size(self) -> None:
         self._counters.cache_entries = len(self.entries)
         self._counters.cache_bytes = self.bytes
+
+
+def _name_hash(key: bytes) -> int:
+    """The hash of the question name of ``key`` (lowercase wire form, as ``_wire_name``)."""
+    return hash(key[10:key.find(0, 10) + 1].lower())
 
 
 def _wire_name(reversed_key: bytes) -> bytes:

@@ -35,23 +35,34 @@ stored tails) follow the TXT RRs, and the OPT echoes DO. Anything else at a sign
 with DO (denials, other types, no fitting record) goes to the dnslib path, which signs on
 the fly: a stored signature is never served for an RRset it does not cover.
 
-The store is read by the name's reversed-label key, built here from the wire labels
-(``packed_txt_at``, ``descendants_live_until``), so the name is checked once, by one
-regular expression with the rule of ``proto.names.canonical``; a name that fails it goes the slow
-way, as before. Each answer also says until when it stays byte-identical (``until_ms``,
+The shape, the name (by the rule of ``proto.names.canonical``) and the plain OPT are checked
+by one regular expression over the whole query (``_SHAPE``); anything it does not match
+goes the slow way. The store is read by the name's reversed-label key, built here from the
+wire labels (``packed_txt_at``, ``descendants_live_until``). Each answer also says until when it stays byte-identical (``until_ms``,
 the last ``round(now * 1000)`` at which it does, provided the store does not change): the
 answer cache in the responder keeps it that long.
 """
 
 import struct
 
-from ..proto.names import canonical_wire
+import re
+
+from ..proto.names import OWNER_NAME_WIRE
 from . import rrsig_store
 from .rrblob import FOREVER_MS, live_wire_rdata
 from .zone import above_apexes
 
-_COUNTS_NO_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x00"
-_COUNTS_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
+
+# The one query shape this path answers, in one match: the header (QR=0, opcode QUERY,
+# QDCOUNT=1, ANCOUNT=NSCOUNT=0, ARCOUNT 0 or 1: group 1 when 1), an uncompressed name of
+# owner-name labels (group 2, ``proto.names.OWNER_NAME_WIRE``: names the store cannot hold
+# go the slow way), the type (group 3), class IN and, when ARCOUNT is 1, a plain
+# OPT at the end: owner root, any payload, extended rcode 0, version 0, any flags, no
+# options (RFC 6891 section 6.1.2).
+_SHAPE = re.compile(
+    rb"..[\x00-\x07].\x00\x01\x00\x00\x00\x00\x00(?:\x00|(\x01))"
+    rb"(" + OWNER_NAME_WIRE + rb")\x00(..)\x00\x01"
+    rb"(?(1)\x00\x00\x29..\x00\x00..\x00\x00)", re.DOTALL).fullmatch
 _RR_HEAD = b"\xc0\x0c\x00\x10\x00\x01"
 _RRSIG_HEAD = b"\xc0\x0c\x00\x2e\x00\x01"
 _OPT_HEAD = b"\x00\x00\x29"
@@ -70,7 +81,8 @@ class _ZoneInfo:
 
     def __init__(self, zone):
         soa = zone.soa
-        self.origin, self.suffix, self.depth = zone.origin, "." + zone.origin, len(zone.labels)
+        self.origin, self.depth = zone.origin, len(zone.labels)
+        self.suffix = ("." + zone.origin).encode("ascii")
         self.zone = zone
         self.soa_head = b"\x00\x06\x00\x01" + struct.pack(">I", zone.negative_ttl)
         self.mname, self.rname = tuple(soa.rdata.mname.label), tuple(soa.rdata.rname.label)
@@ -89,11 +101,14 @@ class LeanPath:
                  signers=dict, counters=None):
         # Most specific zone first, as the responder picks it.
         self._zones = [_ZoneInfo(z) for z in sorted(zones, key=lambda z: -len(z.labels))]
-        self._static = frozenset().union(*(zone.owners for zone in zones))
+        self._static = frozenset(name.encode("ascii")
+                                 for zone in zones for name in zone.owners)
         self._above_apexes = above_apexes(zones)
         self._store = store
         self._ttl = answer_ttl
-        self._payload = struct.pack(">H", edns_payload)
+        # Our OPT record, by the DO bit of the query (echoed, RFC 3225 section 3).
+        self._opts = {do: _OPT_HEAD + struct.pack(">H", edns_payload) + bytes((0, 0, do, 0, 0, 0))
+                      for do in (0, 0x80)}
         # ``signers()``: {origin: ZoneSigner} of the signed zones now (a rollover may swap
         # them); a DO query there gets the RRSIGs stored with the blob, or the dnslib path.
         self._signers = signers
@@ -104,53 +119,35 @@ class LeanPath:
     def answer(self, query: bytes, now: float, max_udp: int | None):
         """``(response, qtype, until_ms)``, or None to leave the query to the dnslib path."""
         query = bytes(query)                           # no copy when it already is bytes
-        size = len(query)
-        if size < 17 or query[2] & 0xF8:               # QR=0 and opcode QUERY only
+        shape = _SHAPE(query)
+        if shape is None:
             return None
-        counts = query[4:12]
-        has_opt = counts == _COUNTS_OPT
-        if not has_opt and counts != _COUNTS_NO_OPT:
+        name_end, qend = shape.end(2), shape.end(3) + 2
+        qtype = (query[name_end + 1] << 8) | query[name_end + 2]
+        if name_end > 266 or qtype in _DECLINED_TYPES:     # 255-octet names (RFC 1035 3.1)
             return None
-        labels, pos = [], 12
-        while True:
-            length = query[pos]
-            if length == 0:
+        labels = _labels(query, name_end)
+        raw = b".".join(labels).lower()
+        if raw in self._static:
+            return None
+        for info in self._zones:
+            if raw.endswith(info.suffix):
                 break
-            if length > 63:
-                return None
-            labels.append(query[pos + 1:pos + 1 + length])
-            pos += 1 + length
-            if pos >= size:
-                return None
-        qend = pos + 5
-        if pos > 266 or query[pos + 3:qend] != b"\x00\x01":   # 255-octet names, class IN
+        else:
             return None
-        qtype = (query[pos + 1] << 8) | query[pos + 2]
-        if qtype in _DECLINED_TYPES:
-            return None
+        has_opt = shape.start(1) != -1
         if has_opt:
-            if size != qend + 11 or query[qend:qend + 3] != _OPT_HEAD \
-                    or query[qend + 5:qend + 7] != b"\x00\x00" \
-                    or query[qend + 9:qend + 11] != b"\x00\x00":
-                return None
             payload = (query[qend + 3] << 8) | query[qend + 4]
             limit = 65535 if max_udp is None else min(max_udp, max(payload, _MIN_UDP))
         else:
-            if size != qend:
-                return None
             limit = 65535 if max_udp is None else min(max_udp, _MIN_UDP)
-        raw = b".".join(labels).lower()
-        if raw.count(b".") != len(labels) - 1 or not canonical_wire(raw):
-            return None          # not a name the store can hold: the slow path decides
-        name = raw.decode()
-        if name in self._static:
+        try:
+            if has_opt and query[qend + 7] & 0x80:
+                answered = self._do_bit(query, labels, qend, qtype, info, now)
+            else:
+                answered = self._respond(query, labels, qend, qtype, raw, info, now, has_opt)
+        except Exception:       # a store failure: the slow path answers SERVFAIL
             return None
-        for info in self._zones:
-            if name.endswith(info.suffix):
-                break
-        else:
-            return None
-        answered = self._answered(query, labels, qend, qtype, name, info, now, has_opt)
         if answered is None:
             return None
         response = answered[0]
@@ -160,27 +157,24 @@ class LeanPath:
             response = _truncated(response, qend, has_opt)
         return response, qtype, answered[1]
 
-    def _answered(self, query, labels, qend, qtype, name, info, now, has_opt):
-        """``(response, until_ms)`` before the size limit, or None for the dnslib path:
-        signed (``_signed``) for a query with DO at a signed zone, else ``_respond``."""
-        signer = (self._signers().get(info.origin)
-                  if has_opt and query[qend + 7] & 0x80 else None)
-        try:
-            if signer is not None:
-                return self._signed(query, labels, qend, qtype, info.origin, signer, now)
-            return self._respond(query, labels, qend, qtype, name, info, now, has_opt)
-        except Exception:       # a store failure: the slow path answers SERVFAIL
-            return None
+    def _do_bit(self, query, labels, qend, qtype, info, now):
+        """A query with DO: signed (``_signed``) at a signed zone, else as any other."""
+        signer = self._signers().get(info.origin)
+        if signer is not None:
+            return self._signed(query, labels, qend, qtype, info.origin, signer, now)
+        raw = b".".join(labels).lower()
+        return self._respond(query, labels, qend, qtype, raw, info, now, True)
 
-    def _respond(self, query, labels, qend, qtype, name, info, now, has_opt):
+    def _respond(self, query, labels, qend, qtype, raw, info, now, has_opt):
         """``(response, until_ms)``."""
         now_ms = round(now * 1000)        # the store's rounding (changelog.to_ms)
         key = b".".join(reversed(labels)).lower()       # proto.names.reversed_key, from the wire
         blob = self._store.packed_txt_at(key)
         records, soonest = live_wire_rdata(blob, now_ms) if blob else _NO_RECORDS
-        opt = (_OPT_HEAD + self._payload + b"\x00\x00" + bytes((query[qend + 7] & 0x80, 0))
-               + b"\x00\x00") if has_opt else b""
-        arcount = b"\x00\x01" if has_opt else b"\x00\x00"
+        if has_opt:
+            opt, arcount = self._opts[query[qend + 7] & 0x80], b"\x00\x01"
+        else:
+            opt, arcount = b"", b"\x00\x00"
         if records and qtype == _TXT:
             # Served TTL = min(configured, remaining lifetime). It stays the same, and every
             # value stays live, while now_ms <= soonest - ttl * 1000 (and < soonest).
@@ -190,7 +184,7 @@ class LeanPath:
                              b"\x00\x01", len(records).to_bytes(2, "big"), b"\x00\x00",
                              arcount, query[12:qend], head, head.join(records),
                              opt)), soonest - max(ttl * 1000, 1)
-        rcode, until_ms = self._negative(records, soonest, name, key, info, now_ms)
+        rcode, until_ms = self._negative(records, soonest, raw.decode(), key, info, now_ms)
         apex = 12 + sum(len(label) + 1 for label in labels[:len(labels) - info.depth])
         rdata = self._soa_rdata(labels, info, qend + 12)
         return b"".join((query[:2], bytes((0x84 | (query[2] & 0x01), (query[3] & 0x10) | rcode)),
@@ -221,7 +215,7 @@ class LeanPath:
         tails, signed_until = found
         ttl_bytes = ttl.to_bytes(4, "big")
         head, sig_head = _RR_HEAD + ttl_bytes, _RRSIG_HEAD + ttl_bytes
-        opt = (_OPT_HEAD + self._payload + b"\x00\x00\x80\x00\x00\x00")
+        opt = self._opts[0x80]
         return b"".join((query[:2], bytes((0x84 | (query[2] & 0x01), query[3] & 0x10)),
                          b"\x00\x01", (len(records) + len(tails)).to_bytes(2, "big"),
                          b"\x00\x00\x00\x01", query[12:qend], head, head.join(records),
@@ -265,6 +259,16 @@ class LeanPath:
             serial = (info.serial + generation) & 0xFFFFFFFF
             tail = info.tail = (generation, _SERIAL(serial) + info.timers)
         return names + tail[1]
+
+
+def _labels(query: bytes, name_end: int) -> list:
+    """The labels of the question name (checked by ``_SHAPE``), which ends at ``name_end``."""
+    labels, pos = [], 12
+    while pos < name_end:
+        end = pos + 1 + query[pos]
+        labels.append(query[pos + 1:end])
+        pos = end
+    return labels
 
 
 def _truncated(response: bytes, qend: int, has_opt: bool) -> bytes:

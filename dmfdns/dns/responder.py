@@ -157,7 +157,7 @@ class Responder:
 
     def _fast(self, query: bytes, now: float, max_udp):
         """``(response, qtype, rcode)`` from the answer cache or the lean path, or None."""
-        cache, counters = self.cache, self.counters
+        cache = self.cache
         if cache is not None:
             key = query[2:]
             try:
@@ -166,18 +166,17 @@ class Responder:
                 generation = None
             entry = cache.lookup(key, generation, now, max_udp)
             if entry is not None:
-                counters.cache_hits += 1
-                return query[:2] + entry[5], entry[3], entry[4]
-            counters.cache_misses += 1
+                self.counters.cache_hits += 1
+                body = entry[3]
+                return query[:2] + body, entry[2], body[1] & 0x0F
+            self.counters.cache_misses += 1
         lean = self._lean(query, now, max_udp)
         if lean is None:
             return None
         response, qtype, until_ms = lean
-        rcode = response[3] & 0xF
         if cache is not None and generation is not None:
-            cache.store(key, response[2:], generation=generation, built=now,
-                        until_ms=until_ms, max_udp=max_udp, qtype=qtype, rcode=rcode)
-        return response, qtype, rcode
+            cache.store(key, response, generation, now, until_ms, max_udp, qtype)
+        return response, qtype, response[3] & 0x0F
 
     def _add_options(self, response: bytes, options, now: float, client):
         """``(response with our NSID and COOKIE options, whether the query's server cookie

@@ -212,8 +212,13 @@ class LmdbStore(TableStore):
         return int(raw) if raw else 0
 
     def packed_txt_at(self, key: bytes) -> bytes | None:
-        """The blob of the name with reversed-label key ``key`` (unchecked), or None."""
-        txn = self._begin()
+        """The blob of the name with reversed-label key ``key`` (unchecked), or None. The
+        DNS fast path's one read: the transaction is begun inline, and ``_begin`` (which
+        adopts a map another process grew, or says why not) runs only when that fails."""
+        try:
+            txn = self._env.begin()
+        except lmdb.Error:
+            txn = self._begin()
         try:
             return txn.get(key, db=self._dbs[1])
         except lmdb.Error as error:
