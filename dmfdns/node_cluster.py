@@ -59,6 +59,6 @@ def make_cluster(config: Config, reactor, store, files: NodeFiles, *, metrics: N
             current_manifest=cluster.current_manifest,
             index=cluster.index if settings.sync_token else None,
             require_client_certificate=config.cluster.require_client_certificate,
-            clock=reactor).mount(http)
+            slicer=cluster.slicer).mount(http)
     metrics.registry.register(SyncCollector(cluster))
     return cluster

@@ -27,7 +27,7 @@ LAYER_RULES = [
     (r"dmfdns\.store\..+", STORE),
     (r"dmfdns\.(http|sync|client|outbound)\..+", ADAPTERS),
     (r"dmfdns\.(twisted_private|tls_listen)$", ADAPTERS),
-    (r"dmfdns\.(metrics|stall_probe|stall_trace|group_commit)$", ADAPTERS),
+    (r"dmfdns\.(metrics|stall_probe|stall_trace|group_commit|slicing)$", ADAPTERS),
     (r"dmfdns\.commands\..+", COMPOSITION),
     (r"dmfdns\.(node|node_[a-z]+|config|config_files|cli|__main__)$", COMPOSITION),
     (r"dmfdns\.sd_notify$", COMPOSITION),  # the systemd notification protocol (serve)

@@ -9,6 +9,7 @@ import pytest
 from dmfdns.http.ratelimit import TokenBucketLimiter
 from dmfdns.http.sync_resources import SyncApi
 from dmfdns.store.api import Cursor
+from dmfdns.slicing import Slicer
 from dmfdns.sync.fullset import FullSetIndex, bucket_of
 from http_support import NOW, Harness, request_bytes
 from sync_harness import OPERATOR, sign_manifest
@@ -151,26 +152,22 @@ def test_summary_matches_a_root_and_lists_buckets_otherwise(node):
 
 def test_a_digest_page_and_a_pull_are_read_in_slices_with_reactor_turns_between():
     harness = Harness()
-    turns = []
-    call_later = harness.clock.callLater
-    harness.clock.callLater = lambda delay, *a, **kw: (
-        turns.append(delay) if delay == 0 else None, call_later(delay, *a, **kw))[1]
     # A slice is always over: every step of the page and every pulled name waits a turn.
+    slicer = Slicer(harness.clock, timer=itertools.count().__next__, seconds=0.5)
     index = FullSetIndex(harness.store)
     SyncApi(store=harness.store, token=TOKEN,
             limiter=TokenBucketLimiter(1e6, 1e6, harness.clock.seconds),
-            clock=harness.clock, timer=itertools.count().__next__,
-            index=index).mount(harness.http)
+            slicer=slicer, index=index).mount(harness.http)
     harness.store.put_many([(f"s{i}.mesh.test", f"value{i}", NOW + 600) for i in range(250)],
                            now=NOW)
     harness.clock.advance(2)
     whole = harness.store.changes_after(Cursor(), 250, now=harness.clock.seconds())
     asking = harness.connect()
     asking.channel.dataReceived(request_bytes("GET", "/v1/sync/digest?limit=250", headers=EXT))
-    assert asking.responses() == [] and turns == [0]     # 100 entries read, then a turn
+    assert asking.responses() == [] and slicer.pauses == 1   # 100 entries, then a turn
     harness.clock.advance(0)
     body = asking.responses()[0].json()
-    assert turns == [0, 0]                               # 100, 100, then the last 50
+    assert slicer.pauses == 2                            # 100, 100, then the last 50
     assert [r["hash"] for r in body["records"]] == [c.value_hash for c in whole.changes]
     assert body["has_more"] is False and len(body["records"]) == 250
     names = [f"s{i}.mesh.test" for i in range(5)]
@@ -179,7 +176,7 @@ def test_a_digest_page_and_a_pull_are_read_in_slices_with_reactor_turns_between(
     assert pulling.responses() == []
     harness.clock.advance(0)
     assert [r["name"] for r in pulling.responses()[0].json()["records"]] == names
-    assert len(turns) == 2 + 5                           # a turn before each name
+    assert slicer.pauses == 2 + 4                        # a turn between the names
     bucket = bucket_of("s1.mesh.test")
     listing = harness.connect()
     listing.channel.dataReceived(request_bytes(

@@ -9,9 +9,10 @@ Reference endpoints, with the reference's shapes, limits and status codes:
 * ``GET /v1/sync/cluster-manifest``: the adopted manifest ``{"wire", "seq", "exp",
   "cluster_name"}``, or 204.
 
-A digest page, a pull answer and a bucket listing are read from the store in slices of at
-most ``SLICE_SECONDS`` (``DIGEST_STEP`` log entries, one name of a pull, ``LIST_STEP``
-entries of a listing), the reactor getting a turn between them: a peer catching up asks for pages and pulls back to back, and DNS is
+A digest page, a pull answer and a bucket listing are read from the store in slices
+(``DIGEST_STEP`` log entries, one name of a pull, ``LIST_STEP`` entries of a listing) within
+the node's shared budget of reactor time per turn (``dmfdns.slicing``), the reactor getting
+a turn between them: a peer catching up asks for pages and pulls back to back, and DNS is
 answered on the same thread.
 
 Every call is rate limited per client and then needs ``Authorization: Bearer <sync token>``
@@ -30,11 +31,11 @@ own serve the full-set comparison (``dmfdns.sync.fullset``):
 """
 
 import re
-import time
 from typing import Callable
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 
+from ..slicing import Slicer
 from ..store.api import ChangesPage, Cursor
 from ..store.changelog import parse_cursor, since_cursor
 from ..sync import wire
@@ -46,7 +47,6 @@ from .ratelimit import TokenBucketLimiter
 
 FORBIDDEN = "forbidden"
 PULL_BYTES_CAP = 8 * 2**20      # values per pull answer; the rest is left for the next pull
-SLICE_SECONDS = 0.010           # the most one slice of a digest or pull holds the reactor
 DIGEST_STEP = 100               # log entries read at a time for a digest page
 _CAPABLE = ((wire.CAPABILITY_HEADER.encode("ascii"), wire.CAPABILITY.encode("ascii")),)
 _SINCE = re.compile(r"[0-9]{1,19}")
@@ -58,17 +58,19 @@ class SyncApi:
 
     ``current_manifest(now)`` returns the adopted ``(wire, ClusterManifest)`` or None;
     ``index`` is the node's ``FullSetIndex`` (None: the extension endpoints answer 404);
-    ``clock`` (the reactor) gets a turn between the slices of a digest or pull (None:
-    answered in one piece); ``timer`` (seconds, monotonic) measures a slice.
+    ``slicer`` (the node's ``dmfdns.slicing.Slicer``; by default one of its own on
+    ``clock``) gives the reactor a turn between the slices of a digest, a pull or a
+    listing; with neither, each is answered in one piece.
     """
 
     def __init__(self, *, store, token: str, limiter: TokenBucketLimiter,
                  current_manifest: Callable[[float], tuple | None] = lambda now: None,
                  index=None, require_client_certificate: bool = False, clock=None,
-                 timer=time.perf_counter):
+                 slicer: Slicer | None = None):
         self.store = store
-        self.clock = clock
-        self.timer = timer
+        if slicer is None and clock is not None:
+            slicer = Slicer(clock)
+        self.slicer = slicer
         self.require_client_certificate = require_client_certificate
         self.token = token or None
         self.limiter = limiter
@@ -111,7 +113,7 @@ class SyncApi:
     async def _digest(self, call: Call, cursor: Cursor, limit: int, extended: bool) -> Reply:
         """One page of ``limit`` read ``DIGEST_STEP`` entries at a time: each step starts
         where the previous one left the cursor, so together they are the one page."""
-        changes, at, until = [], cursor, self.timer() + SLICE_SECONDS
+        changes, at, until = [], cursor, self._deadline()
         while True:
             page = self.store.changes_after(at, min(DIGEST_STEP, limit - len(changes)),
                                             now=call.now, tombstones=extended)
@@ -124,13 +126,15 @@ class SyncApi:
         body = wire.digest_body(whole, cursor, call.now, extended)
         return Reply(200, body, headers=_CAPABLE if extended else ())
 
+    def _deadline(self) -> float:
+        return self.slicer.deadline() if self.slicer is not None else 0.0
+
     async def _turn(self, until: float) -> float:
         """Give the reactor a turn once the slice that ends at ``until`` has run its time;
         when the next slice ends."""
-        if self.clock is None or self.timer() < until:
+        if self.slicer is None:
             return until
-        await task.deferLater(self.clock, 0, lambda: None)
-        return self.timer() + SLICE_SECONDS
+        return await self.slicer.turn(until)
 
     @staticmethod
     def _cursor(call: Call) -> Cursor:
@@ -154,9 +158,10 @@ class SyncApi:
         return defer.ensureDeferred(self._pull(call, *request, extended))
 
     async def _pull(self, call: Call, names: list, hashes, extended: bool) -> Reply:
-        records, size, until = [], 0, self.timer() + SLICE_SECONDS
-        for name in names:
-            until = await self._turn(until)
+        records, size, until = [], 0, self._deadline()
+        for at, name in enumerate(names):
+            if at:
+                until = await self._turn(until)
             for change in self.store.changes_for(name, call.now):
                 if size > PULL_BYTES_CAP:
                     break
@@ -205,7 +210,7 @@ class SyncApi:
         return defer.ensureDeferred(self._listing(steps))
 
     async def _listing(self, steps) -> Reply:
-        until = self.timer() + SLICE_SECONDS
+        until = self._deadline()
         for listing in steps:
             if listing is None:
                 until = await self._turn(until)

@@ -13,8 +13,8 @@ both nodes and the disk keep working.
 
 Nothing here holds the reactor (DNS is answered on the same thread): the diff of a page
 against the store and the admission of a pulled batch (each identity an Ed25519
-verification) run in slices of at most ``SLICE_SECONDS``, giving the reactor a turn
-between them, and every store write goes through ``run_write``, where the node's commits
+verification) run in slices within the node's shared budget of reactor time per turn
+(``dmfdns.slicing``), giving the reactor a turn between them, and every store write goes through ``run_write``, where the node's commits
 run: off the reactor thread, since a durable commit waits on the disk.
 
 What the reference does differently, and why this does not:
@@ -37,14 +37,14 @@ user's identity and prekeys together still verifies the prekeys.
 
 import hashlib
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..proto import admission
+from ..slicing import Slicer
 from ..store.api import Change, Cursor, StoreError
 from ..store.changelog import format_cursor, parse_cursor
 from ..store.writes import WriteService
@@ -57,7 +57,6 @@ LISTING_PAGE = 1000
 MAX_BUCKETS_PER_CHECK = 32
 RECHECK_AFTER_MISMATCH = 3.0
 PULLS_IN_FLIGHT = 4       # pull requests one peer has in flight at once
-SLICE_SECONDS = 0.010     # the most one slice of diffing or admission holds the reactor
 log = Logger(namespace="dmfdns.sync")
 
 
@@ -109,16 +108,17 @@ class AntiEntropy:
     the node's write service (``dmfdns.store.writes``), through which every pulled value
     is admitted and applied; ``index`` is the node's ``FullSetIndex`` (None: no full-set
     comparison). ``run_write(fn, *args)`` runs a store write where the node's commits run
-    and returns a Deferred (``GroupCommitter.call``; default: inline). ``timer`` (seconds,
-    monotonic) measures a slice."""
+    and returns a Deferred (``GroupCommitter.call``; default: inline). ``slicer`` is the
+    node's shared budget of reactor time per turn (``dmfdns.slicing``; by default one of
+    its own on ``clock``)."""
 
     def __init__(self, store, clock, *, client_for: Callable, writes: WriteService,
                  budget: Budget = Budget(), index=None, fullset_interval: float = 60.0,
-                 deadline_slack: float = 10.0, run_write=None, timer=time.perf_counter):
+                 deadline_slack: float = 10.0, run_write=None, slicer: Slicer | None = None):
         self.store = store
         self.clock = clock
         self.run_write = run_write or defer.maybeDeferred
-        self._timer = timer
+        self.slicer = slicer if slicer is not None else Slicer(clock)
         self._slice_end = 0.0
         self.client_for = client_for
         self.writes = writes
@@ -166,9 +166,7 @@ class AntiEntropy:
 
     async def _turn(self) -> None:
         """Give the reactor a turn once the current slice has run its time."""
-        if self._timer() >= self._slice_end:
-            await task.deferLater(self.clock, 0, lambda: None)
-            self._slice_end = self._timer() + SLICE_SECONDS
+        self._slice_end = await self.slicer.turn(self._slice_end)
 
     # --- the tick ---------------------------------------------------------------------------
 

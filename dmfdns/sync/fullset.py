@@ -10,9 +10,10 @@ difference to the buckets that differ, whose entries are then listed and diffed.
 The index is built by reading the local change log from the start and then kept up to date
 by reading the log's tail (every change moves an entry to the tail, so the tail says
 everything), so it costs O(changes), not a scan per comparison. XOR makes every update O(1).
-Reading is done in **slices** bounded in time (``SLICE_SECONDS``): ``refresh`` reads one
-slice, ``catch_up`` reads slices until the index covers the log, giving the reactor back
-between them, so building the index over a million entries never holds up DNS.
+Reading is done in **slices** bounded in time: ``refresh`` reads one slice, ``catch_up``
+reads slices until the index covers the log, giving the reactor back between them, so
+building the index over a million entries never holds up DNS. In a node the slices share
+its budget of reactor time per turn with the other sliced work (``dmfdns.slicing``).
 
 Per entry the index keeps only its key (name and raw value hash, as bytes) and one integer
 (the 128-bit hash and the expiry), about 200 bytes in all; a bucket listing reads the
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from ..slicing import MIN_SLICE, Slicer
 from ..store.api import Change, Cursor
 
 BUCKETS = 256
@@ -114,13 +116,16 @@ def split_key(key: bytes) -> tuple[str, str]:
 
 
 class FullSetIndex:
-    """The bucket hashes of one store, refreshed from its change log in bounded slices.
+    """The bucket hashes of one store, refreshed from its change log in bounded slices:
+    within ``slicer``'s shared budget (the node's ``dmfdns.slicing.Slicer``), or without
+    one ``slice_seconds`` a slice. ``timer`` (seconds, monotonic) measures a slice; it is
+    not the store's clock."""
 
-    ``timer`` (seconds, monotonic) measures a slice; it is not the store's clock."""
-
-    def __init__(self, store, *, timer=time.perf_counter, slice_seconds=SLICE_SECONDS):
+    def __init__(self, store, *, timer=time.perf_counter, slice_seconds=SLICE_SECONDS,
+                 slicer: Slicer | None = None):
         self._store = store
-        self._timer = timer
+        self._slicer = slicer
+        self._timer = slicer.timer if slicer is not None else timer
         self.slice_seconds = slice_seconds
         self._cursor = Cursor()
         self._buckets: list[dict[bytes, int]] = [{} for _ in range(BUCKETS)]
@@ -145,7 +150,7 @@ class FullSetIndex:
         edge (``expired`` tells whether that is done); True once the index covers the
         whole stable log."""
         now_ms = round(now * 1000)
-        until = self._timer() + self.slice_seconds
+        until = self._slice_end()
         self.slices += 1
         while True:
             page = self._store.changes_after(self._cursor, READ_BATCH, now=now)
@@ -162,6 +167,13 @@ class FullSetIndex:
         self.expired = self._expire(now_ms, until)
         return self.caught_up
 
+    def _slice_end(self) -> float:
+        """The end of this slice: the shared budget's (at least ``MIN_SLICE`` from now, so
+        every slice makes progress), or ``slice_seconds`` from now."""
+        if self._slicer is None:
+            return self._timer() + self.slice_seconds
+        return max(self._slicer.deadline(), self._timer() + MIN_SLICE)
+
     def catch_up(self, clock) -> defer.Deferred:
         """Refresh slice by slice, giving ``clock`` (the reactor) a turn between slices,
         until the index covers the stable log; fires with True. Callers share one run."""
@@ -177,7 +189,10 @@ class FullSetIndex:
         """True once caught up; False (logged) when the store fails on the way."""
         try:
             while not (self.refresh(clock.seconds()) and self.expired):
-                await task.deferLater(clock, 0, lambda: None)
+                if self._slicer is not None:
+                    await self._slicer.pause()
+                else:
+                    await task.deferLater(clock, 0, lambda: None)
         except Exception:
             log.failure("building the full-set index failed; it is tried again")
             return False

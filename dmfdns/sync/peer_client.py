@@ -26,13 +26,14 @@ PeerError = OutboundError
 # --- the sync calls -----------------------------------------------------------------------
 
 class PeerClient:
-    """The sync calls to the peer at ``base_url`` (``http://host:port``). ``pause()``,
-    when given, returns a Deferred that fires on the reactor's next turn: a digest page or
-    a pull answer is validated in steps (``wire.STEP`` entries) with a pause between them."""
+    """The sync calls to the peer at ``base_url`` (``http://host:port``). A digest page or
+    a pull answer is validated in steps (``wire.STEP`` entries); with ``slicer`` (the
+    node's ``dmfdns.slicing.Slicer``) the steps run within its shared budget of reactor
+    time, the reactor getting a turn when it is spent."""
 
-    def __init__(self, transport, base_url: str, token: str, pause=None):
+    def __init__(self, transport, base_url: str, token: str, slicer=None):
         self.transport = transport
-        self.pause = pause
+        self.slicer = slicer
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}",
                          wire.CAPABILITY_HEADER: wire.CAPABILITY,
@@ -83,11 +84,12 @@ class PeerClient:
         return parsed[0], parsed[1], extended
 
     async def _stepped(self, steps):
-        """Run a ``wire`` ``*_steps`` parser, pausing between its steps; its result."""
-        result = None
+        """Run a ``wire`` ``*_steps`` parser, pausing between its steps when the slice is
+        spent; its result."""
+        result, until = None, self.slicer.deadline() if self.slicer is not None else 0.0
         for result in steps:
-            if result is None and self.pause is not None:
-                await self.pause()
+            if result is None and self.slicer is not None:
+                until = await self.slicer.turn(until)
         return result
 
     async def manifest(self) -> str | None:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 from twisted.application import service
 from twisted.application.internet import TimerService
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..proto.admission import Limits
 from ..proto.signing import Signer
+from ..slicing import Slicer
 from ..store.writes import WriteService
 from .anti_entropy import AntiEntropy, Budget, Peer
 from .fullset import FullSetIndex
@@ -76,7 +77,11 @@ class ClusterSync(service.MultiService):
         self.transport = transport or HttpClient(
             clock, timeout=settings.peer_timeout, max_bytes=settings.max_response_bytes,
             tls=settings.tls)
-        self.index = FullSetIndex(store)
+        # The one budget of reactor time per turn that every sliced job of the node
+        # shares: the index build, the diff and admission of pulled pages, the parse of a
+        # peer's answers, and (make_cluster) the serving of digests and pulls.
+        self.slicer = Slicer(clock)
+        self.index = FullSetIndex(store, slicer=self.slicer)
         self.keeper = None
         if settings.operator_key is not None and settings.base:
             self.keeper = ManifestKeeper(store, node_id=settings.node_id, base=settings.base,
@@ -89,7 +94,8 @@ class ClusterSync(service.MultiService):
         self.anti_entropy = AntiEntropy(
             store, clock, client_for=self._client, writes=writes, budget=settings.budget,
             index=self.index, fullset_interval=settings.fullset_interval,
-            deadline_slack=2 * settings.peer_timeout, run_write=run_write)
+            deadline_slack=2 * settings.peer_timeout, run_write=run_write,
+            slicer=self.slicer)
         self.gossip_errors = 0
         self.tick_failures = 0
         self.syncing = bool(settings.sync_token)
@@ -116,7 +122,7 @@ class ClusterSync(service.MultiService):
 
     def _client(self, peer: Peer) -> PeerClient:
         return PeerClient(self.transport, peer.url, self.settings.sync_token,
-                          pause=lambda: task.deferLater(self.clock, 0, lambda: None))
+                          slicer=self.slicer)
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from dmfdns.proto import identity, owners
 from dmfdns.proto.signing import Signer
 from dmfdns.stall_probe import StallProbe
 from dmfdns.stall_trace import StallTrace
-from dmfdns.sync import anti_entropy
 from dmfdns.sync.anti_entropy import CURSOR_META, Peer
 from dmfdns.sync.fullset import FullSetIndex
 
@@ -153,7 +152,7 @@ def test_dns_is_answered_while_a_pulled_batch_is_admitted_and_commits_run_in_a_t
     source, sink = pair
     # Slices of 2 ms (10 ms in a node), as the index test does: more turns within the
     # ~100 ms a batch's admission takes, so the asking thread's answers land among them.
-    monkeypatch.setattr(anti_entropy, "SLICE_SECONDS", 0.002)
+    monkeypatch.setattr(sink.cluster.slicer, "seconds", 0.002)
     sync = sink.cluster.anti_entropy
     reactor_thread = threading.get_ident()
     admitted, applies = {}, []      # pulled batch -> its admission times; committing threads
