@@ -6,8 +6,12 @@ tombstone replicates, so the old one leaves every node). The first tick also rem
 heartbeats signed by this key for this endpoint (left by a crash). Other operators' wires in
 a shared zone are left alone. The endpoint must be a public host name: ``proto.heartbeat``
 refuses loopback and private addresses, because other operators' crawlers connect to it.
+
+A tick's writes (three durable commits) run through ``run_write``: in a node, where its
+other commits run, off the reactor thread, since a commit waits on the disk.
 """
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..proto import heartbeat, owners
@@ -19,12 +23,13 @@ log = Logger(namespace="dmfdns.heartbeat")
 
 class HeartbeatPublisher:
     def __init__(self, store, clock, *, signer: Signer, endpoint: str, zone: str,
-                 version: str, ttl: int, capabilities: int = 0):
+                 version: str, ttl: int, capabilities: int = 0, run_write=None):
         problem = heartbeat.endpoint_problem(endpoint)
         if problem:
             raise ValueError(f"heartbeat endpoint {endpoint!r}: {problem}")
         self.store = store
         self.clock = clock
+        self.run_write = run_write or defer.maybeDeferred
         self.signer = signer
         self.endpoint = endpoint
         self.zone = zone
@@ -36,13 +41,14 @@ class HeartbeatPublisher:
         self.failures = 0
         self._swept = False
 
-    def tick(self) -> None:
-        """Publish a fresh heartbeat; a failure is logged and counted, never raised."""
-        try:
-            self._publish(self.clock.seconds())
-        except Exception:
-            self.failures += 1
-            log.failure("publishing the heartbeat failed; retrying next interval")
+    def tick(self) -> defer.Deferred:
+        """Publish a fresh heartbeat; fires when it is stored. A failure is logged and
+        counted, never raised (the Deferred never fails)."""
+        return self.run_write(self._publish, self.clock.seconds()).addErrback(self._failed)
+
+    def _failed(self, failure) -> None:
+        self.failures += 1
+        log.failure("publishing the heartbeat failed; retrying next interval", failure)
 
     def _publish(self, now: float) -> None:
         ts = int(now)

@@ -106,7 +106,8 @@ class ClusterSync(service.MultiService):
             hb = settings.heartbeat
             self.heartbeat = HeartbeatPublisher(store, clock, signer=hb.signer,
                                                 endpoint=hb.endpoint, zone=hb.zone,
-                                                version=hb.version, ttl=hb.ttl)
+                                                version=hb.version, ttl=hb.ttl,
+                                                run_write=run_write)
             self._timer("heartbeat", hb.interval, self.heartbeat.tick)
 
     def _timer(self, name: str, interval: float, call) -> None:

@@ -16,6 +16,7 @@ from dmfdns.stall_probe import StallProbe
 from dmfdns.stall_trace import StallTrace
 from dmfdns.sync.anti_entropy import CURSOR_META, Peer
 from dmfdns.sync.fullset import FullSetIndex
+from dmfdns.sync.heartbeat import HeartbeatPublisher
 
 from node_support import dns_port, http_port, node_config, start_node
 
@@ -184,6 +185,21 @@ def test_dns_is_answered_while_a_pulled_batch_is_admitted_and_commits_run_in_a_t
     # Each page's changes and the cursor past it committed together, off the reactor thread.
     assert len(applies) == 2 and reactor_thread not in applies
     assert sink.store.meta_get(CURSOR_META + url) is not None
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_heartbeat_commits_where_the_nodes_commits_run(node):
+    runs = []
+
+    def run_write(fn, *args):
+        return threads.deferToThread(on_thread(runs, fn), *args)
+    beat = HeartbeatPublisher(node.store, reactor, signer=Signer(bytes(32)),
+                              endpoint="https://n1.example.net", zone="mesh.test",
+                              version="dmfdns-test", ttl=3600, run_write=run_write)
+    yield beat.tick()
+    assert beat.published == 1 and beat.failures == 0
+    assert runs and threading.get_ident() not in runs
+    assert len(node.store.get(owners.heartbeat("mesh.test"), time.time())) == 1
 
 
 @pytest_twisted.inlineCallbacks
