@@ -31,7 +31,7 @@ def test_bench_million_runs_end_to_end_at_a_small_size(tmp_path):
     assert figures["records"] == 3000 and figures["import_rate"] > 0
     assert 0 < figures["catch_up_seconds"] < 240
     assert figures["qps_big"] > 0 and figures["qps_small"] > 0
-    for shape in ("shared", "own"):
+    for shape in ("shared", "own", "zipf"):
         compared = figures["shapes"][shape]
         assert len(compared["runs"]["big"]) == len(compared["runs"]["small"]) == 2
         assert compared["small"]["hit_rate"] > 0.5 and compared["ratio"] > 0

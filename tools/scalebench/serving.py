@@ -8,21 +8,44 @@ Query shapes (every name asked exists on the node asked):
   working set, so a difference is the store's size alone;
 * ``own``: each node asked names drawn uniformly from its own names, fresh draws each run:
   a million-name node then keeps one name in ten in its answer cache where the small node
-  keeps all.
+  keeps all (the worst case for a cache);
+* ``zipf``: each node asked its own names with Zipf-like popularity (s = 1: the name ranked
+  r is asked in proportion to 1/r, ranks a fixed random order of the node's names), fresh
+  draws each run: real resolver traffic is skewed, so a cache of a tenth of the names
+  answers most queries.
 """
 
+import itertools
 import os
 import shutil
 import subprocess
 
 from . import dns
 
-SHAPES = ("shared", "own")
+SHAPES = ("shared", "own", "zipf")
 
 
 def median(values: list) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
+
+
+def zipf_draws(rng, order: list, count: int) -> list:
+    """``count`` names of ``order`` (the node's names, most popular first) drawn with Zipf
+    popularity, s = 1: the name at rank r (from 1) with probability (1/r) / H(len(order))."""
+    weights = _harmonic_sums(len(order))
+    return [order[i] for i in rng.choices(range(len(order)), cum_weights=weights, k=count)]
+
+
+_SUMS = {}
+
+
+def _harmonic_sums(population: int) -> list:
+    """``[H(1), H(2), ..., H(population)]``, computed once per population."""
+    if population not in _SUMS:
+        _SUMS[population] = list(itertools.accumulate(1.0 / rank
+                                                      for rank in range(1, population + 1)))
+    return _SUMS[population]
 
 
 def wait_index_built(node, token: str, timeout: float = 900.0) -> float:
