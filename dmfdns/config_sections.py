@@ -62,7 +62,7 @@ class DnsConfig:
         "its second miss")
     answer_cache_bytes: int = setting(
         64 * 2**20, kinds.size(0, 2**40),
-        "memory bound of the answer cache (keys, answers and ~430 bytes each; 0 = no cache)")
+        "memory bound of the answer cache (keys, answers and ~355 bytes each; 0 = no cache)")
     udp_max_payload: int = setting(
         1232, kinds.integer(512, 4096),
         "largest UDP response with EDNS (RFC 6891, Flag Day 2020)")

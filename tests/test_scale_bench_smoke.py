@@ -21,9 +21,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.ci, pytest.mark.integration]
 @pytest.mark.skipif(shutil.which("dnsperf") is None, reason="dnsperf (Debian) is needed")
 def test_bench_million_runs_end_to_end_at_a_small_size(tmp_path):
     out = tmp_path / "figures.json"
+    workdir = tmp_path / "bench"
     done = subprocess.run([sys.executable, str(TOOLS / "bench_million"), "--records", "3000",
                            "--file-records", "1500", "--small", "1000", "--dns-seconds", "1",
-                           "--rounds", "2",
+                           "--rounds", "2", "--workdir", str(workdir),
                            "--qps", "300", "--catch-up-limit", "240", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -39,6 +40,15 @@ def test_bench_million_runs_end_to_end_at_a_small_size(tmp_path):
     assert "DNS qps, own names" in done.stdout and "full-set index" in done.stdout
     assert figures["during_catch_up_qps"] and figures["fullset_after_restart_seconds"] > 0
     assert "catch-up of an empty peer" in done.stdout
+    # The in-process companion over the store A served: every shape measured.
+    inprocess = subprocess.run([sys.executable, str(TOOLS / "bench_respond"), "--store",
+                                str(workdir / "a" / "data"), "--names",
+                                str(workdir / "import-000.jsonl"), "--queries", "2000",
+                                "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    assert inprocess.returncode == 0, inprocess.stderr[-2000:]
+    assert inprocess.stdout.startswith("1,500 names: uniform ")
+    for shape in ("zipf", "hit", "lean"):
+        assert f" {shape} " in inprocess.stdout
 
 
 def test_bench_publish_answers_every_post_201(tmp_path):
