@@ -23,6 +23,12 @@ and a bad ``Content-Length`` drops the connection without a response (docs/compa
 
 After one of these refusals the connection reads nothing more and is closed once the
 response is written.
+
+A response goes out at most ``SEND_PIECE`` bytes per ``send()``, the reactor polling in
+between: a sync answer (a digest page, a pull: a few hundred kilobytes) written in
+Twisted's default 128 KiB pieces held the reactor thread inside ``send()`` for 50-120 ms
+at a time, off CPU, while a node served a catching-up peer at a million records on a
+loaded two-core box (``[node] stall_log``); in 16 KiB pieces those holds went away.
 """
 
 import json
@@ -35,6 +41,7 @@ from ..conn_table import ConnectionTable, close_victim
 from ..twisted_private import BadRequestHook
 
 SLOW_REQUEST = "request not received in time"
+SEND_PIECE = 16 * 1024      # bytes per send() of a response (Twisted's default: 128 KiB)
 # A new connection is not evicted before its first request for this long: a real client
 # sends its request with the first segment after the handshake.
 NEW_CONNECTION_GRACE = 1.0
@@ -92,6 +99,10 @@ class NodeChannel(BadRequestHook):
         self.refused = False
         self.busy = False        # a complete request is being answered (never evicted then)
         self._read_deadline = None
+
+    def connectionMade(self):
+        super().connectionMade()
+        limit_sends(self.transport, SEND_PIECE)
 
     def connectionLost(self, reason):
         self._cancel_deadline()
@@ -160,6 +171,16 @@ class NodeChannel(BadRequestHook):
         self.transport.write(error_response(status, message))
         self.site.request_refused(status)
         self.loseConnection()
+
+
+def limit_sends(transport, piece: int) -> None:
+    """Send at most ``piece`` bytes per ``send()`` on the socket under ``transport`` (a TLS
+    layer wraps the TCP transport that holds the limit)."""
+    while transport is not None:
+        if hasattr(transport, "SEND_LIMIT"):
+            transport.SEND_LIMIT = piece
+            return
+        transport = getattr(transport, "transport", None)
 
 
 @dataclass

@@ -4,12 +4,14 @@ answered over real loopback sockets in between, and the stall probe measures lat
 import hashlib
 import threading
 import time
+import urllib.request
 
 import pytest
 import pytest_twisted
 from dnslib import DNSRecord
-from twisted.internet import reactor, task, threads
+from twisted.internet import reactor, task, tcp, threads
 
+from dmfdns.http import channel
 from dmfdns.proto import identity, owners
 from dmfdns.proto.signing import Signer
 from dmfdns.stall_probe import StallProbe
@@ -268,3 +270,29 @@ def test_the_stall_trace_tells_the_reactor_threads_own_cpu_time():
     # Busy, it ran for most of what the watcher saw (the watcher's own turns take a little).
     assert report["watched_seconds"] >= 0.2
     assert report["cpu_seconds"] >= 0.5 * report["watched_seconds"]
+
+
+def digest_of(port: int, token: str) -> bytes:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/sync/digest?limit=2000",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return reply.read()
+
+
+@pytest_twisted.inlineCallbacks
+def test_http_answers_go_out_in_16_kib_pieces(pair, monkeypatch):
+    source, _ = pair
+    now = time.time()
+    source.store.put_many([(f"big{i}.mesh.test", "v" * 200 + str(i), now + 3600)
+                           for i in range(2000)], now=now)
+    sends = []                      # (the connection's limit, bytes offered) per send
+    original = tcp.Connection.writeSomeData
+
+    def recording(self, data):
+        sends.append((self.SEND_LIMIT, len(data)))
+        return original(self, data)
+    monkeypatch.setattr(tcp.Connection, "writeSomeData", recording)
+    body = yield threads.deferToThread(digest_of, http_port(source), "no-stall-token")
+    assert len(body) > 8 * channel.SEND_PIECE
+    # The answer left in many sends of at most SEND_PIECE bytes each, not 128 KiB ones.
+    assert len(sends) > 8 and {limit for limit, _ in sends} == {channel.SEND_PIECE}
