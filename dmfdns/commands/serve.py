@@ -177,14 +177,18 @@ def reload_on_sighup(reactor, node, path, notifier: Notifier) -> None:
     signal.signal(signal.SIGHUP, handler)
 
 
-# Python's cyclic garbage collector holds the GIL while it runs, so a full (generation 2)
-# collection is a reactor stall as long as the walk over every tracked object: 100-400 ms
-# in a node whose answer cache holds a few hundred thousand names, measured with
-# [node] stall_log (docs/performance.md). A young generation of 20,000 objects (not 700)
-# and 50 young collections per middle one (not 10) let the short-lived objects of a
-# request or a sync page die young instead of reaching generation 2, so full collections
-# become rare; what start-up made (modules, zones, config) is frozen out of them.
-GC_THRESHOLDS = (20_000, 50, 10)
+# Python's cyclic garbage collector holds the GIL while it runs, so every collection is a
+# reactor stall as long as its walk (docs/performance.md, measured with [node] stall_log and
+# the collections' thread CPU time at a million records). A full (generation 2) collection
+# walked a few hundred thousand containers of the answer cache and the full-set index:
+# 100-420 ms, until both stopped keeping containers per entry. A young collection of
+# 20,000 objects in a node pulling a million records cost 11-16 ms of CPU (75 % of them
+# cyclic garbage: Deferreds with cancellers, HTTP client objects), and a middle one after
+# 50 of them walked up to a million: 50-65 ms. 5,000 young objects and a middle
+# collection every 20 young ones bound them to about 4 ms and 100,000 objects, while
+# what a request or a sync page allocates still dies long before generation 2. What
+# start-up made (modules, zones, config) is frozen out of every collection.
+GC_THRESHOLDS = (5_000, 20, 10)
 
 
 def tune_collector() -> None:
