@@ -43,16 +43,19 @@ def write_config(directory: str, *, node_id: str, dns_port: int, http_port: int,
 
 
 class NodeProcess:
-    """``python -m dmfdns serve --config PATH`` in its own session, log in the directory."""
+    """``python -m dmfdns serve --config PATH`` in its own session, log in the directory;
+    with ``cpus``, every thread of it runs only on those CPUs."""
 
-    def __init__(self, config_path: str, http_port: int, dns_port: int, label: str):
+    def __init__(self, config_path: str, http_port: int, dns_port: int, label: str,
+                 cpus: set | None = None):
         self.label, self.http_port, self.dns_port = label, http_port, dns_port
         self.log_path = os.path.join(os.path.dirname(config_path), f"{label}.log")
         self._log = open(self.log_path, "wb")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "dmfdns", "serve", "--config", config_path],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
 
     @property
     def pid(self) -> int:
