@@ -141,7 +141,10 @@ def test_a_fresh_node_bootstraps_from_a_seed_domain_and_backfills(tmp_path, clea
     assert n1.post("_dmp.mesh.test", record) == 201
     for i in range(300):
         members[i % 3].post(f"old{i}.mesh.test", f"v{i}")
-    wait_until(lambda: identical(members), CONVERGE)
+    # The digest leaves out writes younger than the store's stable horizon, so right after
+    # the posts every node's set may still be empty (and equal): wait for the 300 (and the
+    # bootstrap record and the manifest the cluster publishes).
+    wait_until(lambda: identical(members) and len(n1.record_set()) > 300, CONVERGE)
     n4 = nodes["n4"]
     n4.cluster = ""               # it knows nothing: no base, key, manifest or token
     n4.write_config()
@@ -152,5 +155,5 @@ def test_a_fresh_node_bootstraps_from_a_seed_domain_and_backfills(tmp_path, clea
     cleanup.append(n4)
     n4.wait_ready()
     took = wait_until(lambda: n4.record_set() == n1.record_set(), CONVERGE)
-    assert len(n4.record_set()) >= 300
+    assert len(n4.record_set()) > 300
     print(f"\nbootstrap from the seed domain: backfilled in {took:.1f} s")
