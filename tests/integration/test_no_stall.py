@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 import pytest_twisted
 from dnslib import DNSRecord
-from twisted.internet import reactor, task, tcp, threads
+from twisted.internet import defer, reactor, task, tcp, threads
 
 from dmfdns.http import channel
 from dmfdns.proto import identity, owners
@@ -225,20 +225,27 @@ def hold_the_reactor(seconds: float) -> None:
     time.sleep(seconds)          # a blocking call: the GIL is free, the reactor is not
 
 
-@pytest_twisted.inlineCallbacks
-def test_the_stall_trace_names_what_held_the_reactor():
+@defer.inlineCallbacks
+def traced(hold, seconds: float):
+    """The stall trace's one report of ``hold(seconds)`` run on the reactor thread."""
     probe = StallProbe(reactor)
     trace = StallTrace(probe, reactor.seconds, threshold=0.030)
     probe.start()
     trace.start()
     try:
         yield task.deferLater(reactor, 0.05, lambda: None)
-        yield task.deferLater(reactor, 0, hold_the_reactor, 0.2)
+        yield task.deferLater(reactor, 0, hold, seconds)
         yield task.deferLater(reactor, 0.05, lambda: None)
     finally:
         trace.stop()
         probe.stop()
     (report,) = trace.reports
+    return report
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_stall_trace_names_what_held_the_reactor():
+    report = yield traced(hold_the_reactor, 0.2)
     assert 0.15 <= report["seconds"] < 0.5 and report["samples"] >= 5
     assert "hold_the_reactor" in report["stack"] and report["watcher_late"] < 0.1
     assert 0 <= report["gc_seconds"] < 0.15        # a sleep, not a garbage collection
@@ -254,18 +261,7 @@ def spin_the_reactor(seconds: float) -> None:
 
 @pytest_twisted.inlineCallbacks
 def test_the_stall_trace_tells_the_reactor_threads_own_cpu_time():
-    probe = StallProbe(reactor)
-    trace = StallTrace(probe, reactor.seconds, threshold=0.030)
-    probe.start()
-    trace.start()
-    try:
-        yield task.deferLater(reactor, 0.05, lambda: None)
-        yield task.deferLater(reactor, 0, spin_the_reactor, 0.3)
-        yield task.deferLater(reactor, 0.05, lambda: None)
-    finally:
-        trace.stop()
-        probe.stop()
-    (report,) = trace.reports
+    report = yield traced(spin_the_reactor, 0.3)
     assert "spin_the_reactor" in report["stack"]
     # Busy, it ran for most of what the watcher saw (the watcher's own turns take a little).
     assert report["watched_seconds"] >= 0.2
