@@ -48,11 +48,15 @@ class Slicer:
         self.pauses += 1
         return task.deferLater(self.clock, 0, lambda: None)
 
+    def slice_end(self) -> float:
+        """When a slice starting now ends: with the pass's budget, but at least
+        ``MIN_SLICE`` from now when the jobs ahead spent it."""
+        return max(self.deadline(), self.timer() + MIN_SLICE)
+
     async def turn(self, until: float) -> float:
         """``until`` while the current slice has time left; else pause and return when the
-        next slice ends: the pass's budget, or ``MIN_SLICE`` from the resumption when the
-        jobs ahead spent it."""
+        next slice ends (``slice_end``)."""
         if self.timer() < until:
             return until
         await self.pause()
-        return max(self.deadline(), self.timer() + MIN_SLICE)
+        return self.slice_end()

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from ..slicing import MIN_SLICE, Slicer
+from ..slicing import Slicer
 from ..store.api import Change, Cursor
 
 BUCKETS = 256
@@ -168,11 +168,10 @@ class FullSetIndex:
         return self.caught_up
 
     def _slice_end(self) -> float:
-        """The end of this slice: the shared budget's (at least ``MIN_SLICE`` from now, so
-        every slice makes progress), or ``slice_seconds`` from now."""
+        """The end of this slice: the shared budget's, or ``slice_seconds`` from now."""
         if self._slicer is None:
             return self._timer() + self.slice_seconds
-        return max(self._slicer.deadline(), self._timer() + MIN_SLICE)
+        return self._slicer.slice_end()
 
     def catch_up(self, clock) -> defer.Deferred:
         """Refresh slice by slice, giving ``clock`` (the reactor) a turn between slices,
@@ -243,7 +242,7 @@ class FullSetIndex:
         ends at ``until`` (at least one chunk: the rest waits for the next slice); True
         when none is left to drop."""
         edge = now_ms + EDGE_MS
-        while self._expiry_seconds and self._expiry_seconds[0] * 1000 <= edge:
+        while self._expiry_due(edge):
             second = self._expiry_seconds[0]
             chunks, kept = self._expiring[second], []
             for done, chunk in enumerate(chunks, 1):
@@ -259,8 +258,12 @@ class FullSetIndex:
             del self._expiring[second]
             heapq.heappop(self._expiry_seconds)
             if self._timer() >= until:
-                return not (self._expiry_seconds and self._expiry_seconds[0] * 1000 <= edge)
+                return not self._expiry_due(edge)
         return True
+
+    def _expiry_due(self, edge: int) -> bool:
+        """Whether the earliest filed second has reached the expiry edge."""
+        return bool(self._expiry_seconds) and self._expiry_seconds[0] * 1000 <= edge
 
     def _expire_chunk(self, keys: tuple, second: int, edge: int) -> tuple:
         """Drop the entries of ``keys`` (filed under ``second``) whose expiry reached
