@@ -31,14 +31,8 @@ class LmdbTables:
 
     def entries(self, rkey):
         prefix = rkey + layout.SEP
-        cursor = self._txn.cursor(self._records)
-        found = []
-        if cursor.set_range(prefix):
-            for key, raw in cursor:
-                if not key.startswith(prefix):
-                    break
-                found.append((key[len(prefix):], layout.decode_entry(raw)))
-        return found
+        return [(key[len(prefix):], layout.decode_entry(raw))
+                for key, raw in _prefixed(self._txn.cursor(self._records), prefix)]
 
     def set_entry(self, rkey, vhash, entry):
         self._txn.put(layout.record_key(rkey, vhash), layout.encode_entry(entry),
@@ -117,14 +111,8 @@ class LmdbTables:
     def auth_scan(self, prefix):
         if self._auth is None:
             return []
-        scan = self._txn.cursor(self._auth)
-        found = []
-        if scan.set_range(prefix):
-            for key, value in scan:
-                if not key.startswith(prefix):
-                    break
-                found.append((bytes(key), bytes(value)))
-        return found
+        return [(bytes(key), bytes(value))
+                for key, value in _prefixed(self._txn.cursor(self._auth), prefix)]
 
     def auth_set(self, key, value):
         if value is None:
@@ -189,3 +177,12 @@ class MigrationTables:
                 if not key.startswith(prefix):
                     return
                 yield bytes(key), bytes(value)
+
+
+def _prefixed(cursor, prefix: bytes):
+    """The (key, value) pairs of ``cursor``'s table whose key starts with ``prefix``."""
+    if cursor.set_range(prefix):
+        for key, value in cursor:
+            if not key.startswith(prefix):
+                return
+            yield key, value
