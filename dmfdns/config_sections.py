@@ -56,13 +56,15 @@ class DnsConfig:
         "addresses served over both UDP and TCP")
     answer_ttl: int = setting(
         60, kinds.integer(0, 86400), "TTL of served TXT answers (never beyond a record's life)")
-    answer_cache_entries: int = setting(
-        100_000, kinds.integer(0, 100_000_000),
-        "answers the answer cache keeps (0 = no cache); once full it admits an answer on "
-        "its second miss")
-    answer_cache_bytes: int = setting(
-        64 * 2**20, kinds.size(0, 2**40),
-        "memory bound of the answer cache (keys, answers and ~355 bytes each; 0 = no cache)")
+    answer_cache_entries: int | str = setting(
+        kinds.AUTO, kinds.or_auto(kinds.integer(0, 100_000_000)),
+        "answers the answer cache keeps (0 = no cache; \"auto\": 1.25 per stored name, at "
+        "least 100,000); once full it admits an answer on its second miss")
+    answer_cache_bytes: int | str = setting(
+        kinds.AUTO, kinds.or_auto(kinds.size(0, 2**40)),
+        "memory bound of the answer cache (keys, answers and ~355 bytes each; 0 = no cache; "
+        "\"auto\": 1 KiB per stored name, at least 64 MiB, at most a quarter of the "
+        "memory over the DNS processes)")
     udp_max_payload: int = setting(
         1232, kinds.integer(512, 4096),
         "largest UDP response with EDNS (RFC 6891, Flag Day 2020)")

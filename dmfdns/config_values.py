@@ -106,6 +106,23 @@ def duration(lo: float, hi: float):
                      f"duration {lo:g}..{hi:g} s")
 
 
+AUTO = "auto"
+
+
+def or_auto(check):
+    """``check``, or the word ``"auto"``, kept as ``AUTO`` for the node to work the value
+    out when it starts (the answer cache sized to the zone: ``dns/cache_sizing.py``)."""
+    @_described(f"\"auto\" or {check.describe}")
+    def read(value, where):
+        if value == AUTO:
+            return AUTO
+        try:
+            return check(value, where)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (or \"auto\")") from None
+    return read
+
+
 # --- booleans, strings, paths ----------------------------------------------------------------
 
 @_described("boolean")

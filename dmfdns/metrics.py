@@ -287,6 +287,9 @@ class _DnsCollector(_SafeCollector):
                      cache["entries"])
         yield _gauge("dmfdns_dns_answer_cache_bytes", "Estimated memory of the answer "
                      "cache (keys, responses and per-entry overhead).", cache["bytes"])
+        yield _gauge("dmfdns_dns_answer_cache_max_bytes", "The answer cache's memory bound "
+                     "(\"auto\": follows the names stored), summed over the DNS processes.",
+                     cache["max_bytes"])
 
 
 class _DnssecCollector(_SafeCollector):

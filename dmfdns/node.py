@@ -28,7 +28,8 @@ from twisted.internet import defer, threads
 
 from .config import Config, ListenAddress
 from .node_cluster import make_cluster
-from .node_dns import add_update, dns_listeners, make_responder
+from .dns.cache_sizing import RESIZE_INTERVAL
+from .node_dns import add_update, cache_sizer, dns_listeners, make_responder
 from .node_dnssec import KEY_TICK, KeySchedule
 from .node_files import NodeFiles, read_node_files
 from .node_http import add_registration, http_listeners, make_http, node_metrics
@@ -108,6 +109,12 @@ class Node(service.MultiService):
         self.resigner = resigner            # stored RRSIGs kept fresh (node_resign)
         if resigner is not None:
             resigner.setServiceParent(self)
+        sizer = cache_sizer(config, responder, store)
+        if sizer is not None:       # the answer cache follows the zone's size
+            resize = TimerService(RESIZE_INTERVAL, sizer.tick)
+            resize.clock = reactor
+            resize.setName("answer-cache-size")
+            resize.setServiceParent(self)
         sweep = TimerService(config.store.sweep_interval, sweeper.tick)
         sweep.clock = reactor
         sweep.setName("sweep")

@@ -8,6 +8,7 @@ process with its own buckets as Knot's and NSD's workers have)."""
 from twisted.logger import Logger
 
 from .config import Config
+from .dns.cache_sizing import cache_bounds, is_auto, memory_limit
 from .dns.counters import DnsCounters
 from .dns.responder import Responder, ResponderSettings
 from .dns.rrl import ResponseRateLimiter, RrlSettings
@@ -21,13 +22,44 @@ from .node_store import cookie_secret
 rrl_log = Logger(namespace="dmfdns.dns.rrl")
 
 
-def responder_settings(config: Config, secret: bytes | None) -> ResponderSettings:
+def responder_settings(config: Config, secret: bytes | None, names: int = 0,
+                       memory: int | None = None) -> ResponderSettings:
+    """The responder's settings from ``[dns]``, an ``"auto"`` answer cache sized for
+    ``names`` stored names and ``memory`` bytes (the node's limit when None)."""
     dns = config.dns
+    entries, size = cache_bounds(dns.answer_cache_entries, dns.answer_cache_bytes, names,
+                                 memory_limit() if memory is None else memory, dns.workers)
     return ResponderSettings(answer_ttl=dns.answer_ttl, edns_payload=dns.udp_max_payload,
                              nsid=dns.nsid.encode("utf-8") or None,
                              server_id=dns.server_id or None, version=dns.version or None,
-                             cookie_secret=secret, cache_entries=dns.answer_cache_entries,
-                             cache_bytes=dns.answer_cache_bytes)
+                             cookie_secret=secret, cache_entries=entries, cache_bytes=size)
+
+
+class CacheSizer:
+    """Keeps an ``"auto"`` answer cache sized to the zone (``dns/cache_sizing.py``):
+    ``tick`` (every ``RESIZE_INTERVAL`` seconds) reads how many names the store holds and
+    bounds the cache anew when that changes its bounds. Each DNS process runs its own."""
+
+    def __init__(self, config: Config, responder: Responder, store, memory: int | None = None):
+        self.dns = config.dns
+        self.responder = responder
+        self.store = store
+        self.memory = memory_limit() if memory is None else memory
+
+    def tick(self) -> None:
+        bounds = cache_bounds(self.dns.answer_cache_entries, self.dns.answer_cache_bytes,
+                              self.store.stats().names, self.memory, self.dns.workers)
+        settings = self.responder.settings
+        if bounds != (settings.cache_entries, settings.cache_bytes):
+            self.responder.resize_cache(*bounds)
+
+
+def cache_sizer(config: Config, responder: Responder, store) -> CacheSizer | None:
+    """A ``CacheSizer`` when either cache bound is ``"auto"``, else None."""
+    dns = config.dns
+    if not is_auto(dns.answer_cache_entries, dns.answer_cache_bytes):
+        return None
+    return CacheSizer(config, responder, store)
 
 
 def rrl_settings(config: Config) -> RrlSettings:
@@ -52,7 +84,8 @@ def make_responder(config: Config, reactor, zones, store, transfers=None, *,
         policies.append(ResponseRateLimiter(
             limits, counters, cookie_secret=secret,
             report=lambda line: rrl_log.warn("{line}", line=line)))
-    return Responder(list(zones), store, responder_settings(config, secret), counters,
+    names = store.stats().names
+    return Responder(list(zones), store, responder_settings(config, secret, names), counters,
                      policies=policies, on_error=FailureLog(reactor, dns_log).failure,
                      transfers=transfers,
                      signers=zone_signers(config, zones, reactor.seconds(),

@@ -35,7 +35,8 @@ from twisted.logger import Logger
 
 from .config import Config, ConfigError, ListenAddress
 from .dns.counters import DnsCounters
-from .node_dns import dns_listeners, make_responder
+from .dns.cache_sizing import RESIZE_INTERVAL
+from .node_dns import cache_sizer, dns_listeners, make_responder
 from .node_dnssec import KEY_TICK, KeySchedule, signing_counts
 from .node_files import load_zones
 from .node_store import open_store
@@ -258,9 +259,15 @@ def run_worker(config: Config, reactor, addresses: list[ListenAddress]) -> list:
     keys = task.LoopingCall(lambda: schedule.tick(reactor.seconds()))
     keys.clock = reactor
     keys.start(KEY_TICK, now=False)
+    loops = [reporter, keys]
+    sizer = cache_sizer(config, responder, store)       # its own cache, sized as the main's
+    if sizer is not None:
+        loops.append(task.LoopingCall(sizer.tick))
+        loops[-1].clock = reactor
+        loops[-1].start(RESIZE_INTERVAL, now=False)
 
     def stop():
-        for loop in (reporter, keys):
+        for loop in loops:
             if loop.running:
                 loop.stop()
         stopped = [defer.maybeDeferred(listener.stopService) for listener in listeners]

@@ -609,3 +609,62 @@ def test_the_byte_count_is_what_the_entries_cost_in_memory():
     finally:
         tracemalloc.stop()
     assert 0.8 < cache.bytes / held < 1.2
+
+
+def dns_key(name: bytes) -> bytes:
+    """A cache key (the query after its ID) for a TXT question for ``name``."""
+    return b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name + b"\x00\x10\x00\x01"
+
+
+def test_a_large_cache_is_sharded_and_keeps_its_bounds_and_counts():
+    """A cache sized for many names is split in shards (no table large enough to hold the
+    reactor while it grows); the bounds hold over all of them, the counters add up, a
+    write drops every spelling of the name it touched, and a resize evicts down to the
+    new bounds."""
+    counters = DnsCounters()
+    touched = {}
+    cache = AnswerCache(100_000, 10**9, counters, lambda old, new: touched[new])
+    names = [b"\x04n%03x\x04mesh\x04test" % i for i in range(3000)]
+    fill(cache, [dns_key(name) for name in names for _ in range(2)])
+    fill(cache, [dns_key(names[7].upper())])               # another spelling, same name
+    assert len(cache._shards) == 64
+    assert len(cache.entries) == counters.cache_entries == 3001
+    assert cache.bytes == counters.cache_bytes
+    touched[2] = {b"test.mesh.n007"}
+    assert cache.lookup(dns_key(names[7]), 2, T0, 1232) is None
+    assert dns_key(names[7].upper()) not in cache.entries
+    assert cache.lookup(dns_key(names[8]), 2, T0, 1232) is not None
+    assert counters.cache_entries == 2999
+    fill_more = [dns_key(b"\x04m%03x\x04mesh\x04test" % i) for i in range(3000)]
+    for key in fill_more:
+        cache.store(key, b"id\x84\x00" + b"x" * 98, generation=2, built=T0,
+                    until_ms=10**15, max_udp=1232, qtype=16)
+    cache.resize(1280, 10**9)                            # 20 per shard
+    assert len(cache.entries) == counters.cache_entries <= 1280
+    assert len(cache.entries) > 1200                     # each shard kept its share
+    assert cache.bytes == counters.cache_bytes
+    assert counters.cache_evictions == 5999 - len(cache.entries)
+    assert counters.cache_max_bytes == 10**9
+    assert cache.lookup(fill_more[-1], 2, T0, 1232) is not None   # the newest stay
+
+
+def test_a_small_cache_is_one_exact_lru_table():
+    cache = AnswerCache(1000, 10**9, DnsCounters())
+    assert len(cache._shards) == 1
+    cache = AnswerCache(10**6, 2**20, DnsCounters())      # few bytes: few shards
+    assert len(cache._shards) == 16
+
+
+def test_a_replaced_cache_leaves_the_counters():
+    """A reload builds a new cache over the same counters: the old one's entries and
+    bound leave them, so the gauges show the new cache alone."""
+    store = MemoryStore()
+    responder = Responder([ZONE], store, CACHED)
+    responder.respond(query("nope.mesh.test"), now=T0, max_udp=1232)
+    assert responder.counters.cache_entries == 1
+    responder.reconfigure([ZONE], ResponderSettings(answer_ttl=TTL, cache_entries=50,
+                                                    cache_bytes=2**20))
+    assert responder.counters.cache_entries == responder.counters.cache_bytes == 0
+    assert responder.counters.cache_max_bytes == 2**20
+    responder.reconfigure([ZONE], UNCACHED)
+    assert responder.counters.cache_max_bytes == 0

@@ -25,13 +25,15 @@ def test_bench_million_runs_end_to_end_at_a_small_size(tmp_path):
     done = subprocess.run([sys.executable, str(TOOLS / "bench_million"), "--records", "3000",
                            "--file-records", "1500", "--small", "1000", "--dns-seconds", "1",
                            "--rounds", "2", "--workdir", str(workdir),
-                           "--qps", "300", "--catch-up-limit", "240", "--json", str(out)],
+                           "--qps", "300", "--catch-up-limit", "240", "--warm-all",
+                           "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(out.read_text())
     assert figures["records"] == 3000 and figures["import_rate"] > 0
     assert 0 < figures["catch_up_seconds"] < 240
     assert figures["qps_big"] > 0 and figures["qps_small"] > 0
+    assert figures["a_warm_all_seconds"] > 0 and "every name asked once" in done.stdout
     for shape in ("shared", "own", "zipf"):
         compared = figures["shapes"][shape]
         assert len(compared["runs"]["big"]) == len(compared["runs"]["small"]) == 2

@@ -86,6 +86,7 @@ class DnsCounters:
         self.cache_declined = 0     # answers a full cache did not admit (first miss)
         self.cache_entries = 0
         self.cache_bytes = 0
+        self.cache_max_bytes = 0    # the cache's byte bound now (it follows an "auto" zone)
         # Positive DO answers of signed zones (lean.py): "stored" spliced the RRSIGs stored
         # at write time, "fallback" found none right for the live RRset and left the
         # answer to on-the-fly signing.
@@ -177,7 +178,8 @@ class DnsCounters:
                 "truncated": self.truncated, "dropped": self.dropped, "errors": self.errors,
                 "rrl": self.rrl, "signed": self.signed, **histograms, "cache": [
                     self.cache_hits, self.cache_misses, self.cache_evictions,
-                    self.cache_entries, self.cache_bytes, self.cache_declined]}
+                    self.cache_entries, self.cache_bytes, self.cache_declined,
+                    self.cache_max_bytes]}
 
     def add(self, snapshot: dict) -> None:
         """Add the counts of ``snapshot`` (another process's ``snapshot()``) to these."""
@@ -198,7 +200,8 @@ class DnsCounters:
                 histogram.counts = [a + b for a, b in zip(histogram.counts, counts)]
                 histogram.total += total
                 histogram.sum += total_sum
-        hits, misses, evictions, entries, size, declined = snapshot["cache"]
+        hits, misses, evictions, entries, size, declined, max_bytes = snapshot["cache"]
+        self.cache_max_bytes += max_bytes
         self.cache_declined += declined
         self.cache_hits += hits
         self.cache_misses += misses
@@ -208,7 +211,8 @@ class DnsCounters:
 
     def cache_counts(self) -> dict:
         """The answer cache's ``hits``, ``misses``, ``evictions``, ``declined``,
-        ``entries``, ``bytes``."""
+        ``entries``, ``bytes`` and ``max_bytes``."""
         return {"hits": self.cache_hits, "misses": self.cache_misses,
                 "evictions": self.cache_evictions, "declined": self.cache_declined,
-                "entries": self.cache_entries, "bytes": self.cache_bytes}
+                "entries": self.cache_entries, "bytes": self.cache_bytes,
+                "max_bytes": self.cache_max_bytes}

@@ -10,7 +10,7 @@ client address for cookies. Nothing here reads a clock or raises on any input; e
 behaviour, with its RFC, is listed in docs/dns-behaviour.md.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import client_options, cookies, edns, policy, query as wire, tsig
 from . import update as update_wire
@@ -99,6 +99,15 @@ class Responder:
         if self.cache is not None:
             self.cache.clear()
 
+    def resize_cache(self, entries: int, size: int) -> None:
+        """Bound the answer cache anew (``node_dns.CacheSizer``: the zone grew or shrank);
+        a reload keeps these bounds. Nothing changes when the cache is off."""
+        if self.cache is None or not entries or not size:
+            return
+        self.cache.resize(entries, size)
+        self.settings = replace(self.settings, cache_entries=entries,
+                               cache_bytes=size)
+
     def _serve(self, zones, settings: ResponderSettings) -> None:
         origins = [zone.origin for zone in zones]
         if len(set(origins)) != len(origins):
@@ -111,6 +120,8 @@ class Responder:
                               edns_payload=settings.edns_payload,
                               signers=lambda: self.signers,
                               counters=self.counters).answer
+        if getattr(self, "cache", None) is not None:
+            self.cache.close()      # its entries leave the counters with it
         self.cache = None
         if settings.cache_entries and settings.cache_bytes:
             self.cache = AnswerCache(settings.cache_entries, settings.cache_bytes,
