@@ -134,6 +134,22 @@ class NodeProcess:
         self._log.close()
 
 
+def reference_ms(repeats: int = 5) -> float:
+    """Milliseconds of a fixed pure-Python workload (dict and bytes work, as a node's per
+    record path does), best of ``repeats``: the same code's figures on two days compare
+    only as far as this does (the box's speed varies from day to day)."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        table = {}
+        for i in range(300_000):
+            key = b"name-%d" % i
+            table[key] = (i, key.upper())
+            table.pop(b"name-%d" % (i - 100), None)
+        best = min(best, time.perf_counter() - started)
+    return 1000 * best
+
+
 def load_average() -> str:
     with open("/proc/loadavg") as load:
         return " ".join(load.read().split()[:3])
