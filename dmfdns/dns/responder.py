@@ -65,6 +65,7 @@ class Responder:
         # Zone origin -> dns.signer.ZoneSigner for the zones signed online (DNSSEC).
         self.signers = dict(signers or {})
         self.counters = counters if counters is not None else DnsCounters()
+        self.cache = None
         self._serve(zones, settings)
         self._policies = tuple(policies)
         self.transfers = transfers     # xfr.Transfers for AXFR/IXFR; None refuses them
@@ -120,7 +121,7 @@ class Responder:
                               edns_payload=settings.edns_payload,
                               signers=lambda: self.signers,
                               counters=self.counters).answer
-        if getattr(self, "cache", None) is not None:
+        if self.cache is not None:
             self.cache.close()      # its entries leave the counters with it
         self.cache = None
         if settings.cache_entries and settings.cache_bytes:
