@@ -27,8 +27,7 @@ def responder_settings(config: Config, secret: bytes | None, names: int = 0,
     """The responder's settings from ``[dns]``, an ``"auto"`` answer cache sized for
     ``names`` stored names and ``memory`` bytes (the node's limit when None)."""
     dns = config.dns
-    entries, size = cache_bounds(dns.answer_cache_entries, dns.answer_cache_bytes, names,
-                                 memory_limit() if memory is None else memory, dns.workers)
+    entries, size = _cache_bounds(config, names, memory_limit() if memory is None else memory)
     return ResponderSettings(answer_ttl=dns.answer_ttl, edns_payload=dns.udp_max_payload,
                              nsid=dns.nsid.encode("utf-8") or None,
                              server_id=dns.server_id or None, version=dns.version or None,
@@ -41,17 +40,23 @@ class CacheSizer:
     bounds the cache anew when that changes its bounds. Each DNS process runs its own."""
 
     def __init__(self, config: Config, responder: Responder, store, memory: int | None = None):
-        self.dns = config.dns
+        self.config = config
         self.responder = responder
         self.store = store
         self.memory = memory_limit() if memory is None else memory
 
     def tick(self) -> None:
-        bounds = cache_bounds(self.dns.answer_cache_entries, self.dns.answer_cache_bytes,
-                              self.store.stats().names, self.memory, self.dns.workers)
+        bounds = _cache_bounds(self.config, self.store.stats().names, self.memory)
         settings = self.responder.settings
         if bounds != (settings.cache_entries, settings.cache_bytes):
             self.responder.resize_cache(*bounds)
+
+
+def _cache_bounds(config: Config, names: int, memory: int) -> tuple[int, int]:
+    """The answer cache's ``(entries, bytes)`` for ``[dns]`` with ``names`` stored."""
+    dns = config.dns
+    return cache_bounds(dns.answer_cache_entries, dns.answer_cache_bytes, names, memory,
+                        dns.workers)
 
 
 def cache_sizer(config: Config, responder: Responder, store) -> CacheSizer | None:

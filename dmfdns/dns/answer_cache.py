@@ -138,10 +138,13 @@ class AnswerCache:
         until = (until_ms - 0.5) / 1000
         if until < built:
             return
-        shards = self._shards
-        if shards[hash(key) % len(shards)].store(key, response, until, max_udp, qtype):
+        if self._shard_of(key).store(key, response, until, max_udp, qtype):
             if built > self.newest:
                 self.newest = built
+
+    def _shard_of(self, key: bytes) -> "_Shard":
+        """The shard holding ``key`` (``lookup`` inlines this: it is the hit path)."""
+        return self._shards[hash(key) % len(self._shards)]
 
     def advance(self, generation) -> None:
         """Move to ``generation``: drop the answers for the names the generations since
@@ -157,11 +160,10 @@ class AnswerCache:
         if keys is None:
             self.clear()
             return
-        shards = self._shards
         for name in map(_wire_name, keys):
             for key in self._names.keys_of(hash(name)):
-                shards[hash(key) % len(shards)].drop(key)
-        for shard in shards:
+                self._shard_of(key).drop(key)
+        for shard in self._shards:
             shard.drop_negatives()
 
     def close(self) -> None:
